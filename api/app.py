@@ -1,0 +1,46 @@
+"""The FastAPI application: routers, error handlers, the pool opened in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import make_asgi_app
+
+from api.batteries.router import router as batteries_router
+from api.errors import install_error_handlers
+from packfleet.db import open_pool
+from packfleet.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_pool(
+            settings.require_database_url(), name="api", max_size=settings.db_pool_max
+        ) as pool:
+            app.state.pool = pool
+            yield
+
+    app = FastAPI(
+        title="packfleet API",
+        version="1.0",
+        description="Battery-as-a-service backend: batteries, battery packs, consumers, commands.",
+        docs_url="/api-docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(batteries_router)
+    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        async with app.state.pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,71 @@
+"""SQL for the batteries table and its latest reading. Functions take `conn` first and never commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+
+BATTERY_COLUMNS = """
+    b.id, b.serial_number, b.status, b.health_score, b.owner_id, b.dealer_id, b.created_at,
+    b.desired_enabled, b.desired_spec, b.reported_enabled, b.reported_spec, b.reported_at,
+    b.firmware, b.online, b.last_seen_at
+"""
+
+
+async def insert_battery(
+    conn: AsyncConnection, *, serial_number: str, health_score: float, dealer_id: int | None
+) -> dict[str, Any] | None:
+    """Insert a battery; None when the serial is already taken."""
+    cur = await conn.execute(
+        f"""INSERT INTO batteries AS b (serial_number, health_score, dealer_id)
+            VALUES (%s, %s, %s)
+            ON CONFLICT (serial_number) DO NOTHING
+            RETURNING {BATTERY_COLUMNS}""",
+        (serial_number, health_score, dealer_id),
+    )
+    return await cur.fetchone()
+
+
+async def list_batteries(
+    conn: AsyncConnection, *, status: str | None, dealer_id: int | None, owner_id: int | None
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        f"""SELECT {BATTERY_COLUMNS}, c.name AS consumer_name
+            FROM batteries b LEFT JOIN consumers c ON c.id = b.owner_id
+            WHERE b.deleted_at IS NULL
+              AND (%(status)s::text IS NULL OR b.status = %(status)s)
+              AND (%(dealer)s::bigint IS NULL OR b.dealer_id = %(dealer)s)
+              AND (%(owner)s::bigint IS NULL OR b.owner_id = %(owner)s)
+            ORDER BY b.id""",
+        {"status": status, "dealer": dealer_id, "owner": owner_id},
+    )
+    return await cur.fetchall()
+
+
+async def get_battery(conn: AsyncConnection, serial: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {BATTERY_COLUMNS} FROM batteries b WHERE b.serial_number = %s AND b.deleted_at IS NULL",
+        (serial,),
+    )
+    return await cur.fetchone()
+
+
+async def get_latest_reading(conn: AsyncConnection, battery_id: int) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT ts, voltage, current, soc, temperature, lat, lon FROM battery_latest WHERE battery_id = %s",
+        (battery_id,),
+    )
+    return await cur.fetchone()
+
+
+async def get_pending_command(conn: AsyncConnection, battery_id: int) -> dict[str, Any] | None:
+    """The oldest command of this battery that has not reached a final state."""
+    cur = await conn.execute(
+        """SELECT id, action, spec, status, created_at, sent_at, delivered_at, expires_at, attempts
+           FROM commands
+           WHERE battery_id = %s AND status IN ('queued', 'sent', 'delivered')
+           ORDER BY created_at LIMIT 1""",
+        (battery_id,),
+    )
+    return await cur.fetchone()

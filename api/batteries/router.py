@@ -1,0 +1,42 @@
+"""Battery Management endpoints (spec: ienerzy-bms-api.md, "Battery Management")."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+
+from api.batteries import service
+from api.batteries.models import BatteryCreate, battery_body, control_body, telemetry_body
+from api.deps import ConnDep, CurrentUser
+
+router = APIRouter(prefix="/api/batteries", tags=["batteries"])
+
+
+@router.get("")
+async def list_batteries(
+    conn: ConnDep,
+    principal: CurrentUser,
+    status: Literal["active", "inactive", "maintenance"] | None = None,
+    dealer_id: int | None = Query(default=None),
+) -> list[dict[str, Any]]:
+    rows = await service.list_batteries(conn, principal=principal, status=status, dealer_id=dealer_id)
+    return [battery_body(r) for r in rows]
+
+
+@router.post("", status_code=201)
+async def create_battery(conn: ConnDep, principal: CurrentUser, body: BatteryCreate) -> dict[str, Any]:
+    return battery_body(await service.create_battery(conn, principal=principal, body=body))
+
+
+@router.get("/{serial}")
+async def get_battery(conn: ConnDep, principal: CurrentUser, serial: str) -> dict[str, Any]:
+    found = await service.battery_detail(conn, principal=principal, serial=serial)
+    pending = found["pending"]
+    if pending is not None:
+        pending = {**pending, "id": str(pending["id"])}
+    return {
+        "battery": battery_body(found["battery"]),
+        "telemetry": telemetry_body(found["reading"]),
+        "control": control_body(found["battery"], pending),
+    }

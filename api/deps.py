@@ -1,0 +1,62 @@
+"""Dependencies shared by the routers: settings, a database connection, the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated, AsyncIterator, Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from api.auth.tokens import InvalidToken, Principal, verify_token
+from api.errors import Forbidden, Unauthorized
+from packfleet.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_pool(request: Request) -> AsyncConnectionPool:
+    return request.app.state.pool
+
+
+async def get_conn(pool: Annotated[AsyncConnectionPool, Depends(get_pool)]) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection; the service function that uses it owns its transactions."""
+    async with pool.connection() as conn:
+        yield conn
+
+
+def get_principal(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("Valid JWT token is required")
+    try:
+        principal = verify_token(credentials.credentials, secret=settings.require_jwt_secret())
+    except InvalidToken:
+        raise Unauthorized("Valid JWT token is required", error="Invalid or expired token") from None
+    request.state.principal = principal
+    return principal
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
+ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
+CurrentUser = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: str) -> Callable[[Principal], Principal]:
+    """A dependency that lets only these roles through (403 otherwise)."""
+
+    def check(principal: CurrentUser) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden("Insufficient permissions for this operation")
+        return principal
+
+    return check

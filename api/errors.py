@@ -1,0 +1,116 @@
+"""API errors, all answered in the spec's body `{"error", "details", "code"}`.
+
+    ApiError                 any error the API answers on purpose
+    ├── BadRequest           400 (validation errors too)
+    ├── Unauthorized         401 missing, malformed, forged or expired token
+    ├── Forbidden            403 the role may not do this
+    ├── NotFound             404 absent, or another dealer's (we do not say which)
+    ├── Conflict             409 already exists / wrong state
+    └── TooManyRequests      429 with Retry-After
+
+Everything else is a 500 whose details never leak internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status = 500
+    code = "INTERNAL_ERROR"
+    error = "Internal server error"
+
+    def __init__(
+        self,
+        details: Any = None,
+        *,
+        error: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(details or error or self.error)
+        self.details = details
+        self.error = error or self.error
+        self.code = code or self.code
+        self.headers = headers
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error, "details": self.details, "code": self.code, **self.extra}
+
+
+class BadRequest(ApiError):
+    status, code, error = 400, "VALIDATION_ERROR", "Invalid request"
+
+
+class Unauthorized(ApiError):
+    status, code, error = 401, "AUTH_REQUIRED", "Authentication required"
+
+
+class Forbidden(ApiError):
+    status, code, error = 403, "FORBIDDEN", "Access denied"
+
+
+class NotFound(ApiError):
+    status, code, error = 404, "NOT_FOUND", "Not found"
+
+
+class Conflict(ApiError):
+    status, code, error = 409, "CONFLICT", "Conflict"
+
+
+class TooManyRequests(ApiError):
+    status, code, error = 429, "RATE_LIMITED", "Rate limit exceeded"
+
+
+_STATUS_NAMES = {
+    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 429: TooManyRequests
+}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in errors]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error the app can raise to the spec's body."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = validation_details(list(exc.errors()))
+        fields = ", ".join(sorted({d["field"] for d in details}))
+        body = {"error": f"Invalid fields: {fields}", "details": details, "code": "VALIDATION_ERROR"}
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = _STATUS_NAMES.get(exc.status_code, ApiError)
+        body = {"error": kind.error, "details": exc.detail, "code": kind.code}
+        if kind is ApiError:
+            body["code"] = f"HTTP_{exc.status_code}"
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        body = {"error": "Internal server error", "details": None, "code": "INTERNAL_ERROR"}
+        return JSONResponse(body, status_code=500)

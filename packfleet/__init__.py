@@ -1,0 +1,1 @@
+"""Shared plumbing of packfleet: settings, database pool, migrations, MQTT, logging, metrics, CLI."""

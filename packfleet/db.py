@@ -1,0 +1,36 @@
+"""Database connections: one pool per process, opened by the process's main() or lifespan."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+
+@asynccontextmanager
+async def open_pool(
+    url: str, *, name: str, min_size: int = 1, max_size: int = 10, timeout: float = 30.0
+) -> AsyncIterator[AsyncConnectionPool]:
+    """Open an async pool whose connections return rows as dicts; close it on exit."""
+    pool = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        timeout=timeout,
+        kwargs={"row_factory": dict_row, "application_name": f"packfleet-{name}"},
+    )
+    await pool.open(wait=True, timeout=timeout)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+    """One synchronous connection, for CLI commands and migrations."""
+    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)

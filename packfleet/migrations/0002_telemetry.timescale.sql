@@ -1,0 +1,1 @@
+SELECT create_hypertable('telemetry', by_range('ts', INTERVAL '1 day'));

@@ -1,0 +1,1 @@
+"""SQL migrations; see packfleet.migrate for the naming rules."""

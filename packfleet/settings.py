@@ -1,0 +1,125 @@
+"""All configuration, read from PACKFLEET_* environment variables (or a .env file)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that appear in docs and examples; refusing them keeps a copy-pasted config out of production.
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "please-change", "dev"}
+
+
+class MqttTarget:
+    """A parsed `mqtt://[user:pass@]host:port` URL."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp"):
+            raise ValueError(f"MQTT URL must start with mqtt://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"MQTT URL has no host: {url!r}")
+        self.host: str = parts.hostname
+        self.port: int = parts.port or 1883
+        self.username: str | None = unquote(parts.username) if parts.username else None
+        self.password: str | None = unquote(parts.password) if parts.password else None
+
+    def __repr__(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        return f"mqtt://{user}{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    """Everything a packfleet process can be told; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="PACKFLEET_", env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    mqtt_url: str | None = None
+    # MQTT protocol the services speak: 5 on Mosquitto (shared subscriptions, message expiry),
+    # 3 (3.1.1) for the embedded amqtt broker, which speaks nothing newer.
+    mqtt_protocol: Literal[3, 5] = 5
+    data_dir: Path = Path(".packfleet")
+
+    # Unset: `packfleet up` keeps a generated one in its data dir; other commands refuse to sign.
+    jwt_secret: SecretStr | None = None
+    jwt_ttl_minutes: int = Field(default=24 * 60, ge=1)
+    aadhaar_key: SecretStr | None = None  # Fernet key; derived from jwt_secret when unset
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    metrics_port: int | None = None  # Prometheus exporter of ingest/control; off when unset
+    db_pool_max: int = Field(default=10, ge=1)
+
+    rate_limit_auth: str = "5/minute"
+    rate_limit_api: str = "100/minute"
+    rate_limit_upload: str = "10/minute"
+    redis_url: str | None = None
+
+    # ingest
+    ingest_batch_rows: int = Field(default=2000, ge=1)
+    ingest_batch_ms: int = Field(default=200, ge=1)
+    ingest_max_buffered: int = Field(default=50_000, ge=100)
+    ingest_client_id: str = "packfleet-ingest"
+    ingest_share_group: str = "ingest"
+
+    # control
+    command_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    command_retry_base_seconds: float = Field(default=5.0, gt=0)
+    command_retry_max_seconds: float = Field(default=300.0, gt=0)
+    command_bulk_rate_per_s: float = Field(default=500.0, gt=0)
+
+    # TimescaleDB policies (used only when the extension exists)
+    telemetry_compress_after: str = "7 days"
+    telemetry_retention: str = "365 days"
+
+    storage_dir: Path | None = None  # uploaded documents; default <data_dir>/storage
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("PACKFLEET_DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            MqttTarget(value)
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.jwt_secret is None:
+            return self
+        secret = self.jwt_secret.get_secret_value()
+        if secret.lower() in _PLACEHOLDER_SECRETS or len(secret) < 16:
+            raise ValueError("PACKFLEET_JWT_SECRET must be a real secret of at least 16 characters")
+        return self
+
+    @cached_property
+    def mqtt(self) -> MqttTarget:
+        if self.mqtt_url is None:
+            raise RuntimeError("PACKFLEET_MQTT_URL is not set")
+        return MqttTarget(self.mqtt_url)
+
+    def require_jwt_secret(self) -> str:
+        if self.jwt_secret is None:
+            raise RuntimeError("PACKFLEET_JWT_SECRET is not set")
+        return self.jwt_secret.get_secret_value()
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise RuntimeError("PACKFLEET_DATABASE_URL is not set (or run `packfleet up`)")
+        return self.database_url
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "storage"

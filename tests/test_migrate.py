@@ -1,0 +1,33 @@
+"""Migrations: applied in order, once, on plain PostgreSQL or TimescaleDB alike."""
+
+import psycopg
+import pytest
+
+from packfleet.migrate import discover, migrate
+
+
+def test_migrations_are_versioned_and_contiguous() -> None:
+    versions = [m.version for m in discover()]
+    assert versions == sorted(set(versions))
+    assert versions[0] == 1
+
+
+def test_migrate_is_idempotent_and_records_versions(fresh_database_url: str) -> None:
+    # The fixture already migrated; a second run applies nothing and changes nothing.
+    assert migrate(fresh_database_url) == []
+    with psycopg.connect(fresh_database_url) as conn:
+        recorded = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+        storage = {r[0] for r in conn.execute("SELECT storage FROM schema_migrations")}
+        timescale = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    assert recorded == [m.version for m in discover()]
+    assert storage == {"timescale" if timescale else "plain"}
+
+
+def test_plain_storage_has_brin_and_primary_key(fresh_database_url: str) -> None:
+    with psycopg.connect(fresh_database_url) as conn:
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+            pytest.skip("TimescaleDB is installed: the plain layout is not used")
+        indexes = {r[0]: r[1] for r in conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'telemetry'")}
+    assert any("brin" in d for d in indexes.values())
+    assert any("(battery_id, ts)" in d for d in indexes.values())
