@@ -1,0 +1,150 @@
+"""The `packfleet` command: the whole stack (`up`) or one part each, for production."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import uvicorn
+
+from packfleet.logs import setup_logging
+from packfleet.settings import Settings
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    setup_logging(settings.log_level, json_lines=settings.log_json)
+    return settings
+
+
+def _serve(service: Callable[[Settings, asyncio.Event], Awaitable[None]], settings: Settings) -> None:
+    """Run one long-lived service until SIGINT or SIGTERM."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await service(settings, stop)
+
+    asyncio.run(main())
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Optional[Path], typer.Option(help="where embedded data lives")] = None,
+    batteries: Annotated[int, typer.Option(help="simulated demo batteries (0: none)")] = 24,
+    interval: Annotated[float, typer.Option(help="seconds between a battery's readings")] = 5.0,
+) -> None:
+    """Start everything: embedded broker and database unless configured, migrations, demo data,
+    ingest, control, the API and a simulator."""
+    from packfleet.up import main
+
+    main(_settings(data_dir=data_dir), simulate=batteries, interval=interval)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from packfleet.migrate import migrate as apply
+
+    applied = apply(_settings().require_database_url())
+    typer.echo("\n".join(applied) if applied else "database is up to date")
+
+
+@app.command()
+def api(
+    host: Annotated[Optional[str], typer.Option()] = None,
+    port: Annotated[Optional[int], typer.Option()] = None,
+) -> None:
+    """Serve the REST API."""
+    from api.app import create_app
+
+    settings = _settings(api_host=host, api_port=port)
+    settings.require_jwt_secret()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
+
+
+@app.command()
+def ingest() -> None:
+    """Run an ingest worker (telemetry and status from MQTT into the database)."""
+    from ingest.main import run
+
+    _serve(run, _settings())
+
+
+@app.command()
+def control() -> None:
+    """Run the control service (publishes commands, tracks acknowledgements, retries, expiry)."""
+    from control.main import run
+
+    _serve(run, _settings())
+
+
+@app.command("seed-demo")
+def seed_demo(batteries: Annotated[int, typer.Option()] = 24) -> None:
+    """Load the demo dealer, users, consumers and batteries (idempotent)."""
+    from packfleet.db import connect
+    from packfleet.demo import seed_demo as seed
+
+    with connect(_settings().require_database_url()) as conn:
+        serials = seed(conn, batteries=batteries)
+    typer.echo(f"demo data ready: {len(serials)} batteries {serials[0]}..{serials[-1]}")
+
+
+@user_app.command("add")
+def user_add(
+    phone: Annotated[str, typer.Option(help="E.164, e.g. +919876543210")],
+    name: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="admin, dealer, technician or nbfc")],
+    dealer_id: Annotated[Optional[int], typer.Option(help="a dealer user's dealer (new one if unset)")] = None,
+) -> None:
+    """Add a user who can then log in by OTP."""
+    from packfleet.accounts import AccountError, add_user
+    from packfleet.db import connect
+
+    with connect(_settings().require_database_url()) as conn:
+        try:
+            user = add_user(conn, phone=phone, name=name, role=role, dealer_id=dealer_id)
+        except AccountError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"user {user['id']} {user['phone']} role={user['role']} dealer_id={user['dealer_id']}")
+
+
+@app.command()
+def token(
+    phone: Annotated[str, typer.Option(help="the user's phone")],
+    hours: Annotated[float, typer.Option(help="validity")] = 24.0,
+) -> None:
+    """Print a JWT for an existing user (an operator's tool for scripts)."""
+    from packfleet.accounts import AccountError, token_for_phone
+    from packfleet.db import connect
+
+    settings = _settings()
+    with connect(settings.require_database_url()) as conn:
+        try:
+            jwt = token_for_phone(conn, phone, secret=settings.require_jwt_secret(), ttl=timedelta(hours=hours))
+        except AccountError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(jwt)
+
+
+def _register_sim() -> None:
+    """`packfleet sim` is the simulator's own typer command (device_sim/cli.py)."""
+    from device_sim.cli import sim
+
+    app.command("sim", help="Simulate batteries speaking the MQTT device contract.")(sim)
+
+
+_register_sim()

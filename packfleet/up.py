@@ -1,0 +1,142 @@
+"""`packfleet up`: the whole stack in one process for a newcomer, with embedded defaults."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import uvicorn
+
+from api.app import create_app
+from control.main import run as run_control
+from device_sim.main import SimOptions
+from device_sim.main import run as run_sim
+from ingest.main import run as run_ingest
+from packfleet.accounts import token_for_phone
+from packfleet.db import connect
+from packfleet.demo import ADMIN_PHONE, DEALER_PHONE, seed_demo
+from packfleet.embedded import EmbeddedBroker, EmbeddedPostgres, port_or_free
+from packfleet.migrate import migrate
+from packfleet.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEMO_BATTERIES = 24
+
+
+def _jwt_secret(data_dir: Path) -> str:
+    """The demo stack's signing secret, kept in the data dir so tokens survive a restart."""
+    path = data_dir / "jwt_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: float = 5.0) -> None:
+    started = time.monotonic()
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    embedded_db = settings.database_url is None
+    embedded_mqtt = settings.mqtt_url is None
+    overrides: dict[str, object] = {"data_dir": data_dir}
+    if settings.jwt_secret is None:
+        overrides["jwt_secret"] = _jwt_secret(data_dir)
+
+    postgres = EmbeddedPostgres(data_dir) if embedded_db else None
+    broker = EmbeddedBroker(port_or_free(1883)) if embedded_mqtt else None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    tasks: list[asyncio.Task[None]] = []
+    server: uvicorn.Server | None = None
+    try:
+        if postgres is not None:
+            overrides["database_url"] = await asyncio.to_thread(postgres.start)
+        if broker is not None:
+            overrides["mqtt_url"] = await broker.start()
+            overrides["mqtt_protocol"] = 3  # amqtt speaks MQTT 3.1.1 only
+        settings = settings.model_copy(update=overrides)
+        database_url = settings.require_database_url()
+
+        applied = await asyncio.to_thread(migrate, database_url)
+        log.info("migrations applied", extra={"applied": applied})
+
+        def seed() -> tuple[list[str], str]:
+            with connect(database_url) as conn:
+                serials = seed_demo(conn, batteries=max(simulate, 1))
+                token = token_for_phone(conn, ADMIN_PHONE, secret=settings.require_jwt_secret(),
+                                        ttl=timedelta(minutes=settings.jwt_ttl_minutes))
+                return serials, token
+
+        serials, token = await asyncio.to_thread(seed)
+
+        port = port_or_free(settings.api_port, settings.api_host)
+        config = uvicorn.Config(create_app(settings), host=settings.api_host, port=port,
+                                log_config=None, lifespan="on")
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours stop everything
+        tasks.append(asyncio.create_task(server.serve(), name="api"))
+        tasks.append(asyncio.create_task(run_ingest(settings, stop), name="ingest"))
+        tasks.append(asyncio.create_task(run_control(settings, stop), name="control"))
+        if simulate:
+            options = SimOptions(serials=serials[:simulate], interval=interval)
+            tasks.append(asyncio.create_task(run_sim(settings, stop, options), name="sim"))
+        while not server.started:
+            if tasks[0].done():
+                await tasks[0]
+                raise RuntimeError("the API server stopped while starting")
+            await asyncio.sleep(0.05)
+
+        api = f"http://{settings.api_host}:{port}"
+        print(f"""
+PACKFLEET_API={api}
+PACKFLEET_MQTT_URL={settings.mqtt_url}
+PACKFLEET_DATABASE_URL={database_url}
+PACKFLEET_TOKEN={token}
+
+# packfleet is up in {time.monotonic() - started:.1f}s (data in {data_dir}).
+# API docs (Swagger UI): {api}/api-docs
+# The token above is the demo admin's. To log in as the demo dealer by OTP:
+#   curl -X POST {api}/api/auth/login -H 'Content-Type: application/json' \\
+#        -d '{{"phone": "{DEALER_PHONE}", "userType": "dealer"}}'
+#   (the OTP is in this log: the development SMS provider prints every message), then
+#   curl -X POST {api}/api/auth/verify-otp -H 'Content-Type: application/json' \\
+#        -d '{{"phone": "{DEALER_PHONE}", "otp": "<otp>"}}'
+# Try: curl -H "Authorization: Bearer $PACKFLEET_TOKEN" {api}/api/batteries/{serials[0]}
+# Ctrl-C stops everything.
+""", flush=True)
+
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                log.error("service %s failed", task.get_name(), exc_info=task.exception())
+    finally:
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+        if tasks:
+            results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
+            for task, result in zip(tasks, results, strict=True):
+                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                    log.error("service %s ended with an error: %r", task.get_name(), result)
+        if broker is not None:
+            await broker.stop()
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
+        log.info("packfleet stopped")
+
+
+def main(settings: Settings, *, simulate: int, interval: float) -> None:
+    try:
+        asyncio.run(up(settings, simulate=simulate, interval=interval))
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,68 @@
+"""The operator commands: migrate, seed-demo, user add, token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+
+from api.auth.tokens import verify_token
+from tests.conftest import JWT_SECRET
+from tests.factories import unique_phone
+
+
+def packfleet(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PACKFLEET_DATABASE_URL": database_url, "PACKFLEET_JWT_SECRET": JWT_SECRET,
+           "PACKFLEET_LOG_JSON": "false"}
+    return subprocess.run([sys.executable, "-m", "packfleet", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_migrate_reports_up_to_date(database_url: str) -> None:
+    result = packfleet(database_url, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+
+
+def test_dealer_user_gets_own_dealer_and_token_verifies(database_url: str) -> None:
+    phone = unique_phone()
+    added = packfleet(database_url, "user", "add", "--phone", phone, "--name", "Asha EV", "--role", "dealer")
+    assert added.returncode == 0, added.stderr
+    with psycopg.connect(database_url) as conn:
+        dealer_id, dealer_name = conn.execute(
+            "SELECT d.id, d.name FROM users u JOIN dealers d ON d.id = u.dealer_id WHERE u.phone = %s",
+            (phone,),
+        ).fetchone()
+    assert dealer_name == "Asha EV"
+
+    issued = packfleet(database_url, "token", "--phone", phone)
+    assert issued.returncode == 0, issued.stderr
+    principal = verify_token(issued.stdout.strip(), secret=JWT_SECRET)
+    assert (principal.role, principal.dealer_id) == ("dealer", dealer_id)
+
+
+def test_user_add_refuses_bad_input_and_duplicates(database_url: str) -> None:
+    bad_phone = packfleet(database_url, "user", "add", "--phone", "98765", "--name", "X", "--role", "admin")
+    assert bad_phone.returncode == 2 and "E.164" in bad_phone.stderr
+    bad_role = packfleet(database_url, "user", "add", "--phone", unique_phone(), "--name", "X", "--role", "boss")
+    assert bad_role.returncode == 2 and "role" in bad_role.stderr
+    phone = unique_phone()
+    assert packfleet(database_url, "user", "add", "--phone", phone, "--name", "A", "--role", "admin").returncode == 0
+    again = packfleet(database_url, "user", "add", "--phone", phone, "--name", "A", "--role", "admin")
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_token_for_unknown_phone_fails(database_url: str) -> None:
+    result = packfleet(database_url, "token", "--phone", "+919999999999")
+    assert result.returncode == 2 and "no active user" in result.stderr
+
+
+def test_seed_demo_is_idempotent(fresh_database_url: str) -> None:
+    for _ in range(2):
+        result = packfleet(fresh_database_url, "seed-demo", "--batteries", "5")
+        assert result.returncode == 0, result.stderr
+    with psycopg.connect(fresh_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM batteries").fetchone()[0] == 5
+        assert conn.execute("SELECT count(*) FROM dealers").fetchone()[0] == 1
