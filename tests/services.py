@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -17,8 +18,8 @@ from packfleet.migrate import migrate
 
 REPO = Path(__file__).resolve().parent.parent
 # Directives of mosquitto.conf that tie it to the production host; tests replace them.
-_HOST_BOUND = ("listener", "password_file", "acl_file", "persistence_location", "allow_anonymous",
-               "log_dest", "per_listener_settings")
+_HOST_BOUND = ("listener", "protocol", "password_file", "acl_file", "persistence_location",
+               "allow_anonymous", "log_dest", "per_listener_settings")
 
 
 def free_port() -> int:
@@ -52,6 +53,9 @@ class Mosquitto:
             if line.strip() and not line.startswith("#") and line.split()[0] not in _HOST_BOUND
         ]
         extra = [
+            # As root, mosquitto would switch to its own user, which cannot write into pytest's
+            # private temporary folders; as anyone else this line is ignored.
+            f"user {getpass.getuser()}",
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if anonymous else 'false'}",
             f"persistence_location {workdir}/",

@@ -1,0 +1,82 @@
+"""The production mosquitto.conf and acl.conf: no anonymous access, each device on its own topics."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests import services
+
+
+def _client(broker: services.Mosquitto, username: str | None, password: str | None) -> tuple[mqtt.Client, list]:
+    received: list[mqtt.MQTTMessage] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if username:
+        client.username_pw_set(username, password)
+    client.on_message = lambda _c, _u, msg: received.append(msg)
+    return client, received
+
+
+def _connect(client: mqtt.Client, port: int) -> int:
+    codes: list[int] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: codes.append(reason.value)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    deadline = time.monotonic() + 5
+    while not codes and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return codes[0] if codes else -1
+
+
+@pytest.fixture
+def secured_broker(tmp_path: Path):
+    if services.mosquitto_binary() is None or shutil.which("mosquitto_passwd") is None:
+        pytest.skip("needs mosquitto and mosquitto_passwd: `apt-get install mosquitto`")
+    passwd = tmp_path / "passwd"
+    for user in ("ingest", "BAT1", "BAT2"):
+        flag = ["-c"] if not passwd.exists() else []
+        subprocess.run(["mosquitto_passwd", *flag, "-b", str(passwd), user, f"{user}-pw"], check=True)
+    broker = services.Mosquitto(tmp_path / "broker", anonymous=False, passwd=passwd,
+                                acl=services.REPO / "acl.conf").start()
+    yield broker
+    broker.stop()
+
+
+def test_anonymous_and_wrong_password_are_refused(secured_broker: services.Mosquitto) -> None:
+    anon, _ = _client(secured_broker, None, None)
+    wrong, _ = _client(secured_broker, "BAT1", "nope")
+    try:
+        assert _connect(anon, secured_broker.port) != 0
+        assert _connect(wrong, secured_broker.port) != 0
+    finally:
+        anon.loop_stop()
+        wrong.loop_stop()
+
+
+def test_device_publishes_only_under_its_own_serial(secured_broker: services.Mosquitto) -> None:
+    ingest, received = _client(secured_broker, "ingest", "ingest-pw")
+    device, device_inbox = _client(secured_broker, "BAT1", "BAT1-pw")
+    try:
+        assert _connect(ingest, secured_broker.port) == 0
+        assert _connect(device, secured_broker.port) == 0
+        ingest.subscribe("batteries/+/telemetry", qos=1)
+        device.subscribe("batteries/BAT2/cmd", qos=1)   # another battery's commands: denied
+        device.subscribe("batteries/BAT1/cmd", qos=1)
+        time.sleep(0.3)
+        device.publish("batteries/BAT2/telemetry", b'{"spoofed": true}', qos=1).wait_for_publish(5)
+        device.publish("batteries/BAT1/telemetry", b'{"own": true}', qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 3
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert [m.topic for m in received] == ["batteries/BAT1/telemetry"]
+        assert device_inbox == []
+    finally:
+        ingest.loop_stop()
+        device.loop_stop()
