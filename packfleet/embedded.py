@@ -18,14 +18,15 @@ DATABASE = "packfleet"
 
 
 def port_or_free(preferred: int, host: str = "127.0.0.1") -> int:
-    """`preferred` when nothing listens there, else a free port the OS picks."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, preferred))
-            return preferred
-        except OSError:
-            pass
+    """`preferred` when nothing listens there, else (or when it is 0) a free port the OS picks."""
+    if preferred:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, preferred))
+                return preferred
+            except OSError:
+                pass
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]

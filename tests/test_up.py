@@ -1,0 +1,88 @@
+"""`packfleet up` with embedded defaults: ready in seconds, serves the API and live telemetry, stops clean."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+START_BUDGET_S = 15.0  # the promise made to a newcomer
+
+
+def _start(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str], float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PACKFLEET_")}
+    env["PACKFLEET_API_PORT"] = "0"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packfleet", "up", "--data-dir", str(data_dir), "--batteries", "5",
+         "--interval", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    values: dict[str, str] = {}
+    assert proc.stdout is not None
+    while "PACKFLEET_TOKEN" not in values:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"packfleet up exited with {proc.wait()} before printing its settings")
+        if line.startswith("PACKFLEET_") and "=" in line:
+            key, _, value = line.strip().partition("=")
+            values[key] = value
+    return proc, values, time.monotonic() - started
+
+
+def _stop(proc: subprocess.Popen[str], sig: int) -> None:
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(sig)
+    assert proc.wait(30) == 0
+    time.sleep(0.5)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def _postgres_running(data_dir: Path) -> bool:
+    return any(
+        p.info["name"] == "postgres" and str(data_dir.resolve()) in " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["name", "cmdline"])
+    )
+
+
+def test_up_serves_telemetry_and_stops_clean_then_reuses_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pf"
+    proc, values, ready_s = _start(data_dir)
+    try:
+        assert ready_s < START_BUDGET_S, f"ready after {ready_s:.1f}s"
+        assert values["PACKFLEET_MQTT_URL"].startswith("mqtt://127.0.0.1:")
+        assert values["PACKFLEET_DATABASE_URL"].startswith("postgresql://")
+        api = values["PACKFLEET_API"]
+        headers = {"Authorization": f"Bearer {values['PACKFLEET_TOKEN']}"}
+        assert httpx.get(f"{api}/api-docs").status_code == 200
+        deadline = started = time.monotonic()
+        deadline += START_BUDGET_S
+        body: dict = {}
+        while time.monotonic() < deadline:
+            body = httpx.get(f"{api}/api/batteries/DEMO0001", headers=headers).json()
+            if body.get("telemetry"):
+                break
+            time.sleep(0.5)
+        assert body.get("telemetry"), f"no simulator telemetry after {time.monotonic() - started:.1f}s: {body}"
+        assert 0 <= body["telemetry"]["soc"] <= 100
+    finally:
+        if proc.poll() is None:
+            _stop(proc, signal.SIGINT)
+    assert not _postgres_running(data_dir), "embedded PostgreSQL left running"
+
+    proc, values, _ = _start(data_dir)
+    try:
+        api = values["PACKFLEET_API"]
+        headers = {"Authorization": f"Bearer {values['PACKFLEET_TOKEN']}"}
+        batteries = httpx.get(f"{api}/api/batteries", headers=headers).json()
+        assert len(batteries) == 5  # the same demo data, not a second copy
+        assert httpx.get(f"{api}/api/batteries/DEMO0001", headers=headers).json()["telemetry"]
+    finally:
+        _stop(proc, signal.SIGTERM)
+    assert not _postgres_running(data_dir)
