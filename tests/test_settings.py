@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -10,8 +12,6 @@ from packfleet.settings import MqttTarget, Settings
 
 @pytest.fixture(autouse=True)
 def _no_packfleet_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for name in [n for n in os.environ if n.startswith("PACKFLEET_")]:
         monkeypatch.delenv(name)
 
