@@ -34,9 +34,10 @@ def add_user(
             dealer_id = conn.execute(
                 "INSERT INTO dealers (name, phone) VALUES (%s, %s) RETURNING id", (name, phone)
             ).fetchone()["id"]
-        elif dealer_id is not None and not conn.execute(
-            "SELECT 1 FROM dealers WHERE id = %s", (dealer_id,)
-        ).fetchone():
+        elif (
+            dealer_id is not None
+            and not conn.execute("SELECT 1 FROM dealers WHERE id = %s", (dealer_id,)).fetchone()
+        ):
             raise AccountError(f"dealer {dealer_id} does not exist")
         return conn.execute(
             """INSERT INTO users (phone, name, role, dealer_id) VALUES (%s, %s, %s, %s)

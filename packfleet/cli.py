@@ -7,7 +7,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -41,7 +41,7 @@ def _serve(service: Callable[[Settings, asyncio.Event], Awaitable[None]], settin
 
 @app.command()
 def up(
-    data_dir: Annotated[Optional[Path], typer.Option(help="where embedded data lives")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="where embedded data lives")] = None,
     batteries: Annotated[int, typer.Option(help="simulated demo batteries (0: none)")] = 24,
     interval: Annotated[float, typer.Option(help="seconds between a battery's readings")] = 5.0,
 ) -> None:
@@ -63,8 +63,8 @@ def migrate() -> None:
 
 @app.command()
 def api(
-    host: Annotated[Optional[str], typer.Option()] = None,
-    port: Annotated[Optional[int], typer.Option()] = None,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Serve the REST API."""
     from api.app import create_app
@@ -106,7 +106,7 @@ def user_add(
     phone: Annotated[str, typer.Option(help="E.164, e.g. +919876543210")],
     name: Annotated[str, typer.Option()],
     role: Annotated[str, typer.Option(help="admin, dealer, technician or nbfc")],
-    dealer_id: Annotated[Optional[int], typer.Option(help="a dealer user's dealer (new one if unset)")] = None,
+    dealer_id: Annotated[int | None, typer.Option(help="a dealer user's dealer (new one if unset)")] = None,
 ) -> None:
     """Add a user who can then log in by OTP."""
     from packfleet.accounts import AccountError, add_user
@@ -133,7 +133,9 @@ def token(
     settings = _settings()
     with connect(settings.require_database_url()) as conn:
         try:
-            jwt = token_for_phone(conn, phone, secret=settings.require_jwt_secret(), ttl=timedelta(hours=hours))
+            jwt = token_for_phone(
+                conn, phone, secret=settings.require_jwt_secret(), ttl=timedelta(hours=hours)
+            )
         except AccountError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

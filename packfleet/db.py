@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import psycopg
 from psycopg.rows import dict_row
@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 @asynccontextmanager
 async def open_pool(
-    url: str, *, name: str, min_size: int = 1, max_size: int = 10, timeout: float = 30.0
+    url: str, *, name: str, min_size: int = 1, max_size: int = 10, open_timeout: float = 30.0
 ) -> AsyncIterator[AsyncConnectionPool]:
     """Open an async pool whose connections return rows as dicts; close it on exit."""
     pool = AsyncConnectionPool(
@@ -21,10 +21,10 @@ async def open_pool(
         max_size=max_size,
         name=name,
         open=False,
-        timeout=timeout,
+        timeout=open_timeout,
         kwargs={"row_factory": dict_row, "application_name": f"packfleet-{name}"},
     )
-    await pool.open(wait=True, timeout=timeout)
+    await pool.open(wait=True, timeout=open_timeout)
     try:
         yield pool
     finally:

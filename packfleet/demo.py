@@ -19,8 +19,12 @@ _PACKS = [  # (model, chemistry, nominal voltage, capacity, cell type)
     ("Irasus 51V40", "LFP", "51.2 V", "40 Ah", "Prismatic"),
     ("Irasus 60V30", "Li-NMC", "60 V", "30 Ah", "Pouch"),
 ]
-_CONSUMERS = [("Ram Kumar", "+919800000101"), ("Priya Sharma", "+919800000102"),
-              ("Arjun Reddy", "+919800000103"), ("Meena Iyer", "+919800000104")]
+_CONSUMERS = [
+    ("Ram Kumar", "+919800000101"),
+    ("Priya Sharma", "+919800000102"),
+    ("Arjun Reddy", "+919800000103"),
+    ("Meena Iyer", "+919800000104"),
+]
 
 
 def demo_serials(count: int) -> list[str]:
@@ -30,7 +34,9 @@ def demo_serials(count: int) -> list[str]:
 def seed_demo(conn: psycopg.Connection, *, batteries: int = 24) -> list[str]:
     """Create the demo rows unless they exist; return the demo battery serials."""
     with conn.transaction():
-        dealer = conn.execute("SELECT dealer_id AS id FROM users WHERE phone = %s", (DEALER_PHONE,)).fetchone()
+        dealer = conn.execute(
+            "SELECT dealer_id AS id FROM users WHERE phone = %s", (DEALER_PHONE,)
+        ).fetchone()
         if dealer is None:
             dealer = conn.execute(
                 "INSERT INTO dealers (name, phone) VALUES ('Demo Motors', %s) RETURNING id", (DEALER_PHONE,)
@@ -56,8 +62,12 @@ def seed_demo(conn: psycopg.Connection, *, batteries: int = 24) -> list[str]:
                     (phone, name, row["id"]),
                 )
             log.info("demo dealer, users and consumers created", extra={"dealer_id": dealer["id"]})
-        consumer_ids = [r["id"] for r in conn.execute(
-            "SELECT id FROM consumers WHERE dealer_id = %s ORDER BY id", (dealer["id"],))]
+        consumer_ids = [
+            r["id"]
+            for r in conn.execute(
+                "SELECT id FROM consumers WHERE dealer_id = %s ORDER BY id", (dealer["id"],)
+            )
+        ]
         serials = demo_serials(batteries)
         with conn.cursor() as cur:
             cur.executemany(
@@ -69,10 +79,13 @@ def seed_demo(conn: psycopg.Connection, *, batteries: int = 24) -> list[str]:
                        'Aluminium')
                    ON CONFLICT (serial_number) DO NOTHING""",
                 [
-                    (serial, dealer["id"],
-                     consumer_ids[i % len(consumer_ids)] if consumer_ids and i % 3 else None,
-                     "In Vehicle" if i % 3 else "In Warehouse",
-                     *_PACKS[i % len(_PACKS)])
+                    (
+                        serial,
+                        dealer["id"],
+                        consumer_ids[i % len(consumer_ids)] if consumer_ids and i % 3 else None,
+                        "In Vehicle" if i % 3 else "In Warehouse",
+                        *_PACKS[i % len(_PACKS)],
+                    )
                     for i, serial in enumerate(serials)
                 ],
             )

@@ -11,12 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
-
-from api.app import create_app
 from control.main import run as run_control
 from device_sim.main import SimOptions
 from device_sim.main import run as run_sim
 from ingest.main import run as run_ingest
+
+from api.app import create_app
 from packfleet.accounts import token_for_phone
 from packfleet.db import connect
 from packfleet.demo import ADMIN_PHONE, DEALER_PHONE, seed_demo
@@ -72,15 +72,20 @@ async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: fl
         def seed() -> tuple[list[str], str]:
             with connect(database_url) as conn:
                 serials = seed_demo(conn, batteries=max(simulate, 1))
-                token = token_for_phone(conn, ADMIN_PHONE, secret=settings.require_jwt_secret(),
-                                        ttl=timedelta(minutes=settings.jwt_ttl_minutes))
+                token = token_for_phone(
+                    conn,
+                    ADMIN_PHONE,
+                    secret=settings.require_jwt_secret(),
+                    ttl=timedelta(minutes=settings.jwt_ttl_minutes),
+                )
                 return serials, token
 
         serials, token = await asyncio.to_thread(seed)
 
         port = port_or_free(settings.api_port, settings.api_host)
-        config = uvicorn.Config(create_app(settings), host=settings.api_host, port=port,
-                                log_config=None, lifespan="on")
+        config = uvicorn.Config(
+            create_app(settings), host=settings.api_host, port=port, log_config=None, lifespan="on"
+        )
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours stop everything
         tasks.append(asyncio.create_task(server.serve(), name="api"))
@@ -96,7 +101,8 @@ async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: fl
             await asyncio.sleep(0.05)
 
         api = f"http://{settings.api_host}:{port}"
-        print(f"""
+        print(
+            f"""
 PACKFLEET_API={api}
 PACKFLEET_MQTT_URL={settings.mqtt_url}
 PACKFLEET_DATABASE_URL={database_url}
@@ -112,7 +118,9 @@ PACKFLEET_TOKEN={token}
 #        -d '{{"phone": "{DEALER_PHONE}", "otp": "<otp>"}}'
 # Try: curl -H "Authorization: Bearer $PACKFLEET_TOKEN" {api}/api/batteries/{serials[0]}
 # Ctrl-C stops everything.
-""", flush=True)
+""",
+            flush=True,
+        )
 
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -47,8 +47,10 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
 
 def _mosquitto(tmp: Path) -> services.Mosquitto:
     if services.mosquitto_binary() is None:
-        pytest.skip("needs the mosquitto broker: `apt-get install mosquitto` (Debian/Ubuntu) "
-                    "or `brew install mosquitto` (macOS)")
+        pytest.skip(
+            "needs the mosquitto broker: `apt-get install mosquitto` (Debian/Ubuntu) "
+            "or `brew install mosquitto` (macOS)"
+        )
     return services.Mosquitto(tmp).start()
 
 

@@ -23,8 +23,14 @@ def dealer(conn: psycopg.Connection, name: str = "Test Motors") -> dict[str, Any
     return conn.execute("INSERT INTO dealers (name) VALUES (%s) RETURNING *", (name,)).fetchone()
 
 
-def user(conn: psycopg.Connection, role: str, *, dealer_id: int | None = None,
-         consumer_id: int | None = None, name: str | None = None) -> dict[str, Any]:
+def user(
+    conn: psycopg.Connection,
+    role: str,
+    *,
+    dealer_id: int | None = None,
+    consumer_id: int | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
     if role == "dealer" and dealer_id is None:
         dealer_id = dealer(conn)["id"]
     return conn.execute(
@@ -41,8 +47,13 @@ def consumer(conn: psycopg.Connection, dealer_id: int, name: str = "Ram Kumar") 
     ).fetchone()
 
 
-def battery(conn: psycopg.Connection, *, dealer_id: int | None = None, serial: str | None = None,
-            owner_id: int | None = None) -> dict[str, Any]:
+def battery(
+    conn: psycopg.Connection,
+    *,
+    dealer_id: int | None = None,
+    serial: str | None = None,
+    owner_id: int | None = None,
+) -> dict[str, Any]:
     return conn.execute(
         "INSERT INTO batteries (serial_number, dealer_id, owner_id) VALUES (%s, %s, %s) RETURNING *",
         (serial or unique_serial(), dealer_id, owner_id),

@@ -18,8 +18,16 @@ from packfleet.migrate import migrate
 
 REPO = Path(__file__).resolve().parent.parent
 # Directives of mosquitto.conf that tie it to the production host; tests replace them.
-_HOST_BOUND = ("listener", "protocol", "password_file", "acl_file", "persistence_location",
-               "allow_anonymous", "log_dest", "per_listener_settings")
+_HOST_BOUND = (
+    "listener",
+    "protocol",
+    "password_file",
+    "acl_file",
+    "persistence_location",
+    "allow_anonymous",
+    "log_dest",
+    "per_listener_settings",
+)
 
 
 def free_port() -> int:
@@ -42,14 +50,16 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class Mosquitto:
     """A mosquitto process on a spare port, configured from the repo's mosquitto.conf."""
 
-    def __init__(self, workdir: Path, *, anonymous: bool = True, passwd: Path | None = None,
-                 acl: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, anonymous: bool = True, passwd: Path | None = None, acl: Path | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         kept = [
-            line for line in (REPO / "mosquitto.conf").read_text().splitlines()
+            line
+            for line in (REPO / "mosquitto.conf").read_text().splitlines()
             if line.strip() and not line.startswith("#") and line.split()[0] not in _HOST_BOUND
         ]
         extra = [
@@ -73,8 +83,9 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> Mosquitto:
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_for_port(self.port)
         return self
 

@@ -14,10 +14,15 @@ from tests.factories import unique_phone
 
 
 def packfleet(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PACKFLEET_DATABASE_URL": database_url, "PACKFLEET_JWT_SECRET": JWT_SECRET,
-           "PACKFLEET_LOG_JSON": "false"}
-    return subprocess.run([sys.executable, "-m", "packfleet", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    env = {
+        **os.environ,
+        "PACKFLEET_DATABASE_URL": database_url,
+        "PACKFLEET_JWT_SECRET": JWT_SECRET,
+        "PACKFLEET_LOG_JSON": "false",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "packfleet", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_migrate_reports_up_to_date(database_url: str) -> None:
@@ -46,10 +51,15 @@ def test_dealer_user_gets_own_dealer_and_token_verifies(database_url: str) -> No
 def test_user_add_refuses_bad_input_and_duplicates(database_url: str) -> None:
     bad_phone = packfleet(database_url, "user", "add", "--phone", "98765", "--name", "X", "--role", "admin")
     assert bad_phone.returncode == 2 and "E.164" in bad_phone.stderr
-    bad_role = packfleet(database_url, "user", "add", "--phone", unique_phone(), "--name", "X", "--role", "boss")
+    bad_role = packfleet(
+        database_url, "user", "add", "--phone", unique_phone(), "--name", "X", "--role", "boss"
+    )
     assert bad_role.returncode == 2 and "role" in bad_role.stderr
     phone = unique_phone()
-    assert packfleet(database_url, "user", "add", "--phone", phone, "--name", "A", "--role", "admin").returncode == 0
+    assert (
+        packfleet(database_url, "user", "add", "--phone", phone, "--name", "A", "--role", "admin").returncode
+        == 0
+    )
     again = packfleet(database_url, "user", "add", "--phone", phone, "--name", "A", "--role", "admin")
     assert again.returncode == 2 and "already exists" in again.stderr
 

@@ -38,14 +38,26 @@ def _wait(predicate, timeout: float = 15.0, interval: float = 0.1):  # type: ign
 def stack(database_url: str, mosquitto: services.Mosquitto, tmp_path) -> Iterator[str]:
     """ingest, control and the API as separate processes; yields the API's base URL."""
     port = services.free_port()
-    env = {**os.environ, "PACKFLEET_DATABASE_URL": database_url, "PACKFLEET_MQTT_URL": mosquitto.url,
-           "PACKFLEET_JWT_SECRET": JWT_SECRET, "PACKFLEET_LOG_JSON": "true",
-           "PACKFLEET_INGEST_CLIENT_ID": f"e2e-ingest-{port}", "PACKFLEET_INGEST_SHARE_GROUP": f"e2e{port}"}
+    env = {
+        **os.environ,
+        "PACKFLEET_DATABASE_URL": database_url,
+        "PACKFLEET_MQTT_URL": mosquitto.url,
+        "PACKFLEET_JWT_SECRET": JWT_SECRET,
+        "PACKFLEET_LOG_JSON": "true",
+        "PACKFLEET_INGEST_CLIENT_ID": f"e2e-ingest-{port}",
+        "PACKFLEET_INGEST_SHARE_GROUP": f"e2e{port}",
+    }
     procs = []
     for args in (["ingest"], ["control"], ["api", "--port", str(port)]):
-        log = open(tmp_path / f"{args[0]}.log", "w")  # noqa: SIM115 - closed with the process
-        procs.append((subprocess.Popen([sys.executable, "-m", "packfleet", *args], env=env, stdout=log,
-                                       stderr=subprocess.STDOUT), log))
+        log = open(tmp_path / f"{args[0]}.log", "w")
+        procs.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-m", "packfleet", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+                ),
+                log,
+            )
+        )
     try:
         services.wait_for_port(port, timeout=20)
         yield f"http://127.0.0.1:{port}"
@@ -65,7 +77,9 @@ class Device:
     def __init__(self, broker: services.Mosquitto, serial: str) -> None:
         self.serial = serial
         self.commands: list[dict] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{serial}", protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"dev-{serial}", protocol=mqtt.MQTTv5
+        )
         self.client.will_set(f"batteries/{serial}/status", json.dumps({"online": False}), qos=1, retain=True)
         self.client.on_message = self._on_command
         self.client.connect("127.0.0.1", broker.port)
@@ -92,26 +106,51 @@ class Device:
         self.client.disconnect()
 
 
-def test_reading_to_api_and_command_round_trip(stack: str, mosquitto: services.Mosquitto, db: psycopg.Connection) -> None:
+def test_reading_to_api_and_command_round_trip(
+    stack: str, mosquitto: services.Mosquitto, db: psycopg.Connection
+) -> None:
     dealer = factories.dealer(db)
     dealer_user = factories.user(db, "dealer", dealer_id=dealer["id"])
     serial = factories.battery(db, dealer_id=dealer["id"])["serial_number"]
     headers = {"Authorization": f"Bearer {token_for(dealer_user)}"}
     device = Device(mosquitto, serial)
     try:
-        device.publish("status", {"online": True, "enabled": True, "spec": "both", "fw": "1.4.2",
-                                  "ts": datetime.now(UTC).isoformat()}, retain=True)
+        device.publish(
+            "status",
+            {
+                "online": True,
+                "enabled": True,
+                "spec": "both",
+                "fw": "1.4.2",
+                "ts": datetime.now(UTC).isoformat(),
+            },
+            retain=True,
+        )
         newest = datetime.now(UTC).replace(microsecond=0)
         for age, soc in ((20, 88.0), (10, 87.5), (0, 87.0)):
-            device.publish("telemetry", {"ts": (newest - timedelta(seconds=age)).isoformat(), "voltage": 48.5,
-                                         "current": 12.25, "soc": soc, "temperature": 31.5,
-                                         "lat": 12.9716, "lon": 77.5946})
+            device.publish(
+                "telemetry",
+                {
+                    "ts": (newest - timedelta(seconds=age)).isoformat(),
+                    "voltage": 48.5,
+                    "current": 12.25,
+                    "soc": soc,
+                    "temperature": 31.5,
+                    "lat": 12.9716,
+                    "lon": 77.5946,
+                },
+            )
 
         with httpx.Client(base_url=stack, headers=headers, timeout=10) as api:
+
             def latest() -> dict | None:
                 body = api.get(f"/api/batteries/{serial}").json()
                 telemetry = body.get("telemetry")
-                return body if telemetry and telemetry["timestamp"].startswith(newest.strftime("%Y-%m-%dT%H:%M:%S")) else None
+                return (
+                    body
+                    if telemetry and telemetry["timestamp"].startswith(newest.strftime("%Y-%m-%dT%H:%M:%S"))
+                    else None
+                )
 
             body = _wait(latest)
             assert body["battery"]["serial_number"] == serial
@@ -119,8 +158,14 @@ def test_reading_to_api_and_command_round_trip(stack: str, mosquitto: services.M
             assert body["telemetry"]["current"] == "12.25"
             assert body["telemetry"]["soc"] == 87.0
             assert body["telemetry"]["location"] == {"lat": "12.971600", "lng": "77.594600"}
-            assert db.execute("SELECT count(*) AS n FROM telemetry t JOIN batteries b ON b.id = t.battery_id "
-                              "WHERE b.serial_number = %s", (serial,)).fetchone()["n"] == 3
+            assert (
+                db.execute(
+                    "SELECT count(*) AS n FROM telemetry t JOIN batteries b ON b.id = t.battery_id "
+                    "WHERE b.serial_number = %s",
+                    (serial,),
+                ).fetchone()["n"]
+                == 3
+            )
 
             answer = api.post(f"/api/batteries/{serial}/control", json={"action": "inactive"})
             assert answer.status_code == 200, answer.text
@@ -137,7 +182,13 @@ def test_reading_to_api_and_command_round_trip(stack: str, mosquitto: services.M
             for stamp in ("created_at", "sent_at", "delivered_at", "finished_at"):
                 assert done[stamp], f"{stamp} not set"
 
-            detail = _wait(lambda: (b := api.get(f"/api/batteries/{serial}").json())["control"]["reported"]["enabled"] is False and b)
+            detail = _wait(
+                lambda: (
+                    (b := api.get(f"/api/batteries/{serial}").json())["control"]["reported"]["enabled"]
+                    is False
+                    and b
+                )
+            )
             assert detail["battery"]["status"] == "inactive"
             assert detail["control"]["desired"]["enabled"] is False
             assert detail["control"]["in_sync"] is True
@@ -146,30 +197,45 @@ def test_reading_to_api_and_command_round_trip(stack: str, mosquitto: services.M
         device.close()
 
 
-def test_bad_telemetry_is_dead_lettered_and_ingest_keeps_going(stack: str, mosquitto: services.Mosquitto,
-                                                               db: psycopg.Connection) -> None:
+def test_bad_telemetry_is_dead_lettered_and_ingest_keeps_going(
+    stack: str, mosquitto: services.Mosquitto, db: psycopg.Connection
+) -> None:
     dealer = factories.dealer(db)
     serial = factories.battery(db, dealer_id=dealer["id"])["serial_number"]
     device = Device(mosquitto, serial)
     try:
         device.publish("telemetry", b"{not json")
         device.publish("telemetry", {"ts": datetime.now(UTC).isoformat(), "voltage": 48.0, "soc": 50})
-        device.publish("telemetry", {"ts": datetime.now(UTC).isoformat(), "voltage": 48.0, "current": 1.0,
-                                     "soc": 50.0})
+        device.publish(
+            "telemetry", {"ts": datetime.now(UTC).isoformat(), "voltage": 48.0, "current": 1.0, "soc": 50.0}
+        )
         topic = f"batteries/{serial}/telemetry"
-        rows = _wait(lambda: (r := db.execute("SELECT reason FROM dead_letters WHERE topic = %s", (topic,)).fetchall())
-                     and len(r) >= 2 and r)
+        rows = _wait(
+            lambda: (
+                (r := db.execute("SELECT reason FROM dead_letters WHERE topic = %s", (topic,)).fetchall())
+                and len(r) >= 2
+                and r
+            )
+        )
         assert len(rows) == 2 and all(r["reason"] for r in rows)
-        _wait(lambda: db.execute("SELECT 1 FROM battery_latest l JOIN batteries b ON b.id = l.battery_id "
-                                 "WHERE b.serial_number = %s", (serial,)).fetchone())
+        _wait(
+            lambda: db.execute(
+                "SELECT 1 FROM battery_latest l JOIN batteries b ON b.id = l.battery_id "
+                "WHERE b.serial_number = %s",
+                (serial,),
+            ).fetchone()
+        )
     finally:
         device.close()
 
 
 def test_bad_api_body_gets_spec_error(stack: str, db: psycopg.Connection) -> None:
     admin = factories.user(db, "admin")
-    answer = httpx.post(f"{stack}/api/batteries", json={"serial_number": "bad serial!", "health_score": 140},
-                        headers={"Authorization": f"Bearer {token_for(admin)}"})
+    answer = httpx.post(
+        f"{stack}/api/batteries",
+        json={"serial_number": "bad serial!", "health_score": 140},
+        headers={"Authorization": f"Bearer {token_for(admin)}"},
+    )
     assert answer.status_code == 400
     body = answer.json()
     assert set(body) >= {"error", "details", "code"}

@@ -27,7 +27,9 @@ def test_plain_storage_has_brin_and_primary_key(fresh_database_url: str) -> None
     with psycopg.connect(fresh_database_url) as conn:
         if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
             pytest.skip("TimescaleDB is installed: the plain layout is not used")
-        indexes = {r[0]: r[1] for r in conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'telemetry'")}
+        indexes = {
+            r[0]: r[1]
+            for r in conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'telemetry'")
+        }
     assert any("brin" in d for d in indexes.values())
     assert any("(battery_id, ts)" in d for d in indexes.values())

@@ -14,7 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tests import services
 
 
-def _client(broker: services.Mosquitto, username: str | None, password: str | None) -> tuple[mqtt.Client, list]:
+def _client(
+    broker: services.Mosquitto, username: str | None, password: str | None
+) -> tuple[mqtt.Client, list]:
     received: list[mqtt.MQTTMessage] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     if username:
@@ -42,8 +44,9 @@ def secured_broker(tmp_path: Path):
     for user in ("ingest", "BAT1", "BAT2"):
         flag = ["-c"] if not passwd.exists() else []
         subprocess.run(["mosquitto_passwd", *flag, "-b", str(passwd), user, f"{user}-pw"], check=True)
-    broker = services.Mosquitto(tmp_path / "broker", anonymous=False, passwd=passwd,
-                                acl=services.REPO / "acl.conf").start()
+    broker = services.Mosquitto(
+        tmp_path / "broker", anonymous=False, passwd=passwd, acl=services.REPO / "acl.conf"
+    ).start()
     yield broker
     broker.stop()
 
@@ -66,7 +69,7 @@ def test_device_publishes_only_under_its_own_serial(secured_broker: services.Mos
         assert _connect(ingest, secured_broker.port) == 0
         assert _connect(device, secured_broker.port) == 0
         ingest.subscribe("batteries/+/telemetry", qos=1)
-        device.subscribe("batteries/BAT2/cmd", qos=1)   # another battery's commands: denied
+        device.subscribe("batteries/BAT2/cmd", qos=1)  # another battery's commands: denied
         device.subscribe("batteries/BAT1/cmd", qos=1)
         time.sleep(0.3)
         device.publish("batteries/BAT2/telemetry", b'{"spoofed": true}', qos=1).wait_for_publish(5)

@@ -32,9 +32,18 @@ def test_reading_ignores_unknown_keys_and_keeps_optional_fields() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"voltage": 1000.5}, {"voltage": -1}, {"current": 2001}, {"soc": 100.1}, {"soc": -0.1},
-        {"temperature": 151}, {"lat": 12.9}, {"lat": 91, "lon": 0}, {"ts": "2026-01-15T10:30:00"},
-        {"ts": True}, {"ts": (NOW + timedelta(minutes=6)).isoformat()}, {"voltage": float("nan")},
+        {"voltage": 1000.5},
+        {"voltage": -1},
+        {"current": 2001},
+        {"soc": 100.1},
+        {"soc": -0.1},
+        {"temperature": 151},
+        {"lat": 12.9},
+        {"lat": 91, "lon": 0},
+        {"ts": "2026-01-15T10:30:00"},
+        {"ts": True},
+        {"ts": (NOW + timedelta(minutes=6)).isoformat()},
+        {"voltage": float("nan")},
     ],
 )
 def test_reading_rejects_out_of_contract_values(bad: dict) -> None:
@@ -62,8 +71,9 @@ def test_will_message_is_a_valid_status() -> None:
 
 
 def test_command_round_trips_as_json() -> None:
-    command = Command(id=uuid4(), action="disable", spec="discharging", issued_at=NOW,
-                      expires_at=NOW + timedelta(hours=24))
+    command = Command(
+        id=uuid4(), action="disable", spec="discharging", issued_at=NOW, expires_at=NOW + timedelta(hours=24)
+    )
     again = Command.model_validate_json(command.model_dump_json())
     assert again == command
     assert command.model_dump(mode="json")["issued_at"].endswith("Z")

@@ -20,9 +20,22 @@ def _start(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str], float
     env["PACKFLEET_API_PORT"] = "0"
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "packfleet", "up", "--data-dir", str(data_dir), "--batteries", "5",
-         "--interval", "1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "packfleet",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--batteries",
+            "5",
+            "--interval",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     values: dict[str, str] = {}
     assert proc.stdout is not None
@@ -69,7 +82,9 @@ def test_up_serves_telemetry_and_stops_clean_then_reuses_data(tmp_path: Path) ->
             if body.get("telemetry"):
                 break
             time.sleep(0.5)
-        assert body.get("telemetry"), f"no simulator telemetry after {time.monotonic() - started:.1f}s: {body}"
+        assert body.get("telemetry"), (
+            f"no simulator telemetry after {time.monotonic() - started:.1f}s: {body}"
+        )
         assert 0 <= body["telemetry"]["soc"] <= 100
     finally:
         if proc.poll() is None:

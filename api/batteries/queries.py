@@ -21,7 +21,7 @@ async def insert_battery(
         f"""INSERT INTO batteries AS b (serial_number, health_score, dealer_id)
             VALUES (%s, %s, %s)
             ON CONFLICT (serial_number) DO NOTHING
-            RETURNING {BATTERY_COLUMNS}""",
+            RETURNING {BATTERY_COLUMNS}""",  # noqa: S608 - a constant column list
         (serial_number, health_score, dealer_id),
     )
     return await cur.fetchone()
