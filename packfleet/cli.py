@@ -21,7 +21,7 @@ app.add_typer(user_app, name="user")
 
 
 def _settings(**overrides: object) -> Settings:
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     setup_logging(settings.log_level, json_lines=settings.log_json)
     return settings
 

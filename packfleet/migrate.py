@@ -91,10 +91,10 @@ def _run(conn: psycopg.Connection, sql: str) -> None:
             if statement.strip() and not all(
                 line.strip().startswith("--") or not line.strip() for line in statement.splitlines()
             ):
-                conn.execute(statement)  # type: ignore[call-overload]
+                conn.execute(statement)
     else:
         with conn.transaction():
-            conn.execute(sql)  # type: ignore[call-overload]
+            conn.execute(sql)
 
 
 def migrate(url: str) -> list[str]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import signal
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +29,14 @@ from packfleet.settings import Settings
 log = logging.getLogger(__name__)
 
 DEMO_BATTERIES = 24
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT/SIGTERM to `up`, which stops every service in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _jwt_secret(data_dir: Path) -> str:
@@ -86,8 +96,7 @@ async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: fl
         config = uvicorn.Config(
             create_app(settings), host=settings.api_host, port=port, log_config=None, lifespan="on"
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours stop everything
+        server = _QuietServer(config)
         tasks.append(asyncio.create_task(server.serve(), name="api"))
         tasks.append(asyncio.create_task(run_ingest(settings, stop), name="ingest"))
         tasks.append(asyncio.create_task(run_control(settings, stop), name="control"))
