@@ -67,6 +67,11 @@ def _enable_timescale(conn: psycopg.Connection) -> bool:
         return False
     if _value(row) is not None:
         return True
+    # Without preloading, CREATE EXTENSION fails and can take the connection down with it.
+    preload = _value(conn.execute("SHOW shared_preload_libraries").fetchone())
+    if "timescaledb" not in str(preload):
+        log.warning("timescaledb is installed but not in shared_preload_libraries: using plain tables")
+        return False
     try:
         with conn.transaction():
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
