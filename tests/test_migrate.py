@@ -33,3 +33,14 @@ def test_plain_storage_has_brin_and_primary_key(fresh_database_url: str) -> None
         }
     assert any("brin" in d for d in indexes.values())
     assert any("(battery_id, ts)" in d for d in indexes.values())
+
+
+def test_timescale_storage_is_a_daily_hypertable(fresh_database_url: str) -> None:
+    with psycopg.connect(fresh_database_url) as conn:
+        if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+            pytest.skip("TimescaleDB is not available on this server: the plain layout is used")
+        interval = conn.execute(
+            """SELECT time_interval FROM timescaledb_information.dimensions
+               WHERE hypertable_name = 'telemetry' AND column_name = 'ts'"""
+        ).fetchone()
+    assert interval is not None and interval[0].days == 1
