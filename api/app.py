@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
+from api.auth.router import router as auth_router
 from api.batteries.router import router as batteries_router
 from api.errors import install_error_handlers
 from packfleet.db import open_pool
@@ -34,6 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.include_router(auth_router)
     app.include_router(batteries_router)
     app.mount("/metrics", make_asgi_app())
 

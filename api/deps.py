@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.auth.tokens import InvalidToken, Principal, verify_token
 from api.errors import Forbidden, Unauthorized
+from api.ratelimit import limit_api
 from packfleet.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
@@ -31,7 +32,7 @@ async def get_conn(pool: Annotated[AsyncConnectionPool, Depends(get_pool)]) -> A
         yield conn
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -43,6 +44,7 @@ def get_principal(
     except InvalidToken:
         raise Unauthorized("Valid JWT token is required", error="Invalid or expired token") from None
     request.state.principal = principal
+    await limit_api(request, principal.user_id)  # the spec's API limit, per authenticated user
     return principal
 
 

@@ -1,0 +1,62 @@
+"""Authentication endpoints (spec: ienerzy-bms-api.md, "Authentication"): phone + OTP, then a JWT."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+
+from api.auth import service
+from api.auth.models import LoginRequest, VerifyOtpRequest
+from api.deps import ConnDep, PoolDep, SettingsDep
+from api.messaging.providers import provider_for
+from api.ratelimit import limit_auth, rate_limits
+
+router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[Depends(limit_auth)])
+
+
+async def _limit_phone(request: Request, phone: str) -> None:
+    limits_ = rate_limits(request)
+    await limits_.hit(limits_.auth, "auth-phone", phone)
+
+
+def sms_provider(request: Request):  # type: ignore[no-untyped-def]
+    """The app's SMS provider, chosen from its settings on first use."""
+    state = request.app.state
+    if getattr(state, "sms_provider", None) is None:
+        state.sms_provider = provider_for(state.settings)
+    return state.sms_provider
+
+
+@router.post("/login")
+async def login(
+    request: Request, body: LoginRequest, conn: ConnDep, pool: PoolDep, settings: SettingsDep,
+    background: BackgroundTasks,
+) -> dict[str, Any]:
+    """Send a login code by SMS. Every phone gets the same answer."""
+    await _limit_phone(request, body.phone)
+    found = await service.start_login(
+        conn, secret=settings.require_jwt_secret(), phone=body.phone, user_type=body.user_type
+    )
+    if found is not None:
+        code, _user = found
+        background.add_task(
+            service.send_code, pool, provider=sms_provider(request), phone=body.phone, code=code
+        )
+    return {"success": True, "message": "OTP sent successfully"}
+
+
+@router.post("/verify-otp")
+async def verify_otp(
+    request: Request, body: VerifyOtpRequest, conn: ConnDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Exchange a valid code for a JWT and the user."""
+    await _limit_phone(request, body.phone)
+    return await service.verify_code(
+        conn,
+        secret=settings.require_jwt_secret(),
+        phone=body.phone,
+        otp=body.otp,
+        ttl=timedelta(minutes=settings.jwt_ttl_minutes),
+    )

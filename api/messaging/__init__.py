@@ -1,0 +1,1 @@
+"""Outgoing messages (SMS): a provider interface, the development `console` provider, the outbox."""

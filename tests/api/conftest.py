@@ -1,0 +1,81 @@
+"""Fixtures of the API tests: an app on the session database, with generous limits unless a test sets them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from packfleet.settings import Settings
+from tests import factories
+from tests.conftest import make_settings, token_for
+
+GENEROUS = {"rate_limit_auth": "10000/minute", "rate_limit_api": "100000/minute", "rate_limit_upload": "10000/minute"}
+
+
+def api_settings(database_url: str, storage: Path, **overrides: Any) -> Settings:
+    return make_settings(database_url, **{**GENEROUS, "storage_dir": storage, **overrides})
+
+
+@pytest.fixture
+def client_for(database_url: str, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """Build a TestClient (lifespan running) with these settings overrides; closed at teardown."""
+    opened: list[TestClient] = []
+
+    def build(**overrides: Any) -> TestClient:
+        client = TestClient(create_app(api_settings(database_url, tmp_path / "documents", **overrides)))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield build
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(client_for: Callable[..., TestClient]) -> TestClient:
+    return client_for()
+
+
+def bearer(user: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(user)}"}
+
+
+class World:
+    """Two dealers with their users, consumers and batteries, and the other roles."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self.admin = factories.user(conn, "admin")
+        self.dealer_a = factories.dealer(conn, "A Motors")
+        self.dealer_b = factories.dealer(conn, "B Motors")
+        self.dealer_a_user = factories.user(conn, "dealer", dealer_id=self.dealer_a["id"])
+        self.dealer_b_user = factories.user(conn, "dealer", dealer_id=self.dealer_b["id"])
+        self.consumer_a = factories.consumer(conn, self.dealer_a["id"], "Asha A")
+        self.consumer_b = factories.consumer(conn, self.dealer_b["id"], "Bala B")
+        self.consumer_a_user = factories.user(conn, "consumer", consumer_id=self.consumer_a["id"])
+        self.technician = factories.user(conn, "technician")
+        self.nbfc = factories.user(conn, "nbfc")
+        self.battery_a = factories.battery(conn, dealer_id=self.dealer_a["id"], owner_id=self.consumer_a["id"])
+        self.battery_b = factories.battery(conn, dealer_id=self.dealer_b["id"], owner_id=self.consumer_b["id"])
+
+    def users(self) -> dict[str, dict[str, Any]]:
+        return {
+            "admin": self.admin,
+            "dealer": self.dealer_a_user,
+            "other_dealer": self.dealer_b_user,
+            "consumer": self.consumer_a_user,
+            "technician": self.technician,
+            "nbfc": self.nbfc,
+        }
+
+
+@pytest.fixture
+def world(db: psycopg.Connection) -> World:
+    return World(db)
