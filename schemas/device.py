@@ -28,13 +28,16 @@ def _to_utc(value: Any) -> Any:
     """Accept RFC 3339 strings or integer epoch milliseconds; always yield an aware UTC datetime."""
     if isinstance(value, bool):
         raise ValueError("timestamp must be an RFC 3339 string or epoch milliseconds")
-    if isinstance(value, int):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    if isinstance(value, str):
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            raise ValueError("timestamp must carry a UTC offset")
-        return parsed.astimezone(UTC)
+    try:
+        if isinstance(value, int):
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                raise ValueError("timestamp must carry a UTC offset")
+            return parsed.astimezone(UTC)
+    except (OverflowError, OSError) as exc:  # pydantic turns only ValueError into a validation error
+        raise ValueError("timestamp out of range") from exc
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware")
