@@ -1,0 +1,1 @@
+"""Remote enable/disable: commands issued, published, acknowledged, retried, expired; never lost."""

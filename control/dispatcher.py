@@ -1,0 +1,140 @@
+"""Publishing: claim each battery's due head command, publish it at QoS 1, record the attempt.
+
+The claim (`FOR UPDATE SKIP LOCKED`) and the record of the publish are one transaction that spans
+the broker's PUBACK, so a second control process never publishes the same attempt, and a process
+killed mid-publish leaves the command exactly as it was: it is published again with the same id,
+which the device treats as already done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg import AsyncConnection
+
+from control import metrics, queries
+from control.queries import Event, Pool, Row
+from schemas import topics
+from schemas.device import Command
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+PUBLISH_TIMEOUT_S = 10.0
+
+
+def command_payload(row: Row) -> bytes:
+    """The contract's JSON for a command row."""
+    command = Command(
+        id=row["id"],
+        action=row["action"],
+        spec=row["spec"],
+        issued_at=row["created_at"],
+        expires_at=row["expires_at"],
+    )
+    return command.model_dump_json().encode()
+
+
+class Dispatcher:
+    """Publishes due commands through whichever MQTT client is connected at the moment."""
+
+    def __init__(self, pool: Pool, *, protocol: int, retry_base_s: float, retry_max_s: float) -> None:
+        self._pool = pool
+        self._protocol = protocol
+        self._retry_base_s = retry_base_s
+        self._retry_max_s = retry_max_s
+        self._client: aiomqtt.Client | None = None
+        self._lock = asyncio.Lock()
+        self.wake = asyncio.Event()
+
+    def attach(self, client: aiomqtt.Client | None) -> None:
+        self._client = client
+        if client is not None:
+            self.wake.set()
+
+    async def detach(self) -> None:
+        """Stop publishing, after the batch in progress (if any) is recorded."""
+        async with self._lock:
+            self._client = None
+
+    async def loop(self, stop: asyncio.Event) -> None:
+        """Publish whenever woken (NOTIFY, a final ack, a battery coming online, an expiry)."""
+        while not stop.is_set():
+            await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("dispatch failed; the retry sweep will try again")
+                await asyncio.sleep(0.5)
+
+    async def run_once(self) -> int:
+        """Publish every due head command; return how many were published."""
+        async with self._lock:
+            total = 0
+            while self._client is not None:
+                claimed, published = await self._batch(self._client)
+                total += published
+                if claimed < BATCH:
+                    break
+            return total
+
+    async def _batch(self, client: aiomqtt.Client) -> tuple[int, int]:
+        async with self._pool.connection() as conn, conn.transaction():
+            rows = await queries.claim_due(conn, limit=BATCH)
+            if not rows:
+                return 0, 0
+            results = await asyncio.gather(
+                *(self._publish(client, row) for row in rows), return_exceptions=True
+            )
+            sent = [(row, at) for row, at in zip(rows, results, strict=True) if isinstance(at, datetime)]
+            failed = [row for row, at in zip(rows, results, strict=True) if not isinstance(at, datetime)]
+            if failed:
+                metrics.PUBLISH_ERRORS.inc(len(failed))
+                first = next(r for r in results if not isinstance(r, datetime))
+                log.warning("broker did not confirm %d publishes: %r", len(failed), first)
+                await queries.postpone(conn, ids=[r["id"] for r in failed], delay_s=self._retry_base_s)
+            if sent:
+                await self._record(conn, sent)
+        return len(rows), len(sent)
+
+    async def _publish(self, client: aiomqtt.Client, row: Row) -> datetime:
+        at = datetime.now(UTC)
+        properties = None
+        if self._protocol == 5:
+            # The broker drops it for a device that stays away past expiry: no stale switch-off.
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.MessageExpiryInterval = max(1, int((row["expires_at"] - at).total_seconds()))
+        await client.publish(
+            topics.command(row["serial_number"]),
+            command_payload(row),
+            qos=1,
+            properties=properties,
+            timeout=PUBLISH_TIMEOUT_S,
+        )
+        return at
+
+    async def _record(self, conn: AsyncConnection[Row], sent: Sequence[tuple[Row, datetime]]) -> None:
+        await queries.mark_sent(
+            conn,
+            ids=[row["id"] for row, _ in sent],
+            published_at=[at for _, at in sent],
+            base_s=self._retry_base_s,
+            max_s=self._retry_max_s,
+        )
+        events: list[Event] = []
+        for row, at in sent:
+            first = row["status"] == "queued"
+            metrics.PUBLISHES.labels("first" if first else "retry").inc()
+            if first:
+                metrics.TRANSITIONS.labels("sent").inc()
+            detail = None if first else f"re-sent, attempt {row['attempts'] + 1}"
+            events.append((row["id"], "sent", at, "control", detail))
+        await queries.insert_events(conn, events)
+        log.debug("published %d commands", len(sent))

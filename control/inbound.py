@@ -1,0 +1,242 @@
+"""Messages from devices: command acks move commands on; `online: true` statuses make them due now.
+
+Receive → parse → batch → write. Parsing is pure (`parse_ack`); a batch of acks is folded per
+command by `control.acks.fold` and written in one transaction, so a burst of thousands of acks
+costs a few round trips, not thousands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from pydantic import ValidationError
+
+from control import metrics, queries
+from control.acks import Ack, Outcome, fold
+from control.queries import Event, Pool, Row
+from schemas import topics
+from schemas.device import MAX_PAYLOAD_BYTES, CommandAck, Status
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+# A command published this recently is not re-sent when its battery's status says online.
+NUDGE_QUIET_S = 1.0
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    reason: str
+    detail: str | None
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Online:
+    """A battery's status said `online: true`."""
+
+    serial: str
+
+
+Inbound = Ack | DeadLetter | Online
+
+
+def parse(topic: str, payload: bytes, received_at: datetime) -> Inbound | None:
+    """Turn one MQTT message into an ack, a dead letter, an online event, or nothing to do."""
+    parsed = topics.parse(topic)
+    if parsed is None:
+        return None
+    serial, kind = parsed
+    if kind == topics.STATUS:
+        try:
+            status = Status.model_validate_json(payload)
+        except ValidationError:
+            return None  # statuses are ingest's to validate and dead-letter
+        return Online(serial) if status.online else None
+    if kind != topics.COMMAND_ACK:
+        return None
+    return parse_ack(topic, serial, payload, received_at)
+
+
+def parse_ack(topic: str, serial: str, payload: bytes, received_at: datetime) -> Ack | DeadLetter:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return DeadLetter(topic, "too_large", f"{len(payload)} bytes", payload, received_at)
+    try:
+        ack = CommandAck.model_validate_json(payload)
+    except ValidationError as exc:
+        try:
+            json.loads(payload)
+        except ValueError:
+            return DeadLetter(topic, "invalid_json", str(exc.errors()[0]["msg"])[:500], payload, received_at)
+        return DeadLetter(topic, "invalid_ack", _describe(exc), payload, received_at)
+    return Ack(
+        serial=serial,
+        id=ack.id,
+        stage=ack.stage,
+        enabled=ack.enabled,
+        error=ack.error,
+        ts=ack.ts,
+        received_at=received_at,
+        topic=topic,
+        payload=payload,
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = (f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+    return "; ".join(parts)[:1000]
+
+
+class InboundWorker:
+    """Writes what devices said, in batches, from a queue the MQTT reader fills."""
+
+    def __init__(self, pool: Pool, *, wake_dispatcher: Callable[[], None]) -> None:
+        self._pool = pool
+        self._wake = wake_dispatcher
+        self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
+
+    def put(self, topic: str, payload: bytes) -> None:
+        item = parse(topic, payload, datetime.now(UTC))
+        if item is not None:
+            self.queue.put_nowait(item)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until `stop`, then drain what is already queued."""
+        while True:
+            if stop.is_set() and self.queue.empty():
+                return
+            try:
+                first = await asyncio.wait_for(self.queue.get(), timeout=0.5)
+            except TimeoutError:
+                continue
+            batch = [first]
+            while len(batch) < MAX_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            await self._process_with_retry(batch)
+
+    async def _process_with_retry(self, batch: list[Inbound]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.process(batch)
+                return
+            except Exception:
+                # The database is away or a deadlock was broken: keep the batch and try again.
+                log.exception("could not record %d device messages; retrying in %.1fs", len(batch), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def process(self, batch: Sequence[Inbound]) -> None:
+        acks = [m for m in batch if isinstance(m, Ack)]
+        letters = [m for m in batch if isinstance(m, DeadLetter)]
+        online = sorted({m.serial for m in batch if isinstance(m, Online)})
+        async with self._pool.connection() as conn:
+            finished = False
+            if acks:
+                more_letters, finished = await self._record_acks(conn, acks)
+                letters += more_letters
+            if letters:
+                async with conn.transaction():
+                    await queries.insert_dead_letters(
+                        conn,
+                        [
+                            {
+                                "topic": d.topic,
+                                "reason": d.reason,
+                                "detail": d.detail,
+                                "payload": d.payload,
+                                "received_at": d.received_at,
+                            }
+                            for d in letters
+                        ],
+                    )
+                for d in letters:
+                    metrics.DEAD_LETTERS.labels(d.reason).inc()
+                reasons = sorted({d.reason for d in letters})
+                log.warning("dead-lettered %d control messages", len(letters), extra={"reasons": reasons})
+            nudged = 0
+            if online:
+                async with conn.transaction():
+                    nudged = await queries.nudge(conn, serials=online, quiet_s=NUDGE_QUIET_S)
+        if finished or nudged:
+            self._wake()
+
+    async def _record_acks(
+        self, conn: AsyncConnection[Row], acks: Sequence[Ack]
+    ) -> tuple[list[DeadLetter], bool]:
+        """Fold and write a batch of acks; return the dead letters and whether any command ended."""
+        by_command: dict[UUID, list[Ack]] = defaultdict(list)
+        for ack in acks:
+            by_command[ack.id].append(ack)
+        letters: list[DeadLetter] = []
+        finished = False
+        async with conn.transaction():
+            battery_ids = await queries.battery_ids_of_commands(conn, list(by_command))
+            batteries = await queries.lock_batteries(conn, battery_ids)
+            commands = {row["id"]: row for row in await queries.lock_commands(conn, list(by_command))}
+            updates: list[Row] = []
+            reports: list[Row] = []
+            events: list[Event] = []
+            for command_id, its_acks in by_command.items():
+                command = commands.get(command_id)
+                if command is None:
+                    metrics.ACKS.labels("unknown_command").inc(len(its_acks))
+                    letters += [_letter(a, "unknown_command", f"no command {command_id}") for a in its_acks]
+                    continue
+                out = fold(command, its_acks)
+                owner = f"command {command_id} is for {command['serial_number']}"
+                letters += [_letter(a, "ack_from_wrong_battery", owner) for a in out.wrong_battery]
+                metrics.ACKS.labels("wrong_battery").inc(len(out.wrong_battery))
+                self._collect(command, out, updates, reports, events)
+                finished = finished or out.finished_at is not None and command["finished_at"] is None
+            await queries.apply_acks(conn, updates)
+            newest: dict[int, Row] = {}
+            for report in reports:  # one row per battery: an UPDATE ... FROM applies only one
+                kept = newest.get(report["battery_id"])
+                if report["battery_id"] in batteries and (kept is None or kept["at"] <= report["at"]):
+                    newest[report["battery_id"]] = report
+            await queries.update_reported(conn, list(newest.values()))
+            await queries.insert_events(conn, events)
+        return letters, finished
+
+    @staticmethod
+    def _collect(
+        command: Row, out: Outcome, updates: list[Row], reports: list[Row], events: list[Event]
+    ) -> None:
+        if out.changed:
+            updates.append(
+                {
+                    "id": command["id"],
+                    "status": out.status,
+                    "delivered_at": out.delivered_at,
+                    "finished_at": out.finished_at,
+                    "error": out.error,
+                    "device_enabled": out.device_enabled,
+                }
+            )
+        for status, at, actor, detail in out.events:
+            events.append((command["id"], status, at, actor, detail))
+            metrics.TRANSITIONS.labels(status).inc()
+        for ack, why in out.ignored:
+            events.append((command["id"], "ack_ignored", ack.received_at, "device", f"{ack.stage}: {why}"))
+            metrics.ACKS.labels("ignored").inc()
+        metrics.ACKS.labels("accepted").inc(len(out.events))
+        for stage, seconds in out.latencies:
+            metrics.ACK_LATENCY.labels(stage).observe(seconds)
+        if out.reported is not None:
+            enabled, spec, at = out.reported
+            reports.append({"battery_id": command["battery_id"], "enabled": enabled, "spec": spec, "at": at})
+
+
+def _letter(ack: Ack, reason: str, detail: str) -> DeadLetter:
+    return DeadLetter(ack.topic, reason, detail, ack.payload, ack.received_at)

@@ -1,0 +1,210 @@
+"""The control process: publish commands, track acks, retry, expire; all state in the database.
+
+Several control processes may run at once: they claim work with `FOR UPDATE SKIP LOCKED` and, on
+MQTT 5, split the device messages through the shared subscription `$share/control/...`. On MQTT
+3.1.1 (the embedded amqtt broker) each subscribes plainly and sees every ack, which is redundant
+but safe: every state change is conditional on the stored state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+from typing import cast
+
+import aiomqtt
+import psycopg
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from control import metrics, queries
+from control.dispatcher import BATCH, Dispatcher
+from control.inbound import InboundWorker
+from control.queries import Pool
+from packfleet.db import open_pool
+from packfleet.metrics import serve_metrics
+from packfleet.mqtt import aiomqtt_client
+from packfleet.settings import Settings
+from schemas import topics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIENT_ID = "packfleet-control"
+SHARE_GROUP = "control"
+EXPIRY_SWEEP_S = 1.0
+METRICS_REFRESH_S = 15.0
+
+
+def retry_sweep_seconds(settings: Settings) -> float:
+    """How often due retries are looked for: often enough for the shortest backoff, at most 1 s apart."""
+    return min(1.0, max(0.05, settings.command_retry_base_seconds / 2))
+
+
+async def run(settings: Settings, stop: asyncio.Event, *, client_id: str | None = None) -> None:
+    """Run the control service until `stop` is set."""
+    serve_metrics(settings.metrics_port)
+    url = settings.require_database_url()
+    async with open_pool(url, name="control", min_size=2, max_size=6) as untyped_pool:
+        pool = cast(Pool, untyped_pool)  # open_pool's connections return dict rows
+        dispatcher = Dispatcher(
+            pool,
+            protocol=settings.mqtt_protocol,
+            retry_base_s=settings.command_retry_base_seconds,
+            retry_max_s=settings.command_retry_max_seconds,
+        )
+        inbound = InboundWorker(pool, wake_dispatcher=dispatcher.wake.set)
+        worker_stop = asyncio.Event()
+        worker = asyncio.create_task(inbound.run(worker_stop), name="control-inbound")
+        helpers = [
+            asyncio.create_task(dispatcher.loop(stop), name="control-dispatch"),
+            asyncio.create_task(_listen(url, dispatcher.wake.set), name="control-listen"),
+        ]
+        scheduler = _scheduler(settings, pool, dispatcher)
+        scheduler.start()
+        log.info("control started", extra={"client_id": client_id or DEFAULT_CLIENT_ID})
+        try:
+            await _mqtt(settings, client_id or DEFAULT_CLIENT_ID, dispatcher, inbound, stop)
+        finally:
+            scheduler.shutdown(wait=False)
+            for task in helpers:
+                task.cancel()
+            worker_stop.set()
+            # Record the acks already received before the pool closes.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker, timeout=10)
+            worker.cancel()
+            await asyncio.gather(*helpers, worker, return_exceptions=True)
+            log.info("control stopped")
+
+
+def _scheduler(settings: Settings, pool: Pool, dispatcher: Dispatcher) -> AsyncIOScheduler:
+    """The periodic jobs of the control process; later issues add theirs here (ids `control.*`)."""
+    scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
+    common = {"replace_existing": True, "coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+    every = retry_sweep_seconds(settings)
+    scheduler.add_job(dispatcher.run_once, "interval", seconds=every, id="control.retry_sweep", **common)
+    scheduler.add_job(
+        _guard(expire_sweep, pool, dispatcher),
+        "interval",
+        seconds=EXPIRY_SWEEP_S,
+        id="control.expiry_sweep",
+        **common,
+    )
+    scheduler.add_job(
+        _guard(refresh_metrics, pool), "interval", seconds=METRICS_REFRESH_S, id="control.metrics", **common
+    )
+    return scheduler
+
+
+def _guard(job: Callable[..., Awaitable[object]], *args: object) -> Callable[[], Awaitable[None]]:
+    """A job that logs its failure instead of raising into the scheduler."""
+
+    async def guarded() -> None:
+        try:
+            await job(*args)
+        except Exception:
+            log.exception("job %s failed", getattr(job, "__name__", job))
+
+    return guarded
+
+
+async def expire_sweep(pool: Pool, dispatcher: Dispatcher | None = None) -> int:
+    """Expire every open command past its `expires_at`; return how many."""
+    total = 0
+    while True:
+        async with pool.connection() as conn, conn.transaction():
+            rows = await queries.expire_due(conn, limit=BATCH)
+            await queries.insert_events(
+                conn,
+                [
+                    (r["id"], "expired", r["finished_at"], "control", f"not applied by {r['expires_at']}")
+                    for r in rows
+                ],
+            )
+        if rows:
+            metrics.TRANSITIONS.labels("expired").inc(len(rows))
+            log.info("expired %d commands", len(rows))
+        total += len(rows)
+        if len(rows) < BATCH:
+            break
+    if total and dispatcher is not None:
+        dispatcher.wake.set()  # the next command of those batteries is now their head
+    return total
+
+
+async def refresh_metrics(pool: Pool) -> None:
+    async with pool.connection() as conn:
+        for status, n in (await queries.open_counts(conn)).items():
+            metrics.OPEN_COMMANDS.labels(status).set(n)
+
+
+async def _listen(url: str, wake: Callable[[], None]) -> None:
+    """Wake the dispatcher on every NOTIFY from `issue_command`; reconnect when the database drops us."""
+    delay = 0.5
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {queries.NOTIFY_CHANNEL}")
+                wake()  # whatever was issued while nobody listened
+                delay = 0.5
+                async for _ in conn.notifies():
+                    wake()
+        except psycopg.OperationalError as exc:
+            log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _filters(protocol: int) -> list[str]:
+    wanted = [topics.COMMAND_ACK_FILTER, topics.STATUS_FILTER]
+    if protocol == 5:
+        return [topics.shared(SHARE_GROUP, f) for f in wanted]
+    return wanted
+
+
+async def _mqtt(
+    settings: Settings, client_id: str, dispatcher: Dispatcher, inbound: InboundWorker, stop: asyncio.Event
+) -> None:
+    """Stay connected to the broker (reconnecting with backoff) until `stop`."""
+    delay = 1.0
+    filters = _filters(settings.mqtt_protocol)
+    if settings.mqtt_protocol != 5:
+        log.info("MQTT 3.1.1: plain subscriptions (no $share); every control process sees every ack")
+    while not stop.is_set():
+        client = aiomqtt_client(
+            settings.mqtt, client_id=client_id, protocol=settings.mqtt_protocol, persistent=True
+        )
+        # paho allows 20 unconfirmed QoS 1 publishes by default; a fan-out publishes a whole batch at once.
+        client._client.max_inflight_messages_set(BATCH)
+        try:
+            async with client:
+                for topic_filter in filters:
+                    await client.subscribe(topic_filter, qos=1)
+                log.info("connected to the broker", extra={"broker": repr(settings.mqtt), "filters": filters})
+                delay = 1.0
+                dispatcher.attach(client)
+                reader = asyncio.create_task(_read(client, inbound))
+                stopper = asyncio.create_task(stop.wait())
+                done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                await dispatcher.detach()  # let an in-progress batch finish with this client
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+                if reader in done:
+                    reader.result()
+        except aiomqtt.MqttError as exc:
+            await dispatcher.detach()
+            log.warning("broker connection lost (%s); reconnecting in %.0fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def _read(client: aiomqtt.Client, inbound: InboundWorker) -> None:
+    async for message in client.messages:
+        payload = message.payload
+        data = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload or "").encode()
+        inbound.put(str(message.topic), data)

@@ -1,0 +1,386 @@
+"""SQL for the commands, command_events and command_bulks tables. Functions take `conn` and never commit.
+
+Lock order, everywhere a transaction waits for a lock: battery rows first (by id), then command
+rows. The dispatcher and the expiry sweep never wait (SKIP LOCKED), so they cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+Row = dict[str, Any]
+Pool = AsyncConnectionPool[AsyncConnection[Row]]
+
+NOTIFY_CHANNEL = "packfleet_commands"
+OPEN = ("queued", "sent", "delivered")
+FINAL = ("succeeded", "failed", "expired", "cancelled")
+
+COMMAND_COLUMNS = """
+    c.id, c.battery_id, b.serial_number, c.action, c.spec, c.status, c.reason, c.requested_by, c.source,
+    c.battery_status, c.status_label, c.attempts, c.next_attempt_at, c.error, c.created_at, c.sent_at,
+    c.last_sent_at, c.delivered_at, c.finished_at, c.expires_at, c.device_enabled, c.cancel_reason,
+    c.cancelled_by, c.superseded_by, c.bulk_id, c.seq
+"""
+
+# An event: (command id, status, time or None for the statement's clock, actor, detail).
+Event = tuple[UUID, str, datetime | None, str, str | None]
+
+
+async def lock_batteries(conn: AsyncConnection[Row], battery_ids: Sequence[int]) -> dict[int, Row]:
+    """Lock these batteries (in id order, so concurrent writers never deadlock) and read their state."""
+    cur = await conn.execute(
+        """SELECT id, serial_number, status, status_label, desired_enabled, desired_spec, dealer_id
+           FROM batteries WHERE id = ANY(%s) AND deleted_at IS NULL
+           ORDER BY id FOR UPDATE""",
+        (list(battery_ids),),
+    )
+    return {row["id"]: row for row in await cur.fetchall()}
+
+
+async def cancel_superseded(
+    conn: AsyncConnection[Row], *, battery_ids: Sequence[int], new_ids: Sequence[UUID], actor: str
+) -> list[Row]:
+    """Cancel the queued or sent commands of these batteries in favour of the new ones."""
+    cur = await conn.execute(
+        """UPDATE commands c
+           SET status = 'cancelled', finished_at = clock_timestamp(), next_attempt_at = NULL,
+               cancel_reason = 'superseded by command ' || n.new_id::text, cancelled_by = %s,
+               superseded_by = n.new_id
+           FROM unnest(%s::bigint[], %s::uuid[]) AS n(battery_id, new_id)
+           WHERE c.battery_id = n.battery_id AND c.status IN ('queued', 'sent')
+           RETURNING c.id, c.battery_id, c.status, c.cancel_reason, c.finished_at""",
+        (actor, list(battery_ids), list(new_ids)),
+    )
+    return await cur.fetchall()
+
+
+async def insert_commands(
+    conn: AsyncConnection[Row],
+    *,
+    ids: Sequence[UUID],
+    batteries: Sequence[Row],
+    action: str,
+    spec: str,
+    reason: str,
+    requested_by: int | None,
+    source: str,
+    battery_status: str | None,
+    status_label: str | None,
+    not_before: Sequence[datetime],
+    expires_at: Sequence[datetime],
+    bulk_id: UUID | None,
+) -> list[Row]:
+    """Insert one queued command per battery, due at its `not_before`."""
+    cur = await conn.execute(
+        """INSERT INTO commands AS c (id, battery_id, action, spec, reason, requested_by, source,
+                battery_status, status_label, next_attempt_at, expires_at, bulk_id,
+                prev_desired_enabled, prev_desired_spec, prev_status)
+           SELECT n.id, n.battery_id, %(action)s, %(spec)s, %(reason)s, %(requested_by)s, %(source)s,
+                  %(battery_status)s, %(status_label)s, n.not_before, n.expires_at, %(bulk_id)s,
+                  n.prev_enabled, n.prev_spec, n.prev_status
+           FROM unnest(%(ids)s::uuid[], %(battery_ids)s::bigint[], %(not_before)s::timestamptz[],
+                       %(expires_at)s::timestamptz[], %(prev_enabled)s::boolean[], %(prev_spec)s::text[],
+                       %(prev_status)s::text[])
+                WITH ORDINALITY AS n(id, battery_id, not_before, expires_at, prev_enabled, prev_spec,
+                                     prev_status, ord)
+           ORDER BY n.ord
+           RETURNING c.id, c.battery_id, c.created_at, c.expires_at, c.next_attempt_at""",
+        {
+            "action": action,
+            "spec": spec,
+            "reason": reason,
+            "requested_by": requested_by,
+            "source": source,
+            "battery_status": battery_status,
+            "status_label": status_label,
+            "bulk_id": bulk_id,
+            "ids": list(ids),
+            "battery_ids": [b["id"] for b in batteries],
+            "not_before": list(not_before),
+            "expires_at": list(expires_at),
+            "prev_enabled": [b["desired_enabled"] for b in batteries],
+            "prev_spec": [b["desired_spec"] for b in batteries],
+            "prev_status": [b["status"] for b in batteries],
+        },
+    )
+    return await cur.fetchall()
+
+
+async def insert_events(conn: AsyncConnection[Row], events: Sequence[Event]) -> None:
+    """Append audit rows; a None time means 'now' by the statement's clock."""
+    if not events:
+        return
+    await conn.execute(
+        """INSERT INTO command_events (command_id, status, at, actor, detail)
+           SELECT e.command_id, e.status, coalesce(e.at, clock_timestamp()), e.actor, e.detail
+           FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])
+                AS e(command_id, status, at, actor, detail)""",
+        (
+            [e[0] for e in events],
+            [e[1] for e in events],
+            [e[2] for e in events],
+            [e[3] for e in events],
+            [e[4] for e in events],
+        ),
+    )
+
+
+async def set_desired(
+    conn: AsyncConnection[Row],
+    *,
+    battery_ids: Sequence[int],
+    enabled: bool,
+    spec: str,
+    battery_status: str | None,
+    status_label: str | None,
+) -> None:
+    await conn.execute(
+        """UPDATE batteries
+           SET desired_enabled = %s, desired_spec = %s, status = coalesce(%s, status),
+               status_label = coalesce(%s, status_label), updated_at = now()
+           WHERE id = ANY(%s)""",
+        (enabled, spec, battery_status, status_label, list(battery_ids)),
+    )
+
+
+async def notify(conn: AsyncConnection[Row]) -> None:
+    """Wake the control processes when this transaction commits."""
+    await conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+
+
+async def get_command(conn: AsyncConnection[Row], command_id: UUID, *, lock: bool = False) -> Row | None:
+    cur = await conn.execute(
+        f"""SELECT {COMMAND_COLUMNS}, c.prev_desired_enabled, c.prev_desired_spec, c.prev_status
+            FROM commands c JOIN batteries b ON b.id = c.battery_id
+            WHERE c.id = %s {"FOR UPDATE OF c" if lock else ""}""",  # noqa: S608 - constant fragments
+        (command_id,),
+    )
+    return await cur.fetchone()
+
+
+async def has_newer_command(conn: AsyncConnection[Row], *, battery_id: int, seq: int) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM commands WHERE battery_id = %s AND seq > %s LIMIT 1", (battery_id, seq)
+    )
+    return await cur.fetchone() is not None
+
+
+async def cancel_command(conn: AsyncConnection[Row], *, command_id: UUID, reason: str, actor: str) -> Row:
+    cur = await conn.execute(
+        """UPDATE commands SET status = 'cancelled', finished_at = clock_timestamp(), next_attempt_at = NULL,
+               cancel_reason = %s, cancelled_by = %s
+           WHERE id = %s RETURNING id, finished_at""",
+        (reason, actor, command_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None  # the caller holds the row lock
+    return row
+
+
+async def restore_desired(conn: AsyncConnection[Row], *, command: Row) -> None:
+    """Put the battery's desired state back to what it was before this (cancelled) command."""
+    await conn.execute(
+        """UPDATE batteries
+           SET desired_enabled = coalesce(%s, desired_enabled), desired_spec = coalesce(%s, desired_spec),
+               status = CASE WHEN %s::text IS NULL THEN status ELSE coalesce(%s, status) END,
+               updated_at = now()
+           WHERE id = %s""",
+        (
+            command["prev_desired_enabled"],
+            command["prev_desired_spec"],
+            command["battery_status"],
+            command["prev_status"],
+            command["battery_id"],
+        ),
+    )
+
+
+# --- the dispatcher -------------------------------------------------------------------------------
+
+
+async def claim_due(conn: AsyncConnection[Row], *, limit: int) -> list[Row]:
+    """Lock the due head command of each battery that has one; skip what another process holds.
+
+    A head is a battery's oldest open command, so at most one command per battery is in flight and
+    they go in order. The conditions on `c` are repeated outside the CTE because PostgreSQL
+    re-checks them on the newest row version after a concurrent update, and the CTE's are not.
+    """
+    cur = await conn.execute(
+        """WITH heads AS (
+               SELECT DISTINCT ON (battery_id) id
+               FROM commands WHERE status IN ('queued', 'sent', 'delivered')
+               ORDER BY battery_id, seq
+           )
+           SELECT c.id, c.battery_id, b.serial_number, c.action, c.spec, c.status, c.attempts,
+                  c.created_at, c.expires_at
+           FROM heads h JOIN commands c ON c.id = h.id JOIN batteries b ON b.id = c.battery_id
+           WHERE c.status IN ('queued', 'sent', 'delivered')
+             AND c.next_attempt_at <= clock_timestamp() AND c.expires_at > clock_timestamp()
+           ORDER BY c.next_attempt_at
+           LIMIT %s
+           FOR UPDATE OF c SKIP LOCKED""",
+        (limit,),
+    )
+    return await cur.fetchall()
+
+
+async def mark_sent(
+    conn: AsyncConnection[Row],
+    *,
+    ids: Sequence[UUID],
+    published_at: Sequence[datetime],
+    base_s: float,
+    max_s: float,
+) -> list[Row]:
+    """Record publishes; the next attempt waits base * 2^(attempts-1), capped, with 10% jitter."""
+    cur = await conn.execute(
+        """UPDATE commands c
+           SET status = CASE WHEN c.status = 'queued' THEN 'sent' ELSE c.status END,
+               attempts = c.attempts + 1,
+               sent_at = coalesce(c.sent_at, p.at),
+               last_sent_at = p.at,
+               next_attempt_at = p.at + make_interval(
+                   secs => least(%s * power(2, c.attempts), %s) * (1 + random() * 0.1))
+           FROM unnest(%s::uuid[], %s::timestamptz[]) AS p(id, at)
+           WHERE c.id = p.id
+           RETURNING c.id, c.status, c.attempts, c.next_attempt_at""",
+        (base_s, max_s, list(ids), list(published_at)),
+    )
+    return await cur.fetchall()
+
+
+async def postpone(conn: AsyncConnection[Row], *, ids: Sequence[UUID], delay_s: float) -> None:
+    """Try these again later: the broker did not confirm their publish."""
+    await conn.execute(
+        """UPDATE commands SET next_attempt_at = clock_timestamp() + make_interval(secs => %s)
+           WHERE id = ANY(%s)""",
+        (delay_s, list(ids)),
+    )
+
+
+async def expire_due(conn: AsyncConnection[Row], *, limit: int) -> list[Row]:
+    """Expire open commands past their expiry that no other transaction holds."""
+    cur = await conn.execute(
+        """UPDATE commands c
+           SET status = 'expired', finished_at = clock_timestamp(), next_attempt_at = NULL
+           FROM (SELECT id FROM commands
+                 WHERE status IN ('queued', 'sent', 'delivered') AND expires_at <= clock_timestamp()
+                 ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED) due
+           WHERE c.id = due.id
+           RETURNING c.id, c.battery_id, c.expires_at, c.finished_at, c.attempts""",
+        (limit,),
+    )
+    return await cur.fetchall()
+
+
+async def nudge(conn: AsyncConnection[Row], *, serials: Sequence[str], quiet_s: float) -> int:
+    """Make the open commands of these (just online) batteries due now, unless published moments ago."""
+    cur = await conn.execute(
+        """UPDATE commands c SET next_attempt_at = clock_timestamp()
+           FROM batteries b
+           WHERE b.serial_number = ANY(%s) AND c.battery_id = b.id
+             AND c.status IN ('queued', 'sent', 'delivered') AND c.next_attempt_at > clock_timestamp()
+             AND (c.last_sent_at IS NULL
+                  OR c.last_sent_at < clock_timestamp() - make_interval(secs => %s))""",
+        (list(serials), quiet_s),
+    )
+    return cur.rowcount
+
+
+async def open_counts(conn: AsyncConnection[Row]) -> dict[str, int]:
+    cur = await conn.execute(
+        """SELECT status, count(*) AS n FROM commands
+           WHERE status IN ('queued', 'sent', 'delivered') GROUP BY status"""
+    )
+    counts = {status: 0 for status in OPEN}
+    counts.update({row["status"]: row["n"] for row in await cur.fetchall()})
+    return counts
+
+
+# --- acknowledgements -----------------------------------------------------------------------------
+
+
+async def battery_ids_of_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> list[int]:
+    cur = await conn.execute(
+        "SELECT DISTINCT battery_id FROM commands WHERE id = ANY(%s) ORDER BY battery_id", (list(ids),)
+    )
+    return [row["battery_id"] for row in await cur.fetchall()]
+
+
+async def lock_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> list[Row]:
+    cur = await conn.execute(
+        """SELECT c.id, c.battery_id, b.serial_number, c.action, c.spec, c.status, c.sent_at, c.last_sent_at,
+                  c.delivered_at, c.finished_at
+           FROM commands c JOIN batteries b ON b.id = c.battery_id
+           WHERE c.id = ANY(%s) ORDER BY c.id FOR UPDATE OF c""",
+        (list(ids),),
+    )
+    return await cur.fetchall()
+
+
+async def apply_acks(conn: AsyncConnection[Row], updates: Sequence[Row]) -> None:
+    """Write the folded outcome of a batch of acks: one row per command that changed."""
+    if not updates:
+        return
+    await conn.execute(
+        """UPDATE commands c
+           SET status = u.status, delivered_at = u.delivered_at, finished_at = u.finished_at,
+               error = coalesce(u.error, c.error),
+               device_enabled = coalesce(u.device_enabled, c.device_enabled),
+               next_attempt_at = CASE WHEN u.finished_at IS NULL THEN c.next_attempt_at END
+           FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[],
+                       %s::boolean[])
+                AS u(id, status, delivered_at, finished_at, error, device_enabled)
+           WHERE c.id = u.id""",
+        (
+            [u["id"] for u in updates],
+            [u["status"] for u in updates],
+            [u["delivered_at"] for u in updates],
+            [u["finished_at"] for u in updates],
+            [u["error"] for u in updates],
+            [u["device_enabled"] for u in updates],
+        ),
+    )
+
+
+async def update_reported(conn: AsyncConnection[Row], reports: Sequence[Row]) -> None:
+    """Record what devices said they are now, unless the battery already has a newer report."""
+    if not reports:
+        return
+    await conn.execute(
+        """UPDATE batteries b
+           SET reported_enabled = r.enabled, reported_spec = coalesce(r.spec, b.reported_spec),
+               reported_at = r.at, updated_at = now()
+           FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::timestamptz[]) AS r(id, enabled, spec, at)
+           WHERE b.id = r.id AND (b.reported_at IS NULL OR b.reported_at <= r.at)""",
+        (
+            [r["battery_id"] for r in reports],
+            [r["enabled"] for r in reports],
+            [r["spec"] for r in reports],
+            [r["at"] for r in reports],
+        ),
+    )
+
+
+async def insert_dead_letters(conn: AsyncConnection[Row], letters: Sequence[Row]) -> None:
+    if not letters:
+        return
+    await conn.execute(
+        """INSERT INTO dead_letters (topic, reason, detail, received_at, payload, payload_size)
+           SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::bytea[],
+                                %s::int[])""",
+        (
+            [d["topic"] for d in letters],
+            [d["reason"] for d in letters],
+            [d["detail"] for d in letters],
+            [d["received_at"] for d in letters],
+            [d["payload"][: 64 * 1024] for d in letters],
+            [len(d["payload"]) for d in letters],
+        ),
+    )
