@@ -31,7 +31,11 @@ def sms_provider(request: Request):  # type: ignore[no-untyped-def]
 
 @router.post("/login")
 async def login(
-    request: Request, body: LoginRequest, conn: ConnDep, pool: PoolDep, settings: SettingsDep,
+    request: Request,
+    body: LoginRequest,
+    conn: ConnDep,
+    pool: PoolDep,
+    settings: SettingsDep,
     background: BackgroundTasks,
 ) -> dict[str, Any]:
     """Send a login code by SMS. Every phone gets the same answer."""

@@ -75,8 +75,9 @@ async def verify_code(
         if row is None or row["consumed_at"] is not None:
             failure = Unauthorized("Request a new OTP", error="Invalid or expired OTP", code="OTP_INVALID")
         elif row["expires_at"] <= datetime.now(UTC):
-            failure = Unauthorized("The OTP has expired; request a new one", error="Invalid or expired OTP",
-                                   code="OTP_EXPIRED")
+            failure = Unauthorized(
+                "The OTP has expired; request a new one", error="Invalid or expired OTP", code="OTP_EXPIRED"
+            )
         else:
             attempts = await queries.count_attempt(conn, row["id"], max_attempts=MAX_ATTEMPTS)
             candidate = hash_code(secret=secret, phone=phone, code=otp)
@@ -87,10 +88,14 @@ async def verify_code(
                     user = await queries.user_by_id(conn, row["user_id"])
             if failure is None and user is None:
                 left = 0 if attempts is None else MAX_ATTEMPTS - attempts
-                failure = _locked() if left == 0 else Unauthorized(
-                    f"Wrong OTP; {left} attempt{'s' if left != 1 else ''} left",
-                    error="Invalid or expired OTP",
-                    code="OTP_INVALID",
+                failure = (
+                    _locked()
+                    if left == 0
+                    else Unauthorized(
+                        f"Wrong OTP; {left} attempt{'s' if left != 1 else ''} left",
+                        error="Invalid or expired OTP",
+                        code="OTP_INVALID",
+                    )
                 )
     if failure is not None:
         raise failure
@@ -101,9 +106,7 @@ async def verify_code(
 
 
 def _locked() -> Unauthorized:
-    return Unauthorized(
-        "Too many wrong attempts; request a new OTP", error="OTP locked", code="OTP_LOCKED"
-    )
+    return Unauthorized("Too many wrong attempts; request a new OTP", error="OTP locked", code="OTP_LOCKED")
 
 
 async def create_user(

@@ -19,6 +19,23 @@ class BatteryCreate(BaseModel):
     dealer_id: int | None = Field(default=None, description="admin only: the owning dealer")
 
 
+class AssignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    consumer_id: int | None = Field(description="the consumer to give the battery to; null takes it back")
+
+
+def activity_body(row: dict[str, Any]) -> dict[str, Any]:
+    """One entry of a battery's activity log."""
+    return {
+        "id": row["id"],
+        "at": _iso(row["at"]),
+        "actor": row["actor"],
+        "action": row["action"],
+        "detail": row["detail"],
+    }
+
+
 def _number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 

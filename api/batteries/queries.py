@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
 BATTERY_COLUMNS = """
     b.id, b.serial_number, b.status, b.health_score, b.owner_id, b.dealer_id, b.created_at,
@@ -37,7 +38,7 @@ async def list_batteries(
               AND (%(status)s::text IS NULL OR b.status = %(status)s)
               AND (%(dealer)s::bigint IS NULL OR b.dealer_id = %(dealer)s)
               AND (%(owner)s::bigint IS NULL OR b.owner_id = %(owner)s)
-            ORDER BY b.id""",
+            ORDER BY b.id""",  # noqa: S608 - a constant column list
         {"status": status, "dealer": dealer_id, "owner": owner_id},
     )
     return await cur.fetchall()
@@ -45,7 +46,7 @@ async def list_batteries(
 
 async def get_battery(conn: AsyncConnection, serial: str) -> dict[str, Any] | None:
     cur = await conn.execute(
-        f"SELECT {BATTERY_COLUMNS} FROM batteries b WHERE b.serial_number = %s AND b.deleted_at IS NULL",
+        f"SELECT {BATTERY_COLUMNS} FROM batteries b WHERE b.serial_number = %s AND b.deleted_at IS NULL",  # noqa: S608
         (serial,),
     )
     return await cur.fetchone()
@@ -69,3 +70,70 @@ async def get_pending_command(conn: AsyncConnection, battery_id: int) -> dict[st
         (battery_id,),
     )
     return await cur.fetchone()
+
+
+async def set_actor(conn: AsyncConnection, actor: str) -> None:
+    """Name who acts in this transaction, for the status-change trigger's activity rows."""
+    await conn.execute("SELECT set_config('packfleet.actor', %s, true)", (actor,))
+
+
+async def record_activity(
+    conn: AsyncConnection, *, battery_id: int, actor: str, action: str, detail: dict[str, Any] | None = None
+) -> None:
+    await conn.execute(
+        "INSERT INTO battery_activity (battery_id, actor, action, detail) VALUES (%s, %s, %s, %s)",
+        (battery_id, actor, action, Jsonb(detail or {})),
+    )
+
+
+async def list_activity(
+    conn: AsyncConnection, battery_id: int, *, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        """SELECT id, at, actor, action, detail FROM battery_activity WHERE battery_id = %s
+           ORDER BY at DESC, id DESC LIMIT %s OFFSET %s""",
+        (battery_id, limit, offset),
+    )
+    return await cur.fetchall()
+
+
+async def get_consumer(conn: AsyncConnection, consumer_id: int) -> dict[str, Any] | None:
+    cur = await conn.execute("SELECT id, dealer_id, name FROM consumers WHERE id = %s", (consumer_id,))
+    return await cur.fetchone()
+
+
+async def set_owner(
+    conn: AsyncConnection, battery_id: int, *, owner_id: int | None, dealer_id: int | None
+) -> dict[str, Any]:
+    cur = await conn.execute(
+        f"""UPDATE batteries AS b SET owner_id = %s, dealer_id = %s, updated_at = now() WHERE id = %s
+            RETURNING {BATTERY_COLUMNS}""",  # noqa: S608 - a constant column list
+        (owner_id, dealer_id, battery_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def health_by_status(
+    conn: AsyncConnection, *, dealer_id: int | None, owner_id: int | None
+) -> list[dict[str, Any]]:
+    """Count and health score spread per status, plus what the latest readings say."""
+    cur = await conn.execute(
+        """SELECT b.status, count(*) AS count,
+                  round(avg(b.health_score), 1) AS avg_health,
+                  min(b.health_score) AS min_health, max(b.health_score) AS max_health,
+                  sum(b.health_score) AS health_sum,
+                  count(l.battery_id) AS reporting,
+                  count(*) FILTER (WHERE b.online) AS online,
+                  count(*) FILTER (WHERE l.soc < 20) AS low_soc,
+                  count(*) FILTER (WHERE l.ts < now() - interval '1 hour') AS stale,
+                  avg(l.soc) AS avg_soc
+           FROM batteries b LEFT JOIN battery_latest l ON l.battery_id = b.id
+           WHERE b.deleted_at IS NULL
+             AND (%(dealer)s::bigint IS NULL OR b.dealer_id = %(dealer)s)
+             AND (%(owner)s::bigint IS NULL OR b.owner_id = %(owner)s)
+           GROUP BY b.status ORDER BY b.status""",
+        {"dealer": dealer_id, "owner": owner_id},
+    )
+    return await cur.fetchall()

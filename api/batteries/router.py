@@ -7,7 +7,14 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 
 from api.batteries import service
-from api.batteries.models import BatteryCreate, battery_body, control_body, telemetry_body
+from api.batteries.models import (
+    AssignRequest,
+    BatteryCreate,
+    activity_body,
+    battery_body,
+    control_body,
+    telemetry_body,
+)
 from api.deps import ConnDep, CurrentUser
 
 router = APIRouter(prefix="/api/batteries", tags=["batteries"])
@@ -22,6 +29,14 @@ async def list_batteries(
 ) -> list[dict[str, Any]]:
     rows = await service.list_batteries(conn, principal=principal, status=status, dealer_id=dealer_id)
     return [battery_body(r) for r in rows]
+
+
+@router.get("/health-report")
+async def health_report(
+    conn: ConnDep, principal: CurrentUser, dealer_id: int | None = Query(default=None)
+) -> dict[str, Any]:
+    """Fleet health per status over the batteries the caller may see (admin may filter by dealer)."""
+    return await service.health_report(conn, principal=principal, dealer_id=dealer_id)
 
 
 @router.post("", status_code=201)
@@ -40,3 +55,27 @@ async def get_battery(conn: ConnDep, principal: CurrentUser, serial: str) -> dic
         "telemetry": telemetry_body(found["reading"]),
         "control": control_body(found["battery"], pending),
     }
+
+
+@router.put("/{serial}/assign")
+async def assign_battery(
+    conn: ConnDep, principal: CurrentUser, serial: str, body: AssignRequest
+) -> dict[str, Any]:
+    """Give the battery to one of its dealer's consumers (`consumer_id: null` takes it back)."""
+    row = await service.assign_battery(conn, principal=principal, serial=serial, consumer_id=body.consumer_id)
+    return battery_body(row)
+
+
+@router.get("/{serial}/activity")
+async def battery_activity(
+    conn: ConnDep,
+    principal: CurrentUser,
+    serial: str,
+    limit: int = Query(default=100, ge=1, le=500),
+    offset: int = Query(default=0, ge=0),
+) -> list[dict[str, Any]]:
+    """Who changed what on the battery, newest first."""
+    rows = await service.battery_activity(
+        conn, principal=principal, serial=serial, limit=limit, offset=offset
+    )
+    return [activity_body(r) for r in rows]

@@ -25,7 +25,9 @@ async def mark_sent(conn: AsyncConnection, message_id: int, *, provider_message_
 
 
 async def mark_failed(conn: AsyncConnection, message_id: int, *, error: str) -> None:
-    await conn.execute("UPDATE sms_outbox SET status = 'failed', error = %s WHERE id = %s", (error, message_id))
+    await conn.execute(
+        "UPDATE sms_outbox SET status = 'failed', error = %s WHERE id = %s", (error, message_id)
+    )
 
 
 async def latest_for(conn: AsyncConnection, to: str, *, kind: str | None = None) -> dict[str, Any] | None:

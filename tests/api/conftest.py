@@ -15,7 +15,11 @@ from packfleet.settings import Settings
 from tests import factories
 from tests.conftest import make_settings, token_for
 
-GENEROUS = {"rate_limit_auth": "10000/minute", "rate_limit_api": "100000/minute", "rate_limit_upload": "10000/minute"}
+GENEROUS = {
+    "rate_limit_auth": "10000/minute",
+    "rate_limit_api": "100000/minute",
+    "rate_limit_upload": "10000/minute",
+}
 
 
 def api_settings(database_url: str, storage: Path, **overrides: Any) -> Settings:
@@ -62,8 +66,12 @@ class World:
         self.consumer_a_user = factories.user(conn, "consumer", consumer_id=self.consumer_a["id"])
         self.technician = factories.user(conn, "technician")
         self.nbfc = factories.user(conn, "nbfc")
-        self.battery_a = factories.battery(conn, dealer_id=self.dealer_a["id"], owner_id=self.consumer_a["id"])
-        self.battery_b = factories.battery(conn, dealer_id=self.dealer_b["id"], owner_id=self.consumer_b["id"])
+        self.battery_a = factories.battery(
+            conn, dealer_id=self.dealer_a["id"], owner_id=self.consumer_a["id"]
+        )
+        self.battery_b = factories.battery(
+            conn, dealer_id=self.dealer_b["id"], owner_id=self.consumer_b["id"]
+        )
 
     def users(self) -> dict[str, dict[str, Any]]:
         return {

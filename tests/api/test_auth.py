@@ -44,9 +44,18 @@ def test_login_then_verify_gives_a_working_token(client: TestClient, db: psycopg
     assert verified.status_code == 200, verified.text
     body = verified.json()
     assert body["success"] is True
-    assert body["user"] == {"id": dealer["id"], "name": "John Doe", "phone": dealer["phone"], "role": "dealer"}
+    assert body["user"] == {
+        "id": dealer["id"],
+        "name": "John Doe",
+        "phone": dealer["phone"],
+        "role": "dealer",
+    }
     claims = jwt.decode(body["token"], JWT_SECRET, algorithms=["HS256"])
-    assert claims["role"] == "dealer" and claims["dealer_id"] == dealer["dealer_id"] and claims["exp"] > time.time()
+    assert (
+        claims["role"] == "dealer"
+        and claims["dealer_id"] == dealer["dealer_id"]
+        and claims["exp"] > time.time()
+    )
     listed = client.get("/api/batteries", headers={"Authorization": f"Bearer {body['token']}"})
     assert listed.status_code == 200
 
@@ -91,7 +100,9 @@ def test_expired_and_superseded_codes_are_refused(client: TestClient, db: psycop
     user = factories.user(db, "nbfc")
     _login(client, user["phone"], "nbfc")
     otp = _otp_from_outbox(db, user["phone"])
-    db.execute("UPDATE otp_codes SET expires_at = now() - interval '1 second' WHERE phone = %s", (user["phone"],))
+    db.execute(
+        "UPDATE otp_codes SET expires_at = now() - interval '1 second' WHERE phone = %s", (user["phone"],)
+    )
     expired = client.post("/api/auth/verify-otp", json={"phone": user["phone"], "otp": otp})
     assert expired.status_code == 401 and expired.json()["code"] == "OTP_EXPIRED"
 
@@ -102,7 +113,9 @@ def test_expired_and_superseded_codes_are_refused(client: TestClient, db: psycop
     if first != second:
         old = client.post("/api/auth/verify-otp", json={"phone": user["phone"], "otp": first})
         assert old.status_code == 401
-    assert client.post("/api/auth/verify-otp", json={"phone": user["phone"], "otp": second}).status_code == 200
+    assert (
+        client.post("/api/auth/verify-otp", json={"phone": user["phone"], "otp": second}).status_code == 200
+    )
 
 
 def test_bad_bodies_are_400_with_fields(client: TestClient) -> None:
@@ -143,7 +156,9 @@ def test_api_rate_limit_per_user(client_for, db: psycopg.Connection) -> None:  #
     statuses = [client.get("/api/batteries", headers=headers).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     # another user has a budget of its own
-    assert client.get("/api/batteries", headers={"Authorization": f"Bearer {_token(other)}"}).status_code == 200
+    assert (
+        client.get("/api/batteries", headers={"Authorization": f"Bearer {_token(other)}"}).status_code == 200
+    )
 
 
 def _token(user: dict, **kw) -> str:  # type: ignore[no-untyped-def,type-arg]
@@ -154,7 +169,9 @@ def _b64(data: dict) -> str:  # type: ignore[type-arg]
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-@pytest.mark.parametrize("kind", ["missing", "garbage", "bad_signature", "alg_none", "expired", "unknown_role"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "garbage", "bad_signature", "alg_none", "expired", "unknown_role"]
+)
 def test_bad_tokens_are_401(client: TestClient, db: psycopg.Connection, kind: str) -> None:
     user = factories.user(db, "admin")
     tokens = {

@@ -1,0 +1,221 @@
+"""Battery-pack use cases, scoped like batteries: a dealer reaches only its own packs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from api.auth.tokens import Principal
+from api.batteries import queries as battery_queries
+from api.batteries.service import read_scope, require_writer, visible_battery
+from api.battery_packs import queries
+from api.battery_packs.models import (
+    SORTS,
+    AllocateRequest,
+    RowError,
+    allocation_body,
+    clean_row,
+    flatten,
+    pack_body,
+)
+from api.errors import BadRequest, Conflict, Forbidden, NotFound
+
+MAX_LIMIT = 500
+
+
+async def list_packs(
+    conn: AsyncConnection,
+    *,
+    principal: Principal,
+    limit: int,
+    offset: int,
+    search: str | None,
+    sort: str,
+    order: str,
+    filters: dict[str, str | None],
+    dealer_id: int | None,
+) -> tuple[list[dict[str, Any]], int]:
+    if sort not in SORTS:
+        raise BadRequest(
+            f"sort must be one of: {', '.join(SORTS)}", error="Invalid fields: sort", code="VALIDATION_ERROR"
+        )
+    if order.lower() not in ("asc", "desc"):
+        raise BadRequest("order must be asc or desc", error="Invalid fields: order")
+    dealer, owner = read_scope(principal, dealer_id=dealer_id)
+    rows, total = await queries.list_packs(
+        conn,
+        dealer_id=dealer,
+        owner_id=owner,
+        filters=filters,
+        search=search,
+        sort=sort,
+        descending=order.lower() == "desc",
+        limit=min(limit, MAX_LIMIT),
+        offset=offset,
+    )
+    return [pack_body(r) for r in rows], total
+
+
+async def pack_detail(conn: AsyncConnection, *, principal: Principal, tag: str) -> dict[str, Any]:
+    """The pack with its whole allocation history."""
+    battery = await visible_battery(conn, principal=principal, serial=tag)
+    return await _detail(conn, battery["id"])
+
+
+async def _detail(conn: AsyncConnection, battery_id: int) -> dict[str, Any]:
+    row = await queries.get_pack(conn, battery_id)
+    assert row is not None
+    body = pack_body(row)
+    body["allocations"] = [allocation_body(a) for a in await queries.allocations(conn, battery_id)]
+    return body
+
+
+def _clean_single(raw: Any, *, require_tag: bool) -> dict[str, Any]:
+    try:
+        return clean_row(flatten(raw), require_tag=require_tag, blank_is_null=False)
+    except RowError as exc:
+        raise BadRequest(
+            [{"field": exc.field, "message": exc.message}], error=f"Invalid fields: {exc.field}"
+        ) from None
+
+
+async def create_pack(conn: AsyncConnection, *, principal: Principal, raw: Any) -> dict[str, Any]:
+    require_writer(principal)
+    values = _clean_single(raw, require_tag=True)
+    if principal.role == "dealer":
+        if values.get("dealer_id") not in (None, principal.dealer_id):
+            raise Forbidden("A dealer creates battery packs only for itself")
+        values["dealer_id"] = principal.dealer_id
+    values = {k: v for k, v in values.items() if v is not None}
+    async with conn.transaction():
+        if values.get("dealer_id") is not None and not await queries.dealer_exists(conn, values["dealer_id"]):
+            raise BadRequest(
+                f"dealer {values['dealer_id']} does not exist", error="Invalid fields: dealer_id"
+            )
+        battery_id = await queries.insert_pack(conn, values)
+        if battery_id is None:
+            raise Conflict(
+                f"A battery pack with asset tag {values['serial_number']} already exists",
+                error="Battery pack already exists",
+                code="ASSET_EXISTS",
+            )
+        await battery_queries.record_activity(
+            conn, battery_id=battery_id, actor=principal.actor, action="created", detail={"source": "api"}
+        )
+        return await _detail(conn, battery_id)
+
+
+async def update_pack(conn: AsyncConnection, *, principal: Principal, tag: str, raw: Any) -> dict[str, Any]:
+    """Change the fields given; an explicit null clears a field. The asset tag cannot change."""
+    require_writer(principal)
+    values = _clean_single(raw, require_tag=False)
+    if values.pop("serial_number", tag) != tag:
+        raise BadRequest(
+            "asset_tag identifies the pack and cannot be changed", error="Invalid fields: asset_tag"
+        )
+    if "dealer_id" in values:
+        if principal.role != "admin":
+            raise Forbidden("Only an admin moves a pack to another dealer")
+        if values["dealer_id"] is None:
+            raise BadRequest("dealer_id cannot be cleared", error="Invalid fields: dealer_id")
+    if values.get("health_score", 0) is None:
+        raise BadRequest("health_score cannot be cleared", error="Invalid fields: health_score")
+    async with conn.transaction():
+        battery = await visible_battery(conn, principal=principal, serial=tag)
+        before = await queries.get_pack(conn, battery["id"])
+        assert before is not None
+        if "dealer_id" in values and not await queries.dealer_exists(conn, values["dealer_id"]):
+            raise BadRequest(
+                f"dealer {values['dealer_id']} does not exist", error="Invalid fields: dealer_id"
+            )
+        changed = {c: v for c, v in values.items() if before.get(c) != v}
+        if changed:
+            await queries.update_pack(conn, battery["id"], changed)
+            await battery_queries.record_activity(
+                conn,
+                battery_id=battery["id"],
+                actor=principal.actor,
+                action="updated",
+                detail={
+                    "source": "api",
+                    "changes": {c: [_plain(before.get(c)), _plain(v)] for c, v in changed.items()},
+                },
+            )
+        return await _detail(conn, battery["id"])
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, str | int | bool) else str(value)
+
+
+async def delete_pack(conn: AsyncConnection, *, principal: Principal, tag: str) -> dict[str, Any]:
+    require_writer(principal)
+    async with conn.transaction():
+        battery = await visible_battery(conn, principal=principal, serial=tag)
+        deleted_at = await queries.soft_delete(conn, [battery["id"]], actor=principal.actor)
+    return {
+        "status": "success",
+        "message": "Asset deleted successfully",
+        "deletedAt": _iso(deleted_at),
+        "asset_tag": tag,
+    }
+
+
+async def delete_packs(conn: AsyncConnection, *, principal: Principal, tags: list[str]) -> dict[str, Any]:
+    """Soft-delete a group: all of them, or none when any is unknown (404 naming them)."""
+    require_writer(principal)
+    unique = list(dict.fromkeys(tags))
+    async with conn.transaction():
+        rows = await queries.live_by_tags(conn, unique)
+        if principal.role == "dealer":
+            rows = [r for r in rows if r["dealer_id"] == principal.dealer_id]
+        found = {r["serial_number"] for r in rows}
+        missing = [t for t in unique if t not in found]
+        if missing:
+            raise NotFound({"missing_asset_tags": missing}, error="Battery pack not found")
+        deleted_at = await queries.soft_delete(conn, [r["id"] for r in rows], actor=principal.actor)
+    return {
+        "status": "success",
+        "message": "Assets deleted successfully",
+        "deletedAt": _iso(deleted_at),
+        "asset_tags": unique,
+        "count": len(unique),
+    }
+
+
+async def allocate_pack(
+    conn: AsyncConnection, *, principal: Principal, tag: str, body: AllocateRequest
+) -> dict[str, Any]:
+    """Allocate to a vehicle, user or location; the previous allocation is closed, not erased."""
+    require_writer(principal)
+    async with conn.transaction():
+        battery = await visible_battery(conn, principal=principal, serial=tag)
+        await queries.release_allocation(conn, battery["id"])
+        await queries.insert_allocation(
+            conn,
+            battery_id=battery["id"],
+            target_category=body.target_category,
+            target_individual=body.target_individual,
+            status_label=body.status_label,
+            actor=principal.actor,
+        )
+        changes: dict[str, Any] = {}
+        if body.status_label is not None:
+            changes["status_label"] = body.status_label
+        if body.target_category == "Location":
+            changes["location"] = body.target_individual
+        if changes:
+            await queries.update_pack(conn, battery["id"], changes)
+        await battery_queries.record_activity(
+            conn,
+            battery_id=battery["id"],
+            actor=principal.actor,
+            action="allocated",
+            detail=body.model_dump(),
+        )
+        return await _detail(conn, battery["id"])
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
