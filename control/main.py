@@ -13,11 +13,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC
-from typing import cast
+from typing import Any, cast
 
 import aiomqtt
 import psycopg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from control import metrics, queries
 from control.dispatcher import BATCH, Dispatcher
@@ -25,7 +27,6 @@ from control.inbound import InboundWorker
 from control.queries import Pool
 from packfleet.db import open_pool
 from packfleet.metrics import serve_metrics
-from packfleet.mqtt import aiomqtt_client
 from packfleet.settings import Settings
 from schemas import topics
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLIENT_ID = "packfleet-control"
 SHARE_GROUP = "control"
+SESSION_EXPIRY_S = 30
 EXPIRY_SWEEP_S = 1.0
 METRICS_REFRESH_S = 15.0
 
@@ -42,8 +44,14 @@ def retry_sweep_seconds(settings: Settings) -> float:
     return min(1.0, max(0.05, settings.command_retry_base_seconds / 2))
 
 
-async def run(settings: Settings, stop: asyncio.Event, *, client_id: str | None = None) -> None:
-    """Run the control service until `stop` is set."""
+async def run(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    client_id: str | None = None,
+    on_connected: Callable[[], None] | None = None,
+) -> None:
+    """Run the control service until `stop` is set; `on_connected` is called once subscribed."""
     serve_metrics(settings.metrics_port)
     url = settings.require_database_url()
     async with open_pool(url, name="control", min_size=2, max_size=6) as untyped_pool:
@@ -65,7 +73,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, client_id: str | None 
         scheduler.start()
         log.info("control started", extra={"client_id": client_id or DEFAULT_CLIENT_ID})
         try:
-            await _mqtt(settings, client_id or DEFAULT_CLIENT_ID, dispatcher, inbound, stop)
+            await _mqtt(settings, client_id or DEFAULT_CLIENT_ID, dispatcher, inbound, stop, on_connected)
         finally:
             scheduler.shutdown(wait=False)
             for task in helpers:
@@ -165,7 +173,12 @@ def _filters(protocol: int) -> list[str]:
 
 
 async def _mqtt(
-    settings: Settings, client_id: str, dispatcher: Dispatcher, inbound: InboundWorker, stop: asyncio.Event
+    settings: Settings,
+    client_id: str,
+    dispatcher: Dispatcher,
+    inbound: InboundWorker,
+    stop: asyncio.Event,
+    on_connected: Callable[[], None] | None,
 ) -> None:
     """Stay connected to the broker (reconnecting with backoff) until `stop`."""
     delay = 1.0
@@ -173,11 +186,7 @@ async def _mqtt(
     if settings.mqtt_protocol != 5:
         log.info("MQTT 3.1.1: plain subscriptions (no $share); every control process sees every ack")
     while not stop.is_set():
-        client = aiomqtt_client(
-            settings.mqtt, client_id=client_id, protocol=settings.mqtt_protocol, persistent=True
-        )
-        # paho allows 20 unconfirmed QoS 1 publishes by default; a fan-out publishes a whole batch at once.
-        client._client.max_inflight_messages_set(BATCH)
+        client = _client(settings, client_id)
         try:
             async with client:
                 for topic_filter in filters:
@@ -185,11 +194,17 @@ async def _mqtt(
                 log.info("connected to the broker", extra={"broker": repr(settings.mqtt), "filters": filters})
                 delay = 1.0
                 dispatcher.attach(client)
+                if on_connected is not None:
+                    on_connected()
                 reader = asyncio.create_task(_read(client, inbound))
                 stopper = asyncio.create_task(stop.wait())
                 done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 stopper.cancel()
                 await dispatcher.detach()  # let an in-progress batch finish with this client
+                if stopper in done:
+                    # A session that lingers with a shared subscription would still be dealt acks.
+                    with contextlib.suppress(aiomqtt.MqttError):
+                        await client.unsubscribe(filters, timeout=5)
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
@@ -201,6 +216,33 @@ async def _mqtt(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             delay = min(delay * 2, 30.0)
+
+
+def _client(settings: Settings, client_id: str) -> aiomqtt.Client:
+    """A client whose session outlives a crash briefly: a restart under the same id gets the queued acks.
+
+    Not longer: Mosquitto keeps dealing shared-subscription messages to a disconnected member's
+    session, so a process that never comes back would swallow its share of acks until it expires
+    (the commands would still finish, by re-sending, but late).
+    """
+    target = settings.mqtt
+    kwargs: dict[str, Any] = {}
+    if settings.mqtt_protocol == 5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        kwargs = {"properties": properties, "clean_start": False, "protocol": aiomqtt.ProtocolVersion.V5}
+    else:
+        kwargs = {"clean_session": True, "protocol": aiomqtt.ProtocolVersion.V311}
+    return aiomqtt.Client(
+        target.host,
+        target.port,
+        identifier=client_id,
+        username=target.username,
+        password=target.password,
+        # paho allows 20 unconfirmed QoS 1 publishes by default; a fan-out publishes a batch at once.
+        max_inflight_messages=BATCH,
+        **kwargs,
+    )
 
 
 async def _read(client: aiomqtt.Client, inbound: InboundWorker) -> None:

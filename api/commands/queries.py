@@ -1,0 +1,121 @@
+"""SQL the command endpoints read with. Functions take `conn` first and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from api.commands.models import BulkFilter
+from control.queries import COMMAND_COLUMNS
+
+Row = dict[str, Any]
+
+
+async def list_battery_commands(
+    conn: AsyncConnection, *, battery_id: int, limit: int, offset: int
+) -> list[Row]:
+    """A battery's commands, newest first."""
+    cur = await conn.execute(
+        f"""SELECT {COMMAND_COLUMNS} FROM commands c JOIN batteries b ON b.id = c.battery_id
+            WHERE c.battery_id = %s ORDER BY c.seq DESC LIMIT %s OFFSET %s""",  # noqa: S608 - constant columns
+        (battery_id, limit, offset),
+    )
+    return await cur.fetchall()
+
+
+async def get_command(conn: AsyncConnection, command_id: UUID) -> Row | None:
+    cur = await conn.execute(
+        f"""SELECT {COMMAND_COLUMNS}, b.dealer_id FROM commands c JOIN batteries b ON b.id = c.battery_id
+            WHERE c.id = %s""",  # noqa: S608 - constant columns
+        (command_id,),
+    )
+    return await cur.fetchone()
+
+
+async def command_events(conn: AsyncConnection, command_id: UUID) -> list[Row]:
+    cur = await conn.execute(
+        "SELECT status, at, actor, detail FROM command_events WHERE command_id = %s ORDER BY at, id",
+        (command_id,),
+    )
+    return await cur.fetchall()
+
+
+async def batteries_by_serial(conn: AsyncConnection, serials: Sequence[str]) -> list[Row]:
+    cur = await conn.execute(
+        """SELECT id, serial_number, dealer_id FROM batteries
+           WHERE serial_number = ANY(%s) AND deleted_at IS NULL""",
+        (list(serials),),
+    )
+    return await cur.fetchall()
+
+
+async def batteries_matching(conn: AsyncConnection, *, selector: BulkFilter, limit: int) -> list[Row]:
+    cur = await conn.execute(
+        """SELECT id, serial_number, dealer_id FROM batteries
+           WHERE deleted_at IS NULL
+             AND (%(dealer)s::bigint IS NULL OR dealer_id = %(dealer)s)
+             AND (%(status)s::text IS NULL OR status = %(status)s)
+             AND (%(online)s::boolean IS NULL OR online = %(online)s)
+             AND (%(reported)s::boolean IS NULL OR reported_enabled = %(reported)s)
+           ORDER BY id LIMIT %(limit)s""",
+        {
+            "dealer": selector.dealer_id,
+            "status": selector.status,
+            "online": selector.online,
+            "reported": selector.reported_enabled,
+            "limit": limit,
+        },
+    )
+    return await cur.fetchall()
+
+
+async def insert_bulk(
+    conn: AsyncConnection,
+    *,
+    bulk_id: UUID,
+    action: str,
+    spec: str,
+    battery_status: str | None,
+    reason: str,
+    requested_by: int,
+    dealer_id: int | None,
+    selector: dict[str, Any],
+    total: int,
+    rate_per_s: float,
+) -> Row:
+    cur = await conn.execute(
+        """INSERT INTO command_bulks (id, action, spec, battery_status, reason, requested_by, dealer_id,
+                                      selector, total, rate_per_s)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+        (
+            bulk_id,
+            action,
+            spec,
+            battery_status,
+            reason,
+            requested_by,
+            dealer_id,
+            Jsonb(selector),
+            total,
+            rate_per_s,
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def get_bulk(conn: AsyncConnection, bulk_id: UUID) -> Row | None:
+    cur = await conn.execute("SELECT * FROM command_bulks WHERE id = %s", (bulk_id,))
+    return await cur.fetchone()
+
+
+async def bulk_counts(conn: AsyncConnection, bulk_id: UUID) -> dict[str, int]:
+    cur = await conn.execute(
+        "SELECT status, count(*) AS n FROM commands WHERE bulk_id = %s GROUP BY status", (bulk_id,)
+    )
+    return {row["status"]: row["n"] for row in await cur.fetchall()}
