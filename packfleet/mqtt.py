@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -34,7 +36,7 @@ def paho_connect_properties(protocol: int, *, persistent: bool = True) -> Proper
     """CONNECT properties for MQTT 5: a session that survives disconnects when persistent."""
     if protocol != 5:
         return None
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
     return props
 
@@ -50,9 +52,9 @@ def aiomqtt_client(
 ) -> aiomqtt.Client:
     """An aiomqtt client (enter it with `async with`) speaking MQTT 5 or 3.1.1."""
     version = aiomqtt.ProtocolVersion.V5 if protocol == 5 else aiomqtt.ProtocolVersion.V311
-    kwargs: dict = {}
+    kwargs: dict[str, Any] = {}
     if protocol == 5:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
         kwargs["properties"] = props
         kwargs["clean_start"] = not persistent
