@@ -1,0 +1,157 @@
+"""The bounded buffer between the MQTT thread and the writer: batches by rows or by age.
+
+Messages stay counted here from receipt until the writer has committed and acknowledged them, so
+the bound covers everything the worker holds. When it is full, `put` blocks the MQTT network
+thread: the socket is no longer read, TCP pushes back, and the broker keeps the rest queued.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ingest.parse import DeadLetter, Parsed, ParsedReadings
+
+
+@dataclass(slots=True)
+class Message:
+    """One received MQTT message: what it said, and what acknowledging it takes."""
+
+    topic: str
+    payload: bytes
+    parsed: Parsed
+    mid: int
+    qos: int
+    retain: bool
+    received: float  # time.time() at receipt
+    generation: int  # the MQTT connection it came on; acks go only to that connection
+    weight: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.weight = message_weight(self.parsed, self.payload)
+
+
+def message_weight(parsed: Parsed, payload: bytes) -> int:
+    """What a message costs the buffer: its readings, plus one per KiB of raw payload held."""
+    rows = len(parsed.rows) if isinstance(parsed, ParsedReadings) else 1
+    if isinstance(parsed, DeadLetter):
+        return 1 + len(parsed.payload) // 1024
+    return rows + len(payload) // 1024
+
+
+class Buffer:
+    """Thread-safe: one producer (the MQTT thread), one consumer (the writer)."""
+
+    def __init__(self, *, batch_rows: int, batch_ms: int, max_weight: int) -> None:
+        self.batch_rows = batch_rows
+        self.batch_seconds = batch_ms / 1000
+        self.max_weight = max(max_weight, 1)
+        self._cond = threading.Condition()
+        self._pending: deque[Message] = deque()
+        self._pending_rows = 0
+        self._first_at = 0.0  # monotonic time the oldest pending message arrived
+        self._held = 0  # weight received and not yet released (pending + being written)
+        self._in_flight_since: float | None = None  # receipt time of the batch being written
+        self._closed = False
+        self.blocked_seconds = 0.0  # total time the MQTT thread waited for room
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def oldest_received(self) -> float | None:
+        """Receipt time (time.time()) of the oldest message not yet acknowledged."""
+        if self._in_flight_since is not None:
+            return self._in_flight_since
+        try:
+            return self._pending[0].received
+        except IndexError:
+            return None
+
+    def put(self, message: Message) -> bool:
+        """Add a message, waiting while the buffer is full; False once closed (not taken)."""
+        with self._cond:
+            if self._held >= self.max_weight and not self._closed:
+                started = time.monotonic()
+                while self._held >= self.max_weight and not self._closed:
+                    self._cond.wait(0.5)
+                self.blocked_seconds += time.monotonic() - started
+            if self._closed:
+                return False
+            if not self._pending:
+                self._first_at = time.monotonic()
+                self._cond.notify_all()  # the writer starts the batch's clock
+            self._pending.append(message)
+            rows = len(message.parsed.rows) if isinstance(message.parsed, ParsedReadings) else 1
+            self._pending_rows += rows
+            self._held += message.weight
+            if self._pending_rows >= self.batch_rows:
+                self._cond.notify_all()
+            return True
+
+    def take(self, timeout: float = 0.5) -> list[Message] | None:
+        """The next batch when it is full or old enough (or the buffer closed); None when done.
+
+        Returns an empty list when nothing became ready within `timeout`.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._pending and (
+                    self._closed
+                    or self._pending_rows >= self.batch_rows
+                    or time.monotonic() - self._first_at >= self.batch_seconds
+                ):
+                    return self._take_locked()
+                if self._closed:
+                    return None
+                now = time.monotonic()
+                if now >= deadline:
+                    return []
+                wait = deadline - now
+                if self._pending:
+                    wait = min(wait, self._first_at + self.batch_seconds - now)
+                self._cond.wait(max(wait, 0.001))
+
+    def _take_locked(self) -> list[Message]:
+        batch: list[Message] = []
+        rows = 0
+        while self._pending and rows < self.batch_rows:
+            message = self._pending.popleft()
+            batch.append(message)
+            rows += len(message.parsed.rows) if isinstance(message.parsed, ParsedReadings) else 1
+        self._pending_rows -= rows
+        self._first_at = time.monotonic()  # the remainder is due as soon as the writer is back
+        if self._pending:
+            self._first_at -= self.batch_seconds
+        self._in_flight_since = batch[0].received
+        return batch
+
+    def release(self, batch: list[Message]) -> None:
+        """The writer is done with a batch (acknowledged, or given up to be redelivered)."""
+        with self._cond:
+            self._held -= sum(m.weight for m in batch)
+            self._in_flight_since = None
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Refuse new messages; `take` hands out what is pending, then returns None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def drop_pending(self) -> list[Message]:
+        """Forget what was never written (at shutdown): the broker redelivers it."""
+        with self._cond:
+            dropped = list(self._pending)
+            self._pending.clear()
+            self._pending_rows = 0
+            self._held -= sum(m.weight for m in dropped)
+            self._cond.notify_all()
+            return dropped

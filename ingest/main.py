@@ -1,0 +1,104 @@
+"""The ingest worker: receive → parse → batch → write, then acknowledge.
+
+Three threads: paho's network thread receives and parses into the bounded Buffer; the writer
+thread takes batches, commits them and only then acknowledges their messages; the asyncio task
+that called `run` just starts, watches and stops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+
+from ingest import metrics
+from ingest.batch import Buffer
+from ingest.receive import Receiver
+from ingest.write import Writer
+from packfleet.metrics import serve_metrics
+from packfleet.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_FLUSH_SECONDS = 10.0  # at stop, how long to keep trying to commit what is held
+
+
+def drain(buffer: Buffer, writer: Writer, receiver: Receiver) -> None:
+    """The writer thread: commit each batch, acknowledge it, make room for more."""
+    while True:
+        batch = buffer.take(timeout=0.5)
+        if batch is None:
+            return
+        if not batch:
+            continue
+        committed = writer.write(batch)
+        if committed:
+            receiver.ack(batch)
+        buffer.release(batch)
+        if not committed:
+            # Abandoned at shutdown: what is left is not acknowledged and comes back later.
+            buffer.drop_pending()
+            return
+
+
+def _watch(buffer: Buffer) -> None:
+    metrics.QUEUE_DEPTH.set_function(lambda: buffer.held)
+
+    def oldest_age() -> float:
+        oldest = buffer.oldest_received()
+        return 0.0 if oldest is None else max(time.time() - oldest, 0.0)
+
+    metrics.OLDEST_UNACKED.set_function(oldest_age)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Run one ingest worker until `stop` is set, then flush, acknowledge and disconnect."""
+    database_url = settings.require_database_url()
+    buffer = Buffer(
+        batch_rows=settings.ingest_batch_rows,
+        batch_ms=settings.ingest_batch_ms,
+        max_weight=settings.ingest_max_buffered,
+    )
+    _watch(buffer)
+    writer = Writer(database_url)
+    receiver = Receiver(settings, buffer)
+    try:
+        serve_metrics(settings.metrics_port)
+    except OSError as exc:  # another service of this process may already serve the registry
+        log.warning("metrics port unavailable", extra={"port": settings.metrics_port, "error": str(exc)})
+    thread = threading.Thread(
+        target=drain, args=(buffer, writer, receiver), name="ingest-writer", daemon=True
+    )
+    thread.start()
+    receiver.start()
+    log.info(
+        "ingest worker started",
+        extra={
+            "mqtt": repr(settings.mqtt),
+            "batch_rows": settings.ingest_batch_rows,
+            "batch_ms": settings.ingest_batch_ms,
+            "max_buffered": settings.ingest_max_buffered,
+        },
+    )
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            if not thread.is_alive():
+                raise RuntimeError("the ingest writer thread died")
+    finally:
+        await asyncio.to_thread(_shutdown, buffer, writer, receiver, thread)
+
+
+def _shutdown(buffer: Buffer, writer: Writer, receiver: Receiver, thread: threading.Thread) -> None:
+    buffer.close()  # new messages are refused: unacknowledged, the broker keeps them
+    thread.join(SHUTDOWN_FLUSH_SECONDS)
+    if thread.is_alive():
+        writer.abandon.set()
+        thread.join(SHUTDOWN_FLUSH_SECONDS)
+    receiver.stop()
+    if not thread.is_alive():
+        writer.close()
+    log.info("ingest worker stopped", extra={"left_to_broker": buffer.pending})

@@ -1,0 +1,134 @@
+"""SQL of the ingest writer: staging, telemetry, battery_latest, batteries, dead_letters.
+
+Functions take the connection first and never commit: the writer owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+# One row per reading; ON COMMIT DELETE ROWS empties it at the end of every batch.
+CREATE_STAGING = """
+CREATE TEMPORARY TABLE IF NOT EXISTS ingest_staging (
+    battery_id   bigint NOT NULL,
+    ts           timestamptz NOT NULL,
+    voltage      real NOT NULL,
+    current      real NOT NULL,
+    soc          real NOT NULL,
+    temperature  real,
+    lat          double precision,
+    lon          double precision
+) ON COMMIT DELETE ROWS
+"""
+
+COPY_STAGING = (
+    "COPY ingest_staging (battery_id, ts, voltage, current, soc, temperature, lat, lon) "
+    "FROM STDIN (FORMAT BINARY)"
+)
+STAGING_TYPES = ["int8", "timestamptz", "float4", "float4", "float4", "float4", "float8", "float8"]
+
+# A reading is identified by (battery_id, ts): delivered twice, stored once.
+INSERT_TELEMETRY = """
+INSERT INTO telemetry (battery_id, ts, voltage, current, soc, temperature, lat, lon, ingested_at)
+SELECT battery_id, ts, voltage, current, soc, temperature, lat, lon, statement_timestamp()
+FROM ingest_staging
+ON CONFLICT (battery_id, ts) DO NOTHING
+"""
+
+# The batch's newest reading per battery, kept only if newer than what is there. Ordered by
+# battery so that concurrent workers take row locks in the same order.
+UPSERT_LATEST = """
+INSERT INTO battery_latest AS l (battery_id, ts, voltage, current, soc, temperature, lat, lon, updated_at)
+SELECT DISTINCT ON (battery_id) battery_id, ts, voltage, current, soc, temperature, lat, lon, now()
+FROM ingest_staging
+ORDER BY battery_id, ts DESC
+ON CONFLICT (battery_id) DO UPDATE SET
+    ts = EXCLUDED.ts, voltage = EXCLUDED.voltage, current = EXCLUDED.current, soc = EXCLUDED.soc,
+    temperature = EXCLUDED.temperature, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
+    updated_at = EXCLUDED.updated_at
+WHERE EXCLUDED.ts > l.ts
+"""
+
+# Rows are locked in id order first, so that two workers touching the same batteries
+# queue behind each other instead of deadlocking.
+LOCK_BATTERIES = "SELECT id FROM batteries WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
+
+TOUCH_LAST_SEEN = """
+UPDATE batteries b SET last_seen_at = v.seen
+FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, seen)
+WHERE b.id = v.id AND (b.last_seen_at IS NULL OR b.last_seen_at < v.seen)
+"""
+
+# A status older than the reported state already stored is stale (messages can cross between
+# workers); the will message carries no time and always applies.
+APPLY_STATUS = """
+UPDATE batteries SET
+    online = %(online)s,
+    reported_enabled = COALESCE(%(enabled)s, reported_enabled),
+    reported_spec = COALESCE(%(spec)s, reported_spec),
+    firmware = COALESCE(%(firmware)s, firmware),
+    reported_at = COALESCE(%(reported_at)s, reported_at),
+    last_seen_at = GREATEST(last_seen_at, %(seen)s)
+WHERE id = %(id)s
+  AND (%(reported_at)s::timestamptz IS NULL OR reported_at IS NULL OR reported_at <= %(reported_at)s)
+"""
+
+INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (topic, reason, detail, received_at, payload, payload_size)
+VALUES (%s, %s, %s, %s, %s, %s)
+"""
+
+
+def create_staging(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(CREATE_STAGING)
+
+
+def find_batteries(conn: psycopg.Connection[Any], serials: Sequence[str]) -> dict[str, tuple[int, bool]]:
+    """serial → (battery id, soft-deleted) for the serials that exist."""
+    rows = conn.execute(
+        "SELECT serial_number, id, deleted_at IS NOT NULL FROM batteries WHERE serial_number = ANY(%s)",
+        (list(serials),),
+    ).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def copy_staging(conn: psycopg.Connection[Any], rows: Iterable[Sequence[Any]]) -> int:
+    count = 0
+    with conn.cursor() as cur, cur.copy(COPY_STAGING) as copy:
+        copy.set_types(STAGING_TYPES)
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
+
+
+def insert_telemetry(conn: psycopg.Connection[Any]) -> int:
+    """Move staged readings into telemetry; return how many were new."""
+    return conn.execute(INSERT_TELEMETRY).rowcount
+
+
+def upsert_latest(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(UPSERT_LATEST)
+
+
+def lock_batteries(conn: psycopg.Connection[Any], ids: Iterable[int]) -> None:
+    conn.execute(LOCK_BATTERIES, (sorted(ids),))
+
+
+def touch_last_seen(conn: psycopg.Connection[Any], seen: dict[int, datetime]) -> None:
+    ids = sorted(seen)
+    conn.execute(TOUCH_LAST_SEEN, (ids, [seen[i] for i in ids]))
+
+
+def apply_statuses(conn: psycopg.Connection[Any], updates: Sequence[dict[str, Any]]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(APPLY_STATUS, updates)
+
+
+def insert_dead_letters(conn: psycopg.Connection[Any], letters: Sequence[tuple[Any, ...]]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(INSERT_DEAD_LETTER, letters)

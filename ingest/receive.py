@@ -1,0 +1,167 @@
+"""The MQTT side: a paho client with manual acknowledgement and a persistent session.
+
+paho's network thread calls `_on_message`, which parses the message and puts it in the buffer
+(blocking while the buffer is full). The writer calls `ack` after its batch has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from ingest import metrics
+from ingest.batch import Buffer, Message
+from ingest.parse import parse
+from packfleet.mqtt import paho_client, paho_connect_properties
+from packfleet.settings import Settings
+from schemas import topics
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 30
+FILTERS = (topics.TELEMETRY_FILTER, topics.STATUS_FILTER)
+_RECEIVE_MAXIMUM_CAP = 65535  # the largest value MQTT 5 can carry
+
+
+class Receiver:
+    """Receives telemetry and status into a Buffer; acknowledges only what was committed."""
+
+    def __init__(self, settings: Settings, buffer: Buffer) -> None:
+        self._settings = settings
+        self._buffer = buffer
+        self._protocol = settings.mqtt_protocol
+        self._client = paho_client(
+            settings.mqtt,
+            client_id=settings.ingest_client_id,
+            protocol=self._protocol,
+            persistent=True,
+            manual_ack=True,
+        )
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        # Acks are valid only on the connection their message came on: after a reconnect the
+        # broker redelivers what was not acknowledged, and a stale packet id must not ack
+        # something else. The lock orders `ack` against the connection callbacks.
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connected = False
+        self.connected_once = threading.Event()
+
+    @property
+    def subscriptions(self) -> list[str]:
+        if self._protocol == 5:
+            return [topics.shared(self._settings.ingest_share_group, f) for f in FILTERS]
+        return list(FILTERS)
+
+    def start(self) -> None:
+        target = self._settings.mqtt
+        properties = paho_connect_properties(self._protocol, persistent=True)
+        if properties is not None:
+            # The broker may keep this many unacknowledged messages in flight to us: ack after
+            # commit needs a whole batch of them (Mosquitto's own default is 20).
+            properties.ReceiveMaximum = min(self._buffer.max_weight, _RECEIVE_MAXIMUM_CAP)
+        self._client.connect_async(
+            target.host,
+            target.port,
+            keepalive=KEEPALIVE_S,
+            # paho's default for MQTT 5 starts clean the first time, which would throw away
+            # what a killed worker left unacknowledged in its session.
+            clean_start=False if self._protocol == 5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect (the session and its unacknowledged messages stay with the broker)."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        with self._lock:
+            self._connected = False
+            metrics.CONNECTED.set(0)
+
+    def ack(self, batch: list[Message]) -> int:
+        """Acknowledge a committed batch's QoS 1 messages; return how many could not be."""
+        skipped = 0
+        with self._lock:
+            for message in batch:
+                if message.qos == 0:
+                    continue
+                if self._connected and message.generation == self._generation:
+                    self._client.ack(message.mid, message.qos)
+                else:
+                    skipped += 1
+        if skipped:
+            metrics.ACKS_SKIPPED.inc(skipped)
+        return skipped
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        _userdata: Any,
+        _flags: Any,
+        reason: ReasonCode,
+        _properties: Any,
+    ) -> None:
+        if reason.is_failure:
+            log.error("MQTT connection refused", extra={"reason": str(reason)})
+            return
+        with self._lock:
+            self._generation += 1
+            self._connected = True
+        metrics.CONNECTED.set(1)
+        # Subscribing again is harmless and covers a session that expired while we were away.
+        if self._protocol == 5:
+            subscription: list[tuple[str, Any]] = [(s, SubscribeOptions(qos=1)) for s in self.subscriptions]
+            note = "shared subscription: workers in the group split the stream"
+        else:
+            subscription = [(s, 1) for s in self.subscriptions]
+            note = "MQTT 3.1.1 has no shared subscriptions: plain subscription, run a single worker"
+        client.subscribe(subscription)
+        log.info(
+            "MQTT connected, subscribing",
+            extra={
+                "topics": self.subscriptions,
+                "client_id": self._settings.ingest_client_id,
+                "protocol": self._protocol,
+                "note": note,
+            },
+        )
+        self.connected_once.set()
+
+    def _on_disconnect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _properties: Any
+    ) -> None:
+        with self._lock:
+            self._generation += 1
+            self._connected = False
+        metrics.CONNECTED.set(0)
+        log.warning("MQTT disconnected; paho reconnects", extra={"reason": str(reason)})
+
+    def _on_subscribe(
+        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: list[ReasonCode], _props: Any
+    ) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("MQTT subscription refused", extra={"topics": self.subscriptions, "reasons": failed})
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        received = time.time()
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = repr(msg._topic)  # the broker should not let one through, but never die of it
+        payload = bytes(msg.payload)  # paho types it bytes | bytearray; it is bytes already
+        message = Message(
+            topic, payload, parse(topic, payload), msg.mid, msg.qos, msg.retain, received, self._generation
+        )
+        # Not taken (shutting down): never acknowledged, so the broker redelivers it.
+        self._buffer.put(message)

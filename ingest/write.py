@@ -1,0 +1,297 @@
+"""Write a batch of messages in one transaction: readings, latest values, statuses, dead letters.
+
+Readings are COPYed into a temporary staging table and moved into telemetry by one
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING`, so a redelivered reading is stored once. While the
+database is unreachable the writer keeps retrying the same batch with backoff; nothing is
+acknowledged meanwhile, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import psycopg
+from psycopg import errors
+
+from ingest import metrics, queries
+from ingest.batch import Message
+from ingest.parse import (
+    DB_REJECTED,
+    DELETED_BATTERY,
+    UNKNOWN_BATTERY,
+    DeadLetter,
+    ParsedReadings,
+    StatusUpdate,
+    dead_letter,
+)
+
+log = logging.getLogger(__name__)
+
+SERIAL_CACHE_SECONDS: Final = 60.0  # a soft-deleted battery stops being accepted within this
+LAST_SEEN_RESOLUTION: Final = 5.0  # seconds; finer last_seen_at updates would rewrite batteries rows
+_SEEN_MEMORY: Final = 200_000  # batteries remembered for that; forgotten all at once beyond
+BACKOFF_MIN: Final = 0.2
+BACKOFF_MAX: Final = 5.0
+
+
+@dataclass
+class Stored:
+    """What one committed batch did."""
+
+    readings: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+    dead_letters: list[str] = field(default_factory=list)  # reasons
+    seen: dict[int, float] = field(default_factory=dict)
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class Writer:
+    """Owns one database connection (opened lazily, reopened after a failure)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: psycopg.Connection[Any] | None = None
+        self._batteries: dict[str, tuple[int, float]] = {}  # serial → (id, cached at)
+        self._seen_written: dict[int, float] = {}
+        self.abandon = threading.Event()  # set at shutdown: stop retrying, leave it to the broker
+        self._down_since: float | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def write(self, batch: list[Message]) -> bool:
+        """Commit a batch, retrying until it is stored; False only if abandoned at shutdown."""
+        delay = BACKOFF_MIN
+        while True:
+            try:
+                self._write_once(batch)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                kind = "conflict" if isinstance(exc, errors.TransactionRollback) else "connection"
+                metrics.DB_ERRORS.labels(kind).inc()
+                self._note_failure(exc, len(batch))
+                if self._conn is not None and (self._conn.broken or self._conn.closed):
+                    self.close()
+                if kind == "connection":
+                    if self.abandon.wait(delay * random.uniform(0.8, 1.2)):
+                        return False
+                    delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            except psycopg.Error as exc:
+                # The database refused something in the batch itself: find it by halving.
+                metrics.DB_ERRORS.labels("rejected").inc()
+                self._reset_after_error()
+                if len(batch) == 1:
+                    return self._write_rejected(batch[0], exc)
+                half = len(batch) // 2
+                return self.write(batch[:half]) and self.write(batch[half:])
+            if self._down_since is not None:
+                log.info(
+                    "database is back; writing again",
+                    extra={"down_seconds": round(time.monotonic() - self._down_since, 1)},
+                )
+                self._down_since = None
+            return True
+
+    def _note_failure(self, exc: Exception, messages: int) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning(
+                "database write failed; holding the batch unacknowledged and retrying",
+                extra={"error": str(exc).strip(), "messages": messages},
+            )
+
+    def _reset_after_error(self) -> None:
+        if self._conn is not None and (self._conn.broken or self._conn.closed):
+            self.close()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None:
+            conn = psycopg.connect(
+                self._url,
+                connect_timeout=5,
+                application_name="packfleet-ingest",
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+                options="-c statement_timeout=60000",
+            )
+            queries.create_staging(conn)
+            conn.commit()
+            self._conn = conn
+        return self._conn
+
+    def _write_once(self, batch: list[Message]) -> None:
+        started = time.perf_counter()
+        conn = self._connection()
+        with conn.transaction():
+            stored = self._store(conn, batch)
+        self._committed(batch, stored, time.perf_counter() - started)
+
+    def _store(self, conn: psycopg.Connection[Any], batch: list[Message]) -> Stored:
+        stored = Stored()
+        serials = {m.parsed.serial for m in batch if not isinstance(m.parsed, DeadLetter)}
+        refs = self._resolve(conn, serials)
+        rows: list[tuple[Any, ...]] = []
+        statuses: list[dict[str, Any]] = []
+        letters: list[tuple[Any, ...]] = []
+
+        def reject(letter: DeadLetter, received: float) -> None:
+            letters.append(
+                (
+                    letter.topic,
+                    letter.reason,
+                    letter.detail,
+                    _utc(received),
+                    letter.payload,
+                    letter.payload_size,
+                )
+            )
+            stored.dead_letters.append(letter.reason)
+
+        for m in batch:
+            parsed = m.parsed
+            if isinstance(parsed, DeadLetter):
+                reject(parsed, m.received)
+                continue
+            ref = refs[parsed.serial]
+            if isinstance(ref, str):
+                reject(dead_letter(m.topic, m.payload, ref, f"battery {parsed.serial!r}: {ref}"), m.received)
+                continue
+            if isinstance(parsed, ParsedReadings):
+                rows.extend([(ref, *row) for row in parsed.rows])
+                if parsed.rejected is not None:
+                    reject(parsed.rejected, m.received)
+                if m.received > stored.seen.get(ref, 0.0):
+                    stored.seen[ref] = m.received
+            else:
+                statuses.append(self._status_params(ref, parsed, m))
+
+        if rows:
+            queries.copy_staging(conn, rows)
+            stored.readings = queries.insert_telemetry(conn)
+            stored.duplicates = len(rows) - stored.readings
+            queries.upsert_latest(conn)
+        touch = {
+            i: _utc(t)
+            for i, t in stored.seen.items()
+            if t - self._seen_written.get(i, 0.0) >= LAST_SEEN_RESOLUTION
+        }
+        if touch or statuses:
+            queries.lock_batteries(conn, set(touch) | {s["id"] for s in statuses})
+        if touch:
+            queries.touch_last_seen(conn, touch)
+        if statuses:
+            queries.apply_statuses(conn, statuses)
+            stored.statuses = len(statuses)
+        if letters:
+            queries.insert_dead_letters(conn, letters)
+        stored.seen = {i: t for i, t in stored.seen.items() if i in touch}
+        return stored
+
+    @staticmethod
+    def _status_params(battery_id: int, status: StatusUpdate, m: Message) -> dict[str, Any]:
+        received = _utc(m.received)
+        # A device clock running ahead must not pin reported_at in the future.
+        stamp = min(status.ts, received) if status.ts is not None else received
+        reports = any(v is not None for v in (status.enabled, status.spec, status.firmware, status.ts))
+        if not status.online:
+            seen = None  # the will message: the broker speaks for a device that is gone
+        elif m.retain:
+            seen = stamp if status.ts is not None else None  # an old retained copy, not a sighting
+        else:
+            seen = received
+        return {
+            "id": battery_id,
+            "online": status.online,
+            "enabled": status.enabled,
+            "spec": status.spec,
+            "firmware": status.firmware,
+            "reported_at": stamp if reports else None,
+            "seen": seen,
+        }
+
+    def _resolve(self, conn: psycopg.Connection[Any], serials: set[str]) -> dict[str, int | str]:
+        """serial → battery id, or the dead-letter reason for a battery we must not accept."""
+        now = time.monotonic()
+        refs: dict[str, int | str] = {}
+        missing: list[str] = []
+        for serial in serials:
+            cached = self._batteries.get(serial)
+            if cached is not None and now - cached[1] < SERIAL_CACHE_SECONDS:
+                refs[serial] = cached[0]
+            else:
+                missing.append(serial)
+        if missing:
+            found = queries.find_batteries(conn, missing)
+            for serial in missing:
+                if serial not in found:
+                    refs[serial] = UNKNOWN_BATTERY
+                elif found[serial][1]:
+                    refs[serial] = DELETED_BATTERY
+                    self._batteries.pop(serial, None)
+                else:
+                    refs[serial] = found[serial][0]
+                    self._batteries[serial] = (found[serial][0], now)
+        return refs
+
+    def _committed(self, batch: list[Message], stored: Stored, seconds: float) -> None:
+        if len(self._seen_written) > _SEEN_MEMORY:
+            self._seen_written.clear()
+        self._seen_written.update(stored.seen)
+        kinds = {"telemetry": 0, "status": 0, "other": 0}
+        for m in batch:
+            parsed = m.parsed
+            kind = (
+                "telemetry"
+                if isinstance(parsed, ParsedReadings)
+                else "status"
+                if isinstance(parsed, StatusUpdate)
+                else "other"
+            )
+            kinds[kind] += 1
+        for kind, count in kinds.items():
+            if count:
+                metrics.RECEIVED.labels(kind).inc(count)
+        metrics.READINGS_STORED.inc(stored.readings)
+        metrics.READINGS_DUPLICATE.inc(stored.duplicates)
+        metrics.STATUS_UPDATES.inc(stored.statuses)
+        for reason in stored.dead_letters:
+            metrics.REJECTED.labels(reason).inc()
+        metrics.BATCH_ROWS.observe(stored.readings + stored.duplicates)
+        metrics.FLUSH_SECONDS.observe(seconds)
+        if stored.dead_letters:
+            log.info(
+                "messages dead-lettered",
+                extra={"count": len(stored.dead_letters), "reasons": sorted(set(stored.dead_letters))},
+            )
+
+    def _write_rejected(self, message: Message, exc: psycopg.Error) -> bool:
+        """The database refused this one message: keep it as a dead letter instead."""
+        log.error("database refused a message", extra={"topic": message.topic, "error": str(exc)})
+        if isinstance(message.parsed, DeadLetter) and message.parsed.reason == DB_REJECTED:
+            return True  # even its dead letter was refused: logged above, nothing more to try
+        letter = dead_letter(message.topic, message.payload, DB_REJECTED, f"{type(exc).__name__}: {exc}")
+        substitute = Message(
+            message.topic,
+            message.payload,
+            letter,
+            message.mid,
+            message.qos,
+            message.retain,
+            message.received,
+            message.generation,
+        )
+        return self.write([substitute])
