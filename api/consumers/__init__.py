@@ -1,0 +1,1 @@
+"""Consumers (spec: ienerzy-bms-api.md, "Consumer Management"): KYC data, documents, profile."""
