@@ -12,6 +12,7 @@ from api.auth.router import router as auth_router
 from api.batteries.router import router as batteries_router
 from api.battery_packs.router import router as battery_packs_router
 from api.consumers.router import router as consumers_router
+from api.commands.router import router as commands_router
 from api.errors import install_error_handlers
 from packfleet.db import open_pool
 from packfleet.settings import Settings
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(batteries_router)
     app.include_router(battery_packs_router)
     app.include_router(consumers_router)
+    app.include_router(commands_router)
     app.mount("/metrics", make_asgi_app())
 
     @app.get("/healthz", include_in_schema=False)

@@ -111,9 +111,6 @@ async def issue_commands(
         now = await _db_now(conn)
         step = 1 / rate_per_s if rate_per_s else 0.0
         not_before = [now + timedelta(seconds=i * step) for i in range(len(batteries))]
-        superseded = await queries.cancel_superseded(
-            conn, battery_ids=[b["id"] for b in batteries], new_ids=ids, actor=actor
-        )
         created = await queries.insert_commands(
             conn,
             ids=ids,
@@ -128,6 +125,9 @@ async def issue_commands(
             not_before=not_before,
             expires_at=[t + ttl for t in not_before],
             bulk_id=bulk_id,
+        )
+        superseded = await queries.cancel_superseded(
+            conn, battery_ids=[b["id"] for b in batteries], new_ids=ids, actor=actor
         )
         events: list[Event] = [
             (row["id"], "cancelled", None, actor, row["cancel_reason"]) for row in superseded

@@ -28,8 +28,6 @@ from schemas.device import MAX_PAYLOAD_BYTES, CommandAck, Status
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
-# A command published this recently is not re-sent when its battery's status says online.
-NUDGE_QUIET_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -167,7 +165,7 @@ class InboundWorker:
             nudged = 0
             if online:
                 async with conn.transaction():
-                    nudged = await queries.nudge(conn, serials=online, quiet_s=NUDGE_QUIET_S)
+                    nudged = await queries.nudge(conn, serials=online)
         if finished or nudged:
             self._wake()
 

@@ -46,14 +46,14 @@ async def lock_batteries(conn: AsyncConnection[Row], battery_ids: Sequence[int])
 async def cancel_superseded(
     conn: AsyncConnection[Row], *, battery_ids: Sequence[int], new_ids: Sequence[UUID], actor: str
 ) -> list[Row]:
-    """Cancel the queued or sent commands of these batteries in favour of the new ones."""
+    """Cancel the queued or sent commands of these batteries in favour of the (inserted) new ones."""
     cur = await conn.execute(
         """UPDATE commands c
            SET status = 'cancelled', finished_at = clock_timestamp(), next_attempt_at = NULL,
                cancel_reason = 'superseded by command ' || n.new_id::text, cancelled_by = %s,
                superseded_by = n.new_id
            FROM unnest(%s::bigint[], %s::uuid[]) AS n(battery_id, new_id)
-           WHERE c.battery_id = n.battery_id AND c.status IN ('queued', 'sent')
+           WHERE c.battery_id = n.battery_id AND c.id <> n.new_id AND c.status IN ('queued', 'sent')
            RETURNING c.id, c.battery_id, c.status, c.cancel_reason, c.finished_at""",
         (actor, list(battery_ids), list(new_ids)),
     )
@@ -279,16 +279,18 @@ async def expire_due(conn: AsyncConnection[Row], *, limit: int) -> list[Row]:
     return await cur.fetchall()
 
 
-async def nudge(conn: AsyncConnection[Row], *, serials: Sequence[str], quiet_s: float) -> int:
-    """Make the open commands of these (just online) batteries due now, unless published moments ago."""
+async def nudge(conn: AsyncConnection[Row], *, serials: Sequence[str]) -> int:
+    """Make the undelivered commands of these (just online) batteries due now.
+
+    A delivered command is not re-sent: the device has it. A sent one may have been published
+    while the battery was away, so it goes again (same id; the device treats it as done if not).
+    """
     cur = await conn.execute(
         """UPDATE commands c SET next_attempt_at = clock_timestamp()
            FROM batteries b
            WHERE b.serial_number = ANY(%s) AND c.battery_id = b.id
-             AND c.status IN ('queued', 'sent', 'delivered') AND c.next_attempt_at > clock_timestamp()
-             AND (c.last_sent_at IS NULL
-                  OR c.last_sent_at < clock_timestamp() - make_interval(secs => %s))""",
-        (list(serials), quiet_s),
+             AND c.status IN ('queued', 'sent') AND c.next_attempt_at > clock_timestamp()""",
+        (list(serials),),
     )
     return cur.rowcount
 
