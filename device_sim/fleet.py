@@ -8,7 +8,6 @@ import contextlib
 import logging
 import resource
 import time
-from datetime import UTC, datetime
 
 import numpy as np
 
@@ -48,7 +47,7 @@ class Fleet:
         time_scale: float = 1.0,
         summary_every: float = 5.0,
     ) -> None:
-        self.model = FleetModel(specs, seed=seed, city=city)
+        self.model = FleetModel(specs, seed=seed, city=city, start_time=time.time())
         self.link = link
         self.interval = interval
         self.time_scale = time_scale
@@ -131,7 +130,6 @@ class Fleet:
                 next_at = loop.time()
             await asyncio.sleep(max(0.0, delay))
             # A fixed dt (not the measured one) keeps a seeded run's readings reproducible.
-            self.model.set_ambient(datetime.now(UTC).hour + datetime.now(UTC).minute / 60)
             self.model.step(self.tick * self.time_scale)
             members = self._slot_members[slot]
             for index, values in zip(members.tolist(), self.model.readings(members), strict=True):

@@ -106,6 +106,7 @@ class FleetModel:
         seed: int = 0,
         city: tuple[float, float] = (12.9716, 77.5946),
         radius_km: float = 12.0,
+        start_time: float = 0.0,
     ) -> None:
         n = len(specs)
         self.n = n
@@ -124,12 +125,14 @@ class FleetModel:
         self.mode = rng.choice([PARKED, RIDING, CHARGING], size=n, p=[0.55, 0.35, 0.10]).astype(np.int8)
         self.mode_left_s = rng.uniform(0, 1800, n)
         self.charge_target = rng.uniform(90, 100, n)
-        self.ride_current = np.zeros(n)  # an Ornstein-Uhlenbeck process around the cruise current
+        # Riding current: an Ornstein-Uhlenbeck process around the cruise current.
+        self.ride_current = 0.35 * self.capacity_nominal_ah.copy()
         self.current = np.zeros(n)
         self.charge_enabled = np.ones(n, dtype=bool)
         self.discharge_enabled = np.ones(n, dtype=bool)
         self.routes = Routes(n, rng=rng, centre=city, radius_km=radius_km)
-        self.ambient_c = 27.0
+        self.clock = start_time  # model time, epoch seconds: drives the day's ambient temperature
+        self._set_ambient()
         self.temperature = np.full(n, self.ambient_c) + rng.uniform(0, 3, n)
         self.voltage = np.zeros(n)
         self.throughput_ah = np.zeros(n)  # charge moved in or out, for the energy-balance check
@@ -159,9 +162,9 @@ class FleetModel:
         thermal = 1.0 + 0.015 * np.clip(25.0 - self.temperature, -10.0, 40.0)
         return self.r0_ohm * aged * thermal
 
-    def set_ambient(self, utc_hour: float) -> None:
+    def _set_ambient(self) -> None:
         """Ambient temperature of a day in the city: coolest before dawn, warmest mid-afternoon."""
-        local = (utc_hour + self.routes.centre[1] / 15.0) % 24.0
+        local = (self.clock / 3600.0 + self.routes.centre[1] / 15.0) % 24.0
         self.ambient_c = 26.0 + 5.0 * math.sin(2 * math.pi * (local - 9.0) / 24.0)
 
     # The step.
@@ -170,6 +173,8 @@ class FleetModel:
         """Advance every pack by dt seconds."""
         if dt <= 0:
             return
+        self.clock += dt
+        self._set_ambient()
         self._transitions(dt)
         capacity = self.capacity_ah
         current = self._demand(dt, capacity)
@@ -219,9 +224,10 @@ class FleetModel:
         rng, n = self.rng, self.n
         c_rate = self.capacity_nominal_ah
         # Riding: stop-and-go traffic around a cruise of ~0.35 C, peaks near 2 C, brief regen.
-        theta, mu, sigma = 1 / 20.0, 0.35 * c_rate, 0.45 * c_rate
+        # Exact OU update for any dt: mean 0.35 C, stationary spread 0.3 C, memory of ~20 s.
+        theta, mu, stationary_sd = 1 / 20.0, 0.35 * c_rate, 0.3 * c_rate
         decay = math.exp(-theta * dt)
-        spread = sigma * math.sqrt((1 - decay**2) / (2 * theta))
+        spread = stationary_sd * math.sqrt(1 - decay**2)
         self.ride_current = mu + (self.ride_current - mu) * decay + spread * rng.standard_normal(n)
         self.ride_current = np.clip(self.ride_current, -0.15 * c_rate, 2.0 * c_rate)
         ride = self.ride_current
