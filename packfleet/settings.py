@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -104,7 +103,7 @@ class Settings(BaseSettings):
             raise ValueError("PACKFLEET_JWT_SECRET must be a real secret of at least 16 characters")
         return self
 
-    @cached_property
+    @property
     def mqtt(self) -> MqttTarget:
         if self.mqtt_url is None:
             raise RuntimeError("PACKFLEET_MQTT_URL is not set")

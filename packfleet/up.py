@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
+from pydantic import SecretStr
 from control.main import run as run_control
 from device_sim.main import SimOptions
 from device_sim.main import run as run_sim
@@ -56,7 +57,7 @@ async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: fl
     embedded_mqtt = settings.mqtt_url is None
     overrides: dict[str, object] = {"data_dir": data_dir}
     if settings.jwt_secret is None:
-        overrides["jwt_secret"] = _jwt_secret(data_dir)
+        overrides["jwt_secret"] = SecretStr(_jwt_secret(data_dir))
 
     postgres = EmbeddedPostgres(data_dir) if embedded_db else None
     broker = EmbeddedBroker(port_or_free(1883)) if embedded_mqtt else None
