@@ -31,7 +31,7 @@ OLDEST_UNACKED = Gauge(
 ACKS_SKIPPED = Counter(
     "ingest_acks_skipped", "Committed messages not acknowledged because their connection was gone"
 )
-CONNECTED = Gauge("ingest_mqtt_connected", "1 while connected to the broker")
+CONNECTED = Gauge("ingest_mqtt_connected", "1 while connected to the broker and subscribed")
 
 for _reason in REASONS:
     REJECTED.labels(_reason)

@@ -54,7 +54,7 @@ class Receiver:
         self._lock = threading.Lock()
         self._generation = 0
         self._connected = False
-        self.connected_once = threading.Event()
+        self._stopping = False
 
     @property
     def subscriptions(self) -> list[str]:
@@ -82,6 +82,7 @@ class Receiver:
 
     def stop(self) -> None:
         """Disconnect (the session and its unacknowledged messages stay with the broker)."""
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
         with self._lock:
@@ -117,7 +118,6 @@ class Receiver:
         with self._lock:
             self._generation += 1
             self._connected = True
-        metrics.CONNECTED.set(1)
         # Subscribing again is harmless and covers a session that expired while we were away.
         if self._protocol == 5:
             subscription: list[tuple[str, Any]] = [(s, SubscribeOptions(qos=1)) for s in self.subscriptions]
@@ -135,7 +135,6 @@ class Receiver:
                 "note": note,
             },
         )
-        self.connected_once.set()
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _properties: Any
@@ -144,7 +143,10 @@ class Receiver:
             self._generation += 1
             self._connected = False
         metrics.CONNECTED.set(0)
-        log.warning("MQTT disconnected; paho reconnects", extra={"reason": str(reason)})
+        if self._stopping:
+            log.info("MQTT disconnected")
+        else:
+            log.warning("MQTT connection lost; paho reconnects", extra={"reason": str(reason)})
 
     def _on_subscribe(
         self, _client: paho.Client, _userdata: Any, _mid: int, reasons: list[ReasonCode], _props: Any
@@ -152,6 +154,8 @@ class Receiver:
         failed = [str(r) for r in reasons if r.is_failure]
         if failed:
             log.error("MQTT subscription refused", extra={"topics": self.subscriptions, "reasons": failed})
+        else:
+            metrics.CONNECTED.set(1)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         received = time.time()
