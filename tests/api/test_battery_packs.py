@@ -41,7 +41,8 @@ def _tag(prefix: str = "P") -> str:
 
 
 def _csv_line(tag: str, model: str = "Model X", location: str = "Delhi", warranty: str = "3") -> str:
-    return f"{tag},Irasus,In Warehouse,{model},Irasus,{location},{warranty},Li-NMC,48 V,48 Ah,Firmware,Cylindrical,Plastic"
+    specs = "Li-NMC,48 V,48 Ah,Firmware,Cylindrical,Plastic"
+    return f"{tag},Irasus,In Warehouse,{model},Irasus,{location},{warranty},{specs}"
 
 
 def _upload(client: TestClient, headers: dict, lines: list[str], *, method: str = "POST", **params):  # type: ignore[no-untyped-def,type-arg]
@@ -348,7 +349,8 @@ def test_fifty_thousand_rows_import_in_seconds(client: TestClient, db: psycopg.C
     assert elapsed < 30, f"50,000 rows took {elapsed:.1f}s"
     # clean up so the shared database's lists stay small for the other tests
     db.execute(
-        "DELETE FROM battery_activity WHERE battery_id IN (SELECT id FROM batteries WHERE serial_number LIKE %s)",
+        """DELETE FROM battery_activity
+           WHERE battery_id IN (SELECT id FROM batteries WHERE serial_number LIKE %s)""",
         (prefix + "%",),
     )
     db.execute("DELETE FROM batteries WHERE serial_number LIKE %s", (prefix + "%",))

@@ -6,7 +6,6 @@ import random
 from pathlib import Path
 
 import psycopg
-import pytest
 from fastapi.testclient import TestClient
 
 from api.consumers.kyc import cipher, verhoeff_digit
