@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 PUBLISH_TIMEOUT_S = 10.0
+MAX_IDLE_S = 1.0
 
 
 def command_payload(row: Row) -> bytes:
@@ -64,15 +65,30 @@ class Dispatcher:
             self._client = None
 
     async def loop(self, stop: asyncio.Event) -> None:
-        """Publish whenever woken (NOTIFY, a final ack, a battery coming online, an expiry)."""
+        """Publish whenever woken (NOTIFY, a final ack, a battery online, an expiry) or something falls due.
+
+        Sleeping until the next due time keeps retries and rollouts on time between the scheduler's
+        sweeps, which remain the backstop.
+        """
         while not stop.is_set():
-            await self.wake.wait()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=await self._next_due_in())
+            except TimeoutError:
+                pass
             self.wake.clear()
             try:
                 await self.run_once()
             except Exception:
                 log.exception("dispatch failed; the retry sweep will try again")
                 await asyncio.sleep(0.5)
+
+    async def _next_due_in(self) -> float:
+        try:
+            async with self._pool.connection() as conn:
+                return await queries.seconds_to_next_due(conn, cap_s=MAX_IDLE_S)
+        except Exception:
+            log.exception("could not read the next due time")
+            return MAX_IDLE_S
 
     async def run_once(self) -> int:
         """Publish every due head command; return how many were published."""

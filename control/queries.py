@@ -295,6 +295,19 @@ async def nudge(conn: AsyncConnection[Row], *, serials: Sequence[str]) -> int:
     return cur.rowcount
 
 
+async def seconds_to_next_due(conn: AsyncConnection[Row], *, cap_s: float) -> float:
+    """Seconds until the next open command falls due (past-due ones wait behind their battery's head)."""
+    cur = await conn.execute(
+        """SELECT least(extract(epoch FROM min(next_attempt_at) - clock_timestamp()), %s) AS s
+           FROM commands
+           WHERE status IN ('queued', 'sent', 'delivered') AND next_attempt_at > clock_timestamp()""",
+        (cap_s,),
+    )
+    row = await cur.fetchone()
+    value = row["s"] if row is not None else None
+    return cap_s if value is None else max(0.0, float(value))
+
+
 async def open_counts(conn: AsyncConnection[Row]) -> dict[str, int]:
     cur = await conn.execute(
         """SELECT status, count(*) AS n FROM commands

@@ -1,4 +1,4 @@
-"""A command's life on the real PostgreSQL and Mosquitto: published, acknowledged, retried, expired, failed."""
+"""A command's life on the real PostgreSQL and Mosquitto: published, acked, retried, expired, failed."""
 
 from __future__ import annotations
 
