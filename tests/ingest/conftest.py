@@ -83,7 +83,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop/kill
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ingest"], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
@@ -151,7 +151,9 @@ class Publisher:
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
 
-    def send(self, topic: str, payload: dict[str, Any] | bytes, *, qos: int = 1, retain: bool = False) -> None:
+    def send(
+        self, topic: str, payload: dict[str, Any] | bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.client.publish(topic, data, qos=qos, retain=retain).wait_for_publish(10)
 

@@ -108,7 +108,11 @@ def test_status_and_will_update_the_battery(
             retain=True,
         )
         row = wait_for(lambda: (b := battery(url, serial))["online"] and b)
-        assert (row["reported_enabled"], row["reported_spec"], row["firmware"]) == (False, "charging", "1.4.2")
+        assert (row["reported_enabled"], row["reported_spec"], row["firmware"]) == (
+            False,
+            "charging",
+            "1.4.2",
+        )
         assert row["reported_at"] == NOW and row["last_seen_at"] is not None
         # A stale status (older ts) arriving late changes nothing.
         device.send(topic, {"online": True, "enabled": True, "ts": (NOW - timedelta(hours=1)).isoformat()})

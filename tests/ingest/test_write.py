@@ -1,0 +1,84 @@
+"""The writer alone against the real database: one transaction per batch, idempotent, poison isolated."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from ingest.batch import Message
+from ingest.parse import parse
+from ingest.write import Writer
+from tests.ingest.conftest import provision, scalar
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def msg(serial: str, soc: float, *, age_s: int = 0, mid: int = 1, kind: str = "telemetry") -> Message:
+    topic = f"batteries/{serial}/{kind}"
+    body = {"ts": (NOW - timedelta(seconds=age_s)).isoformat(), "voltage": 48.0, "current": 1.0, "soc": soc}
+    payload = json.dumps(body).encode()
+    return Message(topic, payload, parse(topic, payload), mid, 1, False, time.time(), 1)
+
+
+@pytest.fixture
+def writer(fresh_database_url: str) -> Iterator[Writer]:
+    w = Writer(fresh_database_url)
+    yield w
+    w.close()
+
+
+def test_a_batch_written_twice_is_stored_once(writer: Writer, fresh_database_url: str) -> None:
+    serials = provision(fresh_database_url, 3)
+    batch = [msg(s, float(n), age_s=n) for s in serials for n in range(5)]
+    assert writer.write(batch)
+    assert writer.write(batch + batch[:2])  # a redelivery, and duplicates within one batch
+    assert scalar(fresh_database_url, "SELECT count(*) FROM telemetry") == 15
+    assert scalar(fresh_database_url, "SELECT count(*) FROM battery_latest WHERE soc = 0") == 3
+
+
+def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_stored(
+    writer: Writer, fresh_database_url: str
+) -> None:
+    # A constraint the contract does not know about stands in for any row PostgreSQL refuses.
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE telemetry ADD CONSTRAINT no_thirteen CHECK (soc <> 13)")
+    [serial] = provision(fresh_database_url, 1)
+    batch = [msg(serial, float(n), age_s=n) for n in range(20)]
+    assert writer.write(batch)
+    assert scalar(fresh_database_url, "SELECT count(*) FROM telemetry") == 19
+    reason, detail = scalar(fresh_database_url, "SELECT ARRAY[reason, detail] FROM dead_letters")
+    assert reason == "db_rejected" and "no_thirteen" in detail
+
+
+def test_the_writer_reconnects_after_its_connection_is_killed(
+    writer: Writer, fresh_database_url: str
+) -> None:
+    [serial] = provision(fresh_database_url, 1)
+    assert writer.write([msg(serial, 1.0, age_s=1)])
+    name = fresh_database_url.rsplit("/", 1)[1]
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = 'packfleet-ingest'",
+            (name,),
+        )
+    assert writer.write([msg(serial, 2.0)])
+    assert scalar(fresh_database_url, "SELECT count(*) FROM telemetry") == 2
+
+
+def test_a_soft_deleted_battery_is_refused_once_its_cache_entry_expires(
+    writer: Writer, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [serial] = provision(fresh_database_url, 1)
+    assert writer.write([msg(serial, 1.0, age_s=2)])
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        conn.execute("UPDATE batteries SET deleted_at = now() WHERE serial_number = %s", (serial,))
+    monkeypatch.setattr("ingest.write.SERIAL_CACHE_SECONDS", 0.0)
+    assert writer.write([msg(serial, 2.0)])
+    assert scalar(fresh_database_url, "SELECT count(*) FROM telemetry") == 1
+    assert scalar(fresh_database_url, "SELECT reason FROM dead_letters") == "deleted_battery"
