@@ -88,7 +88,14 @@ class WorkerProcess:
             [sys.executable, "-m", "ingest"], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        wait_for(lambda: self.metric("ingest_mqtt_connected") == 1.0, timeout=20)
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"worker exited with {proc.returncode}:\n{self.logs()[-3000:]}")
+            return self.metric("ingest_mqtt_connected") == 1.0
+
+        wait_for(ready, timeout=20)
         return self
 
     def metric(self, name: str, labels: str = "") -> float | None:
@@ -129,7 +136,6 @@ def worker_env(database_url: str, broker: services.Mosquitto, **settings: object
         "PACKFLEET_DATABASE_URL": database_url,
         "PACKFLEET_MQTT_URL": broker.url,
         "PACKFLEET_JWT_SECRET": JWT_SECRET,
-        "PACKFLEET_MQTT_PROTOCOL": "5",
         "PACKFLEET_LOG_JSON": "true",
         "PACKFLEET_METRICS_PORT": str(services.free_port()),
         "PACKFLEET_INGEST_CLIENT_ID": f"ingest-test-{uuid.uuid4().hex[:8]}",
