@@ -137,3 +137,26 @@ async def health_by_status(
         {"dealer": dealer_id, "owner": owner_id},
     )
     return await cur.fetchall()
+
+
+async def get_battery_detail(conn: AsyncConnection, serial: str) -> dict[str, Any] | None:
+    """The battery, its latest reading and its oldest open command, in one round trip."""
+    cur = await conn.execute(
+        f"""SELECT {BATTERY_COLUMNS},
+                   l.battery_id IS NOT NULL AS r_present, l.ts AS r_ts, l.voltage AS r_voltage,
+                   l.current AS r_current, l.soc AS r_soc, l.temperature AS r_temperature,
+                   l.lat AS r_lat, l.lon AS r_lon,
+                   p.id AS p_id, p.action AS p_action, p.spec AS p_spec, p.status AS p_status,
+                   p.created_at AS p_created_at, p.sent_at AS p_sent_at, p.delivered_at AS p_delivered_at,
+                   p.expires_at AS p_expires_at, p.attempts AS p_attempts
+            FROM batteries b
+            LEFT JOIN battery_latest l ON l.battery_id = b.id
+            LEFT JOIN LATERAL (
+                SELECT id, action, spec, status, created_at, sent_at, delivered_at, expires_at, attempts
+                FROM commands c
+                WHERE c.battery_id = b.id AND c.status IN ('queued', 'sent', 'delivered')
+                ORDER BY c.created_at LIMIT 1) p ON true
+            WHERE b.serial_number = %s AND b.deleted_at IS NULL""",  # noqa: S608 - a constant column list
+        (serial,),
+    )
+    return await cur.fetchone()

@@ -72,9 +72,15 @@ async def list_batteries(
 
 
 async def battery_detail(conn: AsyncConnection, *, principal: Principal, serial: str) -> dict[str, Any]:
-    battery = await visible_battery(conn, principal=principal, serial=serial)
-    reading = await queries.get_latest_reading(conn, battery["id"])
-    pending = await queries.get_pending_command(conn, battery["id"])
+    """The battery with its latest reading and pending command (one query: this is the hot path)."""
+    if principal.role not in ("admin", "dealer", "consumer"):
+        raise Forbidden("Insufficient permissions for this operation")
+    row = await queries.get_battery_detail(conn, serial)
+    if row is None or not _can_see(principal, row):
+        raise NotFound(f"No battery found with serial number {serial}", error="Battery not found")
+    battery = {k: v for k, v in row.items() if not k.startswith(("r_", "p_"))}
+    reading = {k[2:]: v for k, v in row.items() if k.startswith("r_")} if row["r_present"] else None
+    pending = {k[2:]: v for k, v in row.items() if k.startswith("p_")} if row["p_id"] is not None else None
     return {"battery": battery, "reading": reading, "pending": pending}
 
 

@@ -129,3 +129,34 @@ def test_created_battery_is_logged(client: TestClient, world: World) -> None:
         client.get(f"/api/batteries/{serial}/activity", headers=bearer(world.dealer_b_user)).status_code
         == 404
     )
+
+
+def test_detail_shows_latest_reading_and_pending_command(
+    client: TestClient, world: World, db: psycopg.Connection
+) -> None:
+    battery = world.battery_a
+    url = f"/api/batteries/{battery['serial_number']}"
+    bare = client.get(url, headers=bearer(world.consumer_a_user)).json()
+    assert bare["telemetry"] is None and bare["control"]["pending_command"] is None
+    db.execute(
+        """INSERT INTO battery_latest (battery_id, ts, voltage, current, soc, temperature, lat, lon)
+           VALUES (%s, '2024-01-15T10:30:00Z', 48.5, 12.3, 85, 31.5, 12.9716, 77.5946)""",
+        (battery["id"],),
+    )
+    command = db.execute(
+        """INSERT INTO commands (id, battery_id, action, reason, expires_at)
+           VALUES (gen_random_uuid(), %s, 'disable', 'test', now() + interval '1 hour') RETURNING id""",
+        (battery["id"],),
+    ).fetchone()
+    body = client.get(url, headers=bearer(world.dealer_a_user)).json()
+    assert body["battery"]["serial_number"] == battery["serial_number"]
+    assert body["telemetry"] == {
+        "voltage": "48.50",
+        "current": "12.30",
+        "soc": 85,
+        "temperature": 31.5,
+        "location": {"lat": "12.971600", "lng": "77.594600"},
+        "timestamp": "2024-01-15T10:30:00Z",
+    }
+    assert body["control"]["pending_command"]["id"] == str(command["id"])
+    assert body["control"]["pending_command"]["status"] == "queued"

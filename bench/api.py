@@ -1,0 +1,291 @@
+"""API benchmark: detail and list latency under concurrent clients, and a 50,000-row CSV import.
+
+Creates its own database on the PostgreSQL server at --admin-url, loads --batteries batteries with a
+latest reading each, starts `uvicorn` (one process, the real app) on a spare port, and drives it with
+--clients concurrent httpx clients for --seconds per endpoint. Last line: one JSON object.
+
+    python bench/api.py                                   # full run: 10,000 batteries, 50 clients
+    python bench/api.py --batteries 1000 --clients 10 --seconds 3 --csv-rows 5000   # small run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import random
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from api.auth.tokens import issue_token  # noqa: E402
+from packfleet.migrate import migrate  # noqa: E402
+
+
+def app_from_env():  # type: ignore[no-untyped-def]
+    """uvicorn --factory entry point: the real app, configured from PACKFLEET_* variables."""
+    from api.app import create_app
+    from packfleet.settings import Settings
+
+    return create_app(Settings())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _with_database(admin: str, name: str) -> str:
+    base, _, query = admin.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+
+
+def load(url: str, *, batteries: int) -> tuple[list[str], dict]:  # type: ignore[type-arg]
+    """Dealers, consumers, batteries with pack fields, and one latest reading per battery (COPY)."""
+    now = datetime.now(UTC)
+    with psycopg.connect(url, autocommit=True) as conn:
+        dealers = [
+            conn.execute("INSERT INTO dealers (name) VALUES (%s) RETURNING id", (f"Dealer {i}",)).fetchone()[
+                0
+            ]
+            for i in range(10)
+        ]
+        with conn.cursor().copy("COPY consumers (dealer_id, name, phone) FROM STDIN") as copy:
+            for i in range(1000):
+                copy.write_row((dealers[i % 10], f"Consumer {i}", f"+91800{i:07d}"))
+        consumers = [r[0] for r in conn.execute("SELECT id FROM consumers ORDER BY id")]
+        serials = [f"BENCH{i:06d}" for i in range(batteries)]
+        columns = (
+            "(serial_number, dealer_id, owner_id, company, status_label, model, manufacturer_name, location, "
+            "warranty_months, health_score)"
+        )
+        with conn.cursor().copy(f"COPY batteries {columns} FROM STDIN") as copy:
+            for i, serial in enumerate(serials):
+                copy.write_row(
+                    (
+                        serial,
+                        dealers[i % 10],
+                        consumers[i % 1000] if i % 3 else None,
+                        "Irasus",
+                        "In Vehicle",
+                        f"Model {'XYZ'[i % 3]}",
+                        "Irasus",
+                        ["Delhi", "Pune", "Agra"][i % 3],
+                        12,
+                        60 + i % 40,
+                    )
+                )
+        ids = [r[0] for r in conn.execute("SELECT id FROM batteries ORDER BY id")]
+        with conn.cursor().copy(
+            "COPY battery_latest (battery_id, ts, voltage, current, soc, temperature, lat, lon) FROM STDIN"
+        ) as copy:
+            for battery_id in ids:
+                copy.write_row(
+                    (
+                        battery_id,
+                        now - timedelta(seconds=random.randint(0, 600)),
+                        48.0 + random.random(),
+                        random.uniform(-20, 20),
+                        random.uniform(5, 100),
+                        30.0,
+                        12.97,
+                        77.59,
+                    )
+                )
+        conn.execute("ANALYZE")
+        admin = conn.execute(
+            "INSERT INTO users (phone, name, role) VALUES ('+919000000001', 'Bench Admin', 'admin') "
+            "RETURNING id, role, name"
+        ).fetchone()
+    return serials, {"id": admin[0], "role": admin[1], "name": admin[2]}
+
+
+async def drive(base: str, token: str, paths: list[str], *, clients: int, seconds: float) -> dict:  # type: ignore[type-arg]
+    """Closed-loop clients requesting random paths; latency per request in ms."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30
+    ) as client:
+        for path in paths[: clients * 2]:  # warm up connections and caches
+            await client.get(path)
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                path = random.choice(paths)
+                started = time.perf_counter()
+                answer = await client.get(path)
+                latencies.append((time.perf_counter() - started) * 1000)
+                if answer.status_code != 200:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+    }
+
+
+def csv_import(base: str, token: str, rows: int) -> dict:  # type: ignore[type-arg]
+    prefix = f"CSV{uuid.uuid4().hex[:6].upper()}"
+    out = io.StringIO()
+    out.write(
+        "asset_tag,company,status_label,model,manufacturer_name,location,warranty_months,"
+        "battery_cell_chemistry,battery_pack_nominal_voltage,battery_pack_nominal_charge_capacity,"
+        "bms_type,battery_cell_type,battery_pack_casing\n"
+    )
+    for i in range(rows):
+        out.write(
+            f"{prefix}{i:07d},Irasus,In Warehouse,Model X,Irasus,Delhi,3,Li-NMC,48 V,48 Ah,Firmware,"
+            "Cylindrical,Plastic\n"
+        )
+    data = out.getvalue().encode()
+    started = time.perf_counter()
+    answer = httpx.post(
+        f"{base}/api/battery_pack",
+        headers={"Authorization": f"Bearer {token}"},
+        files={"file": ("packs.csv", data, "text/csv")},
+        timeout=300,
+    )
+    elapsed = time.perf_counter() - started
+    created = answer.json().get("created") if answer.status_code == 201 else None
+    return {
+        "rows": rows,
+        "status": answer.status_code,
+        "created": created,
+        "seconds": round(elapsed, 2),
+        "bytes": len(data),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get("PACKFLEET_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
+    parser.add_argument("--batteries", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per endpoint")
+    parser.add_argument("--csv-rows", type=int, default=50_000)
+    parser.add_argument("--pool", type=int, default=10, help="API database pool size")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    args = parser.parse_args()
+
+    name = f"packfleet_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(args.admin_url, name)
+    server = None
+    try:
+        migrate(url)
+        t0 = time.perf_counter()
+        serials, admin = load(url, batteries=args.batteries)
+        print(f"loaded {len(serials)} batteries in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        secret = secrets.token_urlsafe(32)
+        port = _free_port()
+        env = {
+            **os.environ,
+            "PACKFLEET_DATABASE_URL": url,
+            "PACKFLEET_JWT_SECRET": secret,
+            "PACKFLEET_DB_POOL_MAX": str(args.pool),
+            # One admin token drives every client: raise the per-user limits so they measure the API.
+            "PACKFLEET_RATE_LIMIT_API": "100000000/minute",
+            "PACKFLEET_RATE_LIMIT_UPLOAD": "1000/minute",
+            "PACKFLEET_LOG_LEVEL": "WARNING",
+            "PACKFLEET_STORAGE_DIR": str(Path("/tmp") / name),
+        }
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.api:app_from_env",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.1)
+        token = issue_token(admin, secret=secret, ttl=timedelta(hours=1))
+        detail = asyncio.run(
+            drive(
+                base,
+                token,
+                [f"/api/batteries/{s}" for s in serials],
+                clients=args.clients,
+                seconds=args.seconds,
+            )
+        )
+        print(f"GET /api/batteries/{{serial}}: {detail}", file=sys.stderr)
+        offsets = [
+            f"/api/battery_pack?limit=100&offset={o}" for o in range(0, max(args.batteries - 100, 1), 100)
+        ]
+        listing = asyncio.run(drive(base, token, offsets, clients=args.clients, seconds=args.seconds))
+        print(f"GET /api/battery_pack?limit=100: {listing}", file=sys.stderr)
+        imported = csv_import(base, token, args.csv_rows) if args.csv_rows else None
+        print(f"CSV import: {imported}", file=sys.stderr)
+        result = {
+            "batteries": args.batteries,
+            "clients": args.clients,
+            "seconds_per_endpoint": args.seconds,
+            "cpus": os.cpu_count(),
+            "battery_detail": detail,
+            "battery_pack_list_100": listing,
+            "csv_import": imported,
+        }
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=15)
+        if not args.keep:
+            with psycopg.connect(args.admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
