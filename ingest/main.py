@@ -13,8 +13,11 @@ import logging
 import threading
 import time
 
+import psycopg
+
 from ingest import metrics
 from ingest.batch import Buffer
+from ingest.policies import apply_policies
 from ingest.receive import Receiver
 from ingest.write import Writer
 from packfleet.metrics import serve_metrics
@@ -62,6 +65,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         max_weight=settings.ingest_max_buffered,
     )
     _watch(buffer)
+    await asyncio.to_thread(_policies, settings, database_url)
     writer = Writer(database_url)
     receiver = Receiver(settings, buffer)
     try:
@@ -90,6 +94,17 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 raise RuntimeError("the ingest writer thread died")
     finally:
         await asyncio.to_thread(_shutdown, buffer, writer, receiver, thread)
+
+
+def _policies(settings: Settings, database_url: str) -> None:
+    """Bring TimescaleDB's compression and retention to the configured intervals (best effort)."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=5, autocommit=True) as conn:
+            apply_policies(
+                conn, compress_after=settings.telemetry_compress_after, retention=settings.telemetry_retention
+            )
+    except psycopg.Error as exc:  # the database may be down at start: ingest must still run
+        log.warning("could not apply telemetry policies", extra={"error": str(exc)})
 
 
 def _shutdown(buffer: Buffer, writer: Writer, receiver: Receiver, thread: threading.Thread) -> None:
