@@ -85,7 +85,7 @@ def test_hourly_rollup_answers_on_either_storage(conn: psycopg.Connection) -> No
     if _timescale(conn):
         conn.execute("CALL refresh_continuous_aggregate('telemetry_hourly', NULL, NULL)")
     rows = conn.execute(
-        """SELECT to_char(bucket AT TIME ZONE 'UTC', 'HH24:MI'), readings, voltage_avg, soc_min, temperature_max
-           FROM telemetry_hourly WHERE battery_id = 7 ORDER BY bucket"""
+        """SELECT to_char(bucket AT TIME ZONE 'UTC', 'HH24:MI'), readings, voltage_avg, soc_min,
+                  temperature_max FROM telemetry_hourly WHERE battery_id = 7 ORDER BY bucket"""
     ).fetchall()
     assert rows == [("10:00", 2, 49.0, 40.0, 32.0), ("11:00", 1, 49.0, 39.0, None)]
