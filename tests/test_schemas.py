@@ -42,13 +42,19 @@ def test_reading_ignores_unknown_keys_and_keeps_optional_fields() -> None:
         {"lat": 91, "lon": 0},
         {"ts": "2026-01-15T10:30:00"},
         {"ts": True},
-        {"ts": (NOW + timedelta(minutes=6)).isoformat()},
         {"voltage": float("nan")},
     ],
 )
 def test_reading_rejects_out_of_contract_values(bad: dict) -> None:
     with pytest.raises(ValidationError):
         Reading.model_validate(reading(**bad))
+
+
+def test_reading_rejects_a_timestamp_over_five_minutes_ahead() -> None:
+    ahead = datetime.now(UTC) + timedelta(minutes=5, seconds=30)
+    with pytest.raises(ValidationError, match="future"):
+        Reading.model_validate(reading(ts=ahead.isoformat()))
+    Reading.model_validate(reading(ts=(ahead - timedelta(minutes=1)).isoformat()))
 
 
 @pytest.mark.parametrize("missing", ["ts", "voltage", "current", "soc"])
