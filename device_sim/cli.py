@@ -59,10 +59,6 @@ def sim(
         fault_rates = Faults.parse(faults)
     except FaultSpecError as exc:
         raise typer.BadParameter(str(exc), param_hint="--faults") from None
-    settings = Settings()
-    setup_logging(settings.log_level, json_lines=settings.log_json)
-    if settings.mqtt_url is None:
-        raise typer.BadParameter("set PACKFLEET_MQTT_URL (mqtt://[user:pass@]host:port)")
     options = SimOptions(
         serials=[s.strip() for s in serials.split(",") if s.strip()] if serials else None,
         count=batteries,
@@ -76,6 +72,14 @@ def sim(
         device_password=device_password,
         time_scale=time_scale,
     )
+    try:
+        options.serial_list()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--serials") from None
+    settings = Settings()
+    setup_logging(settings.log_level, json_lines=settings.log_json)
+    if settings.mqtt_url is None:
+        raise typer.BadParameter("set PACKFLEET_MQTT_URL (mqtt://[user:pass@]host:port)")
     serve_metrics(metrics_port)
 
     async def main() -> None:
@@ -85,8 +89,4 @@ def sim(
             loop.add_signal_handler(sig, stop.set)
         await run(settings, stop, options)
 
-    try:
-        asyncio.run(main())
-    except ValueError as exc:  # bad serials and the like, found once the options meet each other
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    asyncio.run(main())
