@@ -158,38 +158,6 @@ def _decimal(field: str, value: Any, low: int, high: int) -> Decimal | None:
     return round(number, 2)
 
 
-def pack_body(row: dict[str, Any]) -> dict[str, Any]:
-    """The spec's battery-pack object, plus the fleet fields a pack also has."""
-    allocation = None
-    if row.get("alloc_category") is not None:
-        allocation = {
-            "target_category": row["alloc_category"],
-            "target_individual": row["alloc_individual"],
-            "status_label": row["alloc_status_label"],
-            "allocated_at": _iso(row["alloc_at"]),
-        }
-    warranty = row["warranty_months"]
-    return {
-        "id": row["id"],
-        "asset_tag": row["serial_number"],
-        "company": row["company"],
-        "status_label": row["status_label"],
-        "model": row["model"],
-        "manufacturer_name": row["manufacturer_name"],
-        "location": row["location"],
-        "warranty_months": None if warranty is None else str(warranty),
-        "battery_pack": {name: row[column] for name, column in PACK_TEXT.items()},
-        "status": row["status"],
-        "health_score": _number(row["health_score"]),
-        "dealer_id": row["dealer_id"],
-        "owner_id": row["owner_id"],
-        "owner_name": row.get("owner_name"),
-        "allocation": allocation,
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-    }
-
-
 def allocation_body(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -200,10 +168,6 @@ def allocation_body(row: dict[str, Any]) -> dict[str, Any]:
         "allocated_at": _iso(row["allocated_at"]),
         "released_at": _iso(row["released_at"]),
     }
-
-
-def _number(value: Decimal) -> int | float:
-    return int(value) if value == value.to_integral_value() else float(value)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -10,16 +10,32 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection, sql
+from psycopg.rows import tuple_row
 
 from api.battery_packs.models import COLUMNS, SORTS
 
-PACK_SELECT = """
-    SELECT b.id, b.serial_number, b.status, b.health_score, b.dealer_id, b.owner_id, b.company,
-           b.status_label, b.model, b.manufacturer_name, b.location, b.warranty_months,
-           b.cell_chemistry, b.nominal_voltage, b.nominal_capacity, b.bms_type, b.cell_type, b.casing,
-           b.created_at, b.updated_at, c.name AS owner_name,
-           a.target_category AS alloc_category, a.target_individual AS alloc_individual,
-           a.status_label AS alloc_status_label, a.allocated_at AS alloc_at
+
+def _iso(column: str) -> str:
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+# The battery-pack object of the API, built by PostgreSQL: lists then pass through Python as text.
+PACK_JSON = f"""json_build_object(
+    'id', b.id, 'asset_tag', b.serial_number, 'company', b.company, 'status_label', b.status_label,
+    'model', b.model, 'manufacturer_name', b.manufacturer_name, 'location', b.location,
+    'warranty_months', b.warranty_months::text,
+    'battery_pack', json_build_object(
+        'battery_cell_chemistry', b.cell_chemistry, 'battery_pack_nominal_voltage', b.nominal_voltage,
+        'battery_pack_nominal_charge_capacity', b.nominal_capacity, 'bms_type', b.bms_type,
+        'battery_cell_type', b.cell_type, 'battery_pack_casing', b.casing),
+    'status', b.status, 'health_score', b.health_score::float8, 'dealer_id', b.dealer_id,
+    'owner_id', b.owner_id, 'owner_name', c.name,
+    'allocation', CASE WHEN a.id IS NOT NULL THEN json_build_object(
+        'target_category', a.target_category, 'target_individual', a.target_individual,
+        'status_label', a.status_label, 'allocated_at', {_iso("a.allocated_at")}) END,
+    'created_at', {_iso("b.created_at")}, 'updated_at', {_iso("b.updated_at")})"""
+
+PACK_FROM = """
     FROM batteries b
     LEFT JOIN consumers c ON c.id = b.owner_id
     LEFT JOIN battery_allocations a ON a.battery_id = b.id AND a.released_at IS NULL
@@ -59,17 +75,16 @@ async def list_packs(
     descending: bool,
     limit: int,
     offset: int,
-) -> tuple[list[dict[str, Any]], int]:
-    """One page of live packs and the total that match."""
+) -> tuple[list[str], int]:
+    """One page of live packs (as JSON texts) and the total that match."""
     params = {"dealer": dealer_id, "owner": owner_id, "search": _like(search), **filters}
     direction = "DESC" if descending else "ASC"
     order = f"{SORTS[sort]} {direction} NULLS LAST, b.id {direction}"
     # Two statements rather than count(*) OVER (): the page can then walk an index and stop early.
-    cur = await conn.execute(
-        f"{PACK_SELECT} {_FILTERS} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s",
-        {**params, "limit": limit, "offset": offset},
-    )
-    rows = await cur.fetchall()
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        page = f"SELECT ({PACK_JSON})::text {PACK_FROM} {_FILTERS} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"  # noqa: E501
+        await cur.execute(page, {**params, "limit": limit, "offset": offset})  # type: ignore[arg-type]
+        rows = [r[0] for r in await cur.fetchall()]
     count = await conn.execute(
         f"SELECT count(*) AS n FROM batteries b LEFT JOIN consumers c ON c.id = b.owner_id {_FILTERS}",  # noqa: S608
         params,
@@ -79,8 +94,16 @@ async def list_packs(
 
 
 async def get_pack(conn: AsyncConnection, battery_id: int) -> dict[str, Any] | None:
-    cur = await conn.execute(f"{PACK_SELECT} WHERE b.id = %s", (battery_id,))
+    """The pack's row as stored."""
+    cur = await conn.execute("SELECT * FROM batteries WHERE id = %s", (battery_id,))
     return await cur.fetchone()
+
+
+async def pack_json(conn: AsyncConnection, battery_id: int) -> dict[str, Any] | None:
+    """The pack as the API shows it."""
+    cur = await conn.execute(f"SELECT {PACK_JSON} AS pack {PACK_FROM} WHERE b.id = %s", (battery_id,))
+    row = await cur.fetchone()
+    return None if row is None else row["pack"]
 
 
 async def update_pack(conn: AsyncConnection, battery_id: int, values: dict[str, Any]) -> None:

@@ -78,9 +78,8 @@ async def _read_body(request: Request) -> tuple[str, Any]:
     raise BadRequest("Send JSON or a multipart CSV upload", error="Unsupported content type")
 
 
-@router.get("")
+@router.get("", response_model=list[dict[str, Any]])
 async def list_packs(
-    response: Response,
     conn: ConnDep,
     principal: CurrentUser,
     limit: int = Query(default=100, ge=1, description="page size, capped at 500"),
@@ -96,7 +95,7 @@ async def list_packs(
     location: str | None = None,
     status_label: str | None = None,
     dealer_id: int | None = Query(default=None, description="admin only"),
-) -> list[dict[str, Any]]:
+) -> Response:
     """A page of battery packs; the number that match is in the X-Total-Count header."""
     rows, total = await service.list_packs(
         conn,
@@ -115,8 +114,10 @@ async def list_packs(
         },
         dealer_id=dealer_id,
     )
-    response.headers["X-Total-Count"] = str(total)
-    return rows
+    # The rows are JSON already (built by PostgreSQL): join them rather than parse and re-encode.
+    return Response(
+        "[" + ",".join(rows) + "]", media_type="application/json", headers={"X-Total-Count": str(total)}
+    )
 
 
 @router.post("", status_code=201, openapi_extra=_BULK_DOC)

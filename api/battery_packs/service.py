@@ -17,7 +17,6 @@ from api.battery_packs.models import (
     allocation_body,
     clean_row,
     flatten,
-    pack_body,
 )
 from api.errors import BadRequest, Conflict, Forbidden, NotFound
 
@@ -35,7 +34,7 @@ async def list_packs(
     order: str,
     filters: dict[str, str | None],
     dealer_id: int | None,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[str], int]:
     if sort not in SORTS:
         raise BadRequest(
             f"sort must be one of: {', '.join(SORTS)}", error="Invalid fields: sort", code="VALIDATION_ERROR"
@@ -54,7 +53,7 @@ async def list_packs(
         limit=min(limit, MAX_LIMIT),
         offset=offset,
     )
-    return [pack_body(r) for r in rows], total
+    return rows, total
 
 
 async def pack_detail(conn: AsyncConnection, *, principal: Principal, tag: str) -> dict[str, Any]:
@@ -64,9 +63,8 @@ async def pack_detail(conn: AsyncConnection, *, principal: Principal, tag: str) 
 
 
 async def _detail(conn: AsyncConnection, battery_id: int) -> dict[str, Any]:
-    row = await queries.get_pack(conn, battery_id)
-    assert row is not None
-    body = pack_body(row)
+    body = await queries.pack_json(conn, battery_id)
+    assert body is not None
     body["allocations"] = [allocation_body(a) for a in await queries.allocations(conn, battery_id)]
     return body
 
