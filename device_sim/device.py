@@ -110,6 +110,8 @@ class Device:
     async def connect(self) -> bool:
         """Connect once; True when the broker accepted (on_connect ran), False otherwise."""
         link = self.link
+        user: str | None
+        password: str | None
         if link.device_password is not None:
             user, password = self.serial, link.device_password
         else:
@@ -327,7 +329,7 @@ class Device:
         if message.topic == self._topic_cmd:
             self.on_command(message.payload)
 
-    def on_command(self, payload: bytes) -> None:
+    def on_command(self, payload: bytes | bytearray) -> None:
         stats = self.link.stats
         stats.commands_received += 1
         try:
@@ -339,7 +341,7 @@ class Device:
             stats.commands_unreadable += 1  # nothing to acknowledge it by
             log.warning(
                 "unreadable command",
-                extra={"serial": self.serial, "payload": payload[:200].decode(errors="replace")},
+                extra={"serial": self.serial, "payload": bytes(payload[:200]).decode(errors="replace")},
             )
             return
         if command_id in self._commands:

@@ -151,7 +151,11 @@ class FleetModel:
 
     def ocv(self) -> np.ndarray:
         out = np.empty(self.n)
-        for chem, mask in (("Li-NMC", self.chem_nmc), ("LFP", ~self.chem_nmc)):
+        groups: tuple[tuple[Chemistry, np.ndarray], ...] = (
+            ("Li-NMC", self.chem_nmc),
+            ("LFP", ~self.chem_nmc),
+        )
+        for chem, mask in groups:
             if mask.any():
                 out[mask] = ocv(self.soc[mask], chem, self.series[mask])
         return out
