@@ -139,6 +139,8 @@ async def create_packs(
     if kind == "json" and not isinstance(value, list):
         raise BadRequest("Send a pack object, an array of packs, or a CSV file", error="Invalid body")
     rows = value if kind == "csv" else bulk.parse_json_rows(value)
+    if not rows:
+        raise BadRequest("There are no rows to apply", error="Empty upload")
     report = await bulk.bulk_create(
         conn, principal=principal, rows=rows, dry_run=dry_run, all_or_nothing=all_or_nothing, source=kind
     )
@@ -161,6 +163,8 @@ async def update_packs(
     if kind == "json" and not isinstance(value, list):
         raise BadRequest("Send an array of packs or a CSV file", error="Invalid body")
     rows = value if kind == "csv" else bulk.parse_json_rows(value)
+    if not rows:
+        raise BadRequest("There are no rows to apply", error="Empty upload")
     return await bulk.bulk_update(
         conn, principal=principal, rows=rows, dry_run=dry_run, all_or_nothing=all_or_nothing, source=kind
     )

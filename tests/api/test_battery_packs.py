@@ -354,3 +354,11 @@ def test_fifty_thousand_rows_import_in_seconds(client: TestClient, db: psycopg.C
         (prefix + "%",),
     )
     db.execute("DELETE FROM batteries WHERE serial_number LIKE %s", (prefix + "%",))
+
+
+def test_empty_uploads_are_refused(client: TestClient, dealer: dict) -> None:  # type: ignore[type-arg]
+    headers = bearer(dealer)
+    assert _upload(client, headers, []).status_code == 400
+    assert client.post("/api/battery_pack", json=[], headers=headers).status_code == 400
+    assert client.patch("/api/battery_pack", json=[], headers=headers).status_code == 400
+    assert client.post("/api/battery_pack", content=b"{not json", headers=headers).json()["error"] == "Invalid JSON"

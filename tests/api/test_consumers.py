@@ -295,3 +295,23 @@ def test_aadhaar_never_appears_unmasked(client: TestClient, world: World, db: ps
         for secret in (number, doc_number, spaced, number[:-1]):
             assert secret not in text
     assert any("XXXXXXXX" + number[-4:] in text for text in seen)
+
+
+def test_a_new_consumer_can_log_in_and_see_only_their_own(
+    client: TestClient, world: World, db: psycopg.Connection
+) -> None:
+    phone = factories.unique_phone()
+    created = client.post(
+        "/api/consumers", json={"name": "Meera", "phone": phone}, headers=bearer(world.dealer_a_user)
+    ).json()
+    assert client.post("/api/auth/login", json={"phone": phone, "userType": "consumer"}).status_code == 200
+    sms = db.execute(
+        "SELECT body FROM sms_outbox WHERE to_phone = %s ORDER BY id DESC LIMIT 1", (phone,)
+    ).fetchone()
+    otp = next(w.rstrip(".") for w in sms["body"].split() if w.rstrip(".").isdigit())
+    verified = client.post("/api/auth/verify-otp", json={"phone": phone, "otp": otp}).json()
+    assert verified["user"]["role"] == "consumer"
+    headers = {"Authorization": f"Bearer {verified['token']}"}
+    assert client.get(f"/api/consumers/{created['id']}/profile", headers=headers).status_code == 200
+    assert client.get(f"/api/consumers/{world.consumer_a['id']}/profile", headers=headers).status_code == 404
+    assert client.get("/api/batteries", headers=headers).json() == []
