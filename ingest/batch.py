@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ingest.parse import DeadLetter, Parsed, ParsedReadings
 
@@ -27,10 +27,7 @@ class Message:
     retain: bool
     received: float  # time.time() at receipt
     generation: int  # the MQTT connection it came on; acks go only to that connection
-    weight: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.weight = message_weight(self.parsed, self.payload)
+    weight: int  # see message_weight
 
 
 def message_weight(parsed: Parsed, payload: bytes) -> int:

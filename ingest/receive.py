@@ -16,7 +16,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import metrics
-from ingest.batch import Buffer, Message
+from ingest.batch import Buffer, Message, message_weight
 from ingest.parse import parse
 from packfleet.mqtt import paho_client, paho_connect_properties
 from packfleet.settings import Settings
@@ -164,8 +164,17 @@ class Receiver:
         except UnicodeDecodeError:
             topic = repr(msg._topic)  # the broker should not let one through, but never die of it
         payload = bytes(msg.payload)  # paho types it bytes | bytearray; it is bytes already
+        parsed = parse(topic, payload)
         message = Message(
-            topic, payload, parse(topic, payload), msg.mid, msg.qos, msg.retain, received, self._generation
+            topic,
+            payload,
+            parsed,
+            msg.mid,
+            msg.qos,
+            msg.retain,
+            received,
+            self._generation,
+            message_weight(parsed, payload),
         )
         # Not taken (shutting down): never acknowledged, so the broker redelivers it.
         self._buffer.put(message)

@@ -293,5 +293,6 @@ class Writer:
             message.retain,
             message.received,
             message.generation,
+            message.weight,
         )
         return self.write([substitute])

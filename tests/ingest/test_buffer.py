@@ -6,16 +6,15 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from ingest.batch import Buffer, Message
+from ingest.batch import Buffer, Message, message_weight
 from ingest.parse import ParsedReadings, Row, dead_letter
 
 ROW: Row = (datetime.now(UTC), 48.0, 1.0, 50.0, None, None, None)
 
 
 def message(rows: int = 1, mid: int = 1) -> Message:
-    return Message(
-        "batteries/B/telemetry", b"{}", ParsedReadings("B", (ROW,) * rows), mid, 1, False, time.time(), 1
-    )
+    parsed = ParsedReadings("B", (ROW,) * rows)
+    return Message("batteries/B/telemetry", b"{}", parsed, mid, 1, False, time.time(), 1, rows)
 
 
 def test_a_full_batch_is_ready_at_once_and_capped_at_batch_rows() -> None:
@@ -74,9 +73,8 @@ def test_close_wakes_a_blocked_put_and_hands_out_the_rest() -> None:
 def test_big_dead_letters_weigh_by_payload() -> None:
     payload = b"x" * 200_000
     letter = dead_letter("batteries/B/telemetry", payload, "too_large", "big")
-    heavy = Message("batteries/B/telemetry", payload, letter, 1, 1, False, time.time(), 1)
-    assert heavy.weight == 1 + 64  # only the kept 64 KiB is held
-    assert message(rows=10).weight == 10
+    assert message_weight(letter, payload) == 1 + 64  # only the kept 64 KiB is held
+    assert message_weight(ParsedReadings("B", (ROW,) * 10), b"x" * 2048) == 12
 
 
 def test_oldest_unacked_covers_the_batch_being_written() -> None:

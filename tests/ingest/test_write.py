@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ingest.batch import Message
+from ingest.batch import Message, message_weight
 from ingest.parse import parse
 from ingest.write import Writer
 from tests.ingest.conftest import provision, scalar
@@ -22,7 +22,8 @@ def msg(serial: str, soc: float, *, age_s: int = 0, mid: int = 1, kind: str = "t
     topic = f"batteries/{serial}/{kind}"
     body = {"ts": (NOW - timedelta(seconds=age_s)).isoformat(), "voltage": 48.0, "current": 1.0, "soc": soc}
     payload = json.dumps(body).encode()
-    return Message(topic, payload, parse(topic, payload), mid, 1, False, time.time(), 1)
+    parsed = parse(topic, payload)
+    return Message(topic, payload, parsed, mid, 1, False, time.time(), 1, message_weight(parsed, payload))
 
 
 @pytest.fixture
