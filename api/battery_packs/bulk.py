@@ -146,8 +146,6 @@ async def bulk_create(
     started = time.monotonic()
     report = BulkReport(rows=len(rows))
     staged = _validate(rows, principal=principal, report=report, for_update=False)
-    if report.errors and all_or_nothing:
-        _refuse(report, dry_run=dry_run)
     created = 0
     try:
         async with conn.transaction():
@@ -207,8 +205,6 @@ async def bulk_update(
     started = time.monotonic()
     report = BulkReport(rows=len(rows))
     staged = _validate(rows, principal=principal, report=report, for_update=True)
-    if report.errors and all_or_nothing:
-        _refuse(report, dry_run=dry_run)
     updated = 0
     try:
         async with conn.transaction():

@@ -223,6 +223,10 @@ def test_existing_tags_are_409_and_dry_run_writes_nothing(
     assert _count(db, fresh) == 0
     dry_bad = _upload(client, headers, [_csv_line(existing)], dry_run="true")
     assert dry_bad.status_code == 409 and dry_bad.json()["dry_run"] is True
+    mixed = _upload(client, headers, [_csv_line(existing), _csv_line("bad tag!")])
+    assert mixed.status_code == 400  # every problem in one report: the taken tag and the bad one
+    assert [(e["row"], e["field"]) for e in mixed.json()["details"]] == [(1, "asset_tag"), (2, "asset_tag")]
+    assert "already exists" in mixed.json()["details"][0]["error"]
 
     real = client.post(
         "/api/battery_pack", json=[{"asset_tag": t, **SPEC_PACK} for t in fresh], headers=headers
