@@ -51,7 +51,7 @@ def provision(
             cur.executemany(_INSERT, rows)
         after = conn.execute("SELECT count(*) AS n FROM batteries").fetchone()
     created = int(after["n"]) - int(before["n"]) if before and after else 0
-    log.info("batteries provisioned", extra={"created": created, "requested": len(rows)})
+    log.info("batteries provisioned", extra={"batteries_created": created, "requested": len(rows)})
     return created
 
 

@@ -4,6 +4,7 @@ command acks in order, repeated ids, invalid commands, and the faults that touch
 from __future__ import annotations
 
 import json
+import logging
 
 from device_sim.faults import Faults
 from device_sim.main import SimOptions
@@ -21,10 +22,11 @@ def _acks(cloud, serial: str, command_id: str) -> list[dict]:  # type: ignore[no
 
 
 def test_status_and_telemetry_follow_the_contract(
-    mosquitto: services.Mosquitto, cloud_factory, prefix
+    mosquitto: services.Mosquitto, cloud_factory, prefix, caplog
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # every log line is built, so their fields are checked too
     cloud = cloud_factory(mosquitto.port)
-    options = SimOptions(count=3, prefix=prefix, interval=0.3, seed=4)
+    options = SimOptions(count=3, prefix=prefix, interval=0.3, seed=4, summary_every=0.2)
     with SimThread(sim_settings(mosquitto.url), options):
         serial = f"{prefix}00001"
         cloud.wait(lambda: len(cloud.seen(f"batteries/{serial}/telemetry")) >= 3)
@@ -39,6 +41,9 @@ def test_status_and_telemetry_follow_the_contract(
     # A clean stop leaves a retained offline status (the will fires only on a drop).
     late = cloud_factory(mosquitto.port, topic=f"batteries/{prefix}00002/status")
     retained = late.wait(lambda: late.seen(f"batteries/{prefix}00002/status"))
+    summaries = [r for r in caplog.records if r.getMessage().startswith("sim running")]
+    assert summaries and max(r.connected for r in summaries) == 3
+    assert max(r.readings_per_s for r in summaries) > 0
     assert retained[0][2] is True and json.loads(retained[0][1])["online"] is False
 
 

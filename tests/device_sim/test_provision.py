@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import psycopg
 import typer
 from typer.testing import CliRunner
@@ -14,7 +16,8 @@ from tests import services
 from tests.device_sim.conftest import SimThread, sim_settings
 
 
-def test_provision_creates_missing_batteries_once(database_url: str, prefix: str) -> None:
+def test_provision_creates_missing_batteries_once(database_url: str, prefix: str, caplog) -> None:
+    caplog.set_level(logging.INFO)  # the log line's fields must not clash with LogRecord's own
     specs = {f"{prefix}1": PackSpec("Irasus 51V40", "LFP", 51.2, 40.0, "Prismatic")}
     assert provision(database_url, specs, location="Bengaluru") == 1
     assert provision(database_url, specs, location="Bengaluru") == 0
