@@ -7,11 +7,13 @@ paho's network thread calls `_on_message`, which parses the message and puts it 
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 KEEPALIVE_S = 30
 FILTERS = (topics.TELEMETRY_FILTER, topics.STATUS_FILTER)
 _RECEIVE_MAXIMUM_CAP = 65535  # the largest value MQTT 5 can carry
+PUBACK = PacketTypes.PUBACK << 4
+_PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id: success in 3.1.1 and 5
 
 
 class Receiver:
@@ -91,18 +95,25 @@ class Receiver:
 
     def ack(self, batch: list[Message]) -> int:
         """Acknowledge a committed batch's QoS 1 messages; return how many could not be."""
-        skipped = 0
+        acked = [m for m in batch if m.qos == 1]
         with self._lock:
-            for message in batch:
-                if message.qos == 0:
-                    continue
-                if self._connected and message.generation == self._generation:
-                    self._client.ack(message.mid, message.qos)
-                else:
-                    skipped += 1
+            current = [m.mid for m in acked if m.generation == self._generation] if self._connected else []
+            if current:
+                self._send_acks(current)
+        skipped = len(acked) - len(current)
         if skipped:
             metrics.ACKS_SKIPPED.inc(skipped)
         return skipped
+
+    def _send_acks(self, mids: list[int]) -> None:
+        # One write of all the batch's PUBACKs instead of one queued packet and one wake-up of
+        # paho's thread per message (`Client.ack`): a measurable share of per-message time.
+        queue = getattr(self._client, "_packet_queue", None)
+        if queue is None:  # a paho without it: the public, slower way
+            for mid in mids:
+                self._client.ack(mid, 1)
+            return
+        queue(PUBACK, b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids]), 0, 0)
 
     def _on_connect(
         self,

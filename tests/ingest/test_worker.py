@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -232,3 +233,38 @@ def test_protocol_3_uses_a_plain_subscription(
         worker.stop()
     notes = [getattr(r, "note", "") for r in caplog.records if r.name == "ingest.receive"]
     assert any("plain subscription" in n for n in notes)
+
+
+def test_what_was_committed_is_acknowledged_and_never_redelivered(
+    ingest_settings: Settings, own_mosquitto: services.Mosquitto
+) -> None:
+    from prometheus_client import REGISTRY
+
+    url = ingest_settings.require_database_url()
+    [serial] = provision(url, 1)
+    topic = f"batteries/{serial}/telemetry"
+
+    def received() -> float:
+        return sum(
+            REGISTRY.get_sample_value("ingest_messages_received_total", {"kind": k}) or 0.0
+            for k in ("telemetry", "status", "other")
+        )
+
+    first = Worker(ingest_settings).start()
+    device = Publisher(own_mosquitto)
+    try:
+        for n in range(50):
+            device.send(topic, reading(NOW - timedelta(seconds=n), float(n)))
+        device.send(topic, b"{broken")  # a dead letter is acknowledged too: it can never succeed
+        wait_for(lambda: scalar(url, "SELECT count(*) FROM telemetry") == 50)
+        wait_for(lambda: scalar(url, "SELECT count(*) FROM dead_letters") == 1)
+    finally:
+        device.close()
+        first.stop()
+    before = received()
+    # The same client id resumes the same persistent session: anything unacknowledged would come back.
+    second = Worker(ingest_settings).start()
+    time.sleep(1.0)
+    second.stop()
+    assert received() == before
+    assert scalar(url, "SELECT count(*) FROM dead_letters") == 1
