@@ -109,10 +109,12 @@ def _policies(settings: Settings, database_url: str) -> None:
 
 def _shutdown(buffer: Buffer, writer: Writer, receiver: Receiver, thread: threading.Thread) -> None:
     buffer.close()  # new messages are refused: unacknowledged, the broker keeps them
+    deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
+    # Flush what is held while the database answers; with it away, leave everything to the broker.
+    while thread.is_alive() and time.monotonic() < deadline and not writer.failing:
+        thread.join(0.1)
+    writer.abandon.set()
     thread.join(SHUTDOWN_FLUSH_SECONDS)
-    if thread.is_alive():
-        writer.abandon.set()
-        thread.join(SHUTDOWN_FLUSH_SECONDS)
     receiver.stop()
     if not thread.is_alive():
         writer.close()

@@ -169,6 +169,12 @@ class Receiver:
             metrics.CONNECTED.set(1)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            self._receive(msg)
+        except Exception:  # paho's thread would die of it, silently ending all receiving
+            log.exception("could not take a message; it stays unacknowledged and comes back")
+
+    def _receive(self, msg: paho.MQTTMessage) -> None:
         received = time.time()
         try:
             topic = msg.topic

@@ -66,6 +66,11 @@ class Writer:
         self.abandon = threading.Event()  # set at shutdown: stop retrying, leave it to the broker
         self._down_since: float | None = None
 
+    @property
+    def failing(self) -> bool:
+        """True while the database is refusing or unreachable."""
+        return self._down_since is not None
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

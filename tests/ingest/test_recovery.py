@@ -10,9 +10,11 @@ from pathlib import Path
 import psutil
 import psycopg
 
+from packfleet.settings import Settings
 from tests import services
 from tests.ingest.conftest import (
     Publisher,
+    Worker,
     WorkerProcess,
     provision,
     readings,
@@ -151,3 +153,32 @@ def test_two_workers_split_a_shared_subscription_and_store_each_reading_once(
     finally:
         for w in workers:
             assert w.stop() == 0
+
+
+def test_stopping_during_an_outage_is_prompt_and_leaves_everything_to_the_broker(
+    ingest_settings: Settings, admin_url: str, own_mosquitto: services.Mosquitto
+) -> None:
+    url = ingest_settings.require_database_url()
+    name = url.partition("?")[0].rsplit("/", 1)[1]
+    serials = provision(url, 5)
+    messages = readings(serials, 40)
+    worker = Worker(ingest_settings).start()
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            _publish_in_background(own_mosquitto, messages).join(30)
+            time.sleep(0.5)  # the worker holds them and keeps failing to write
+            started = time.monotonic()
+            worker.stop()
+            assert time.monotonic() - started < 5
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    again = Worker(ingest_settings).start()
+    try:
+        wait_for(lambda: _count(url) >= len(messages), timeout=30)
+        _assert_each_reading_stored_once(url, serials, 40)
+    finally:
+        again.stop()
