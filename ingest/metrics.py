@@ -35,5 +35,5 @@ CONNECTED = Gauge("ingest_mqtt_connected", "1 while connected to the broker and 
 
 for _reason in REASONS:
     REJECTED.labels(_reason)
-for _kind in ("telemetry", "status", "other"):
+for _kind in ("telemetry", "status", "invalid"):
     RECEIVED.labels(_kind)

@@ -19,7 +19,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import metrics
 from ingest.batch import Buffer, Message, message_weight
-from ingest.parse import parse
+from ingest.parse import ParsedReadings, StatusUpdate, parse
 from packfleet.mqtt import paho_client, paho_connect_properties
 from packfleet.settings import Settings
 from schemas import topics
@@ -30,6 +30,9 @@ KEEPALIVE_S = 30
 FILTERS = (topics.TELEMETRY_FILTER, topics.STATUS_FILTER)
 _RECEIVE_MAXIMUM_CAP = 65535  # the largest value MQTT 5 can carry
 PUBACK = PacketTypes.PUBACK << 4
+_TELEMETRY = metrics.RECEIVED.labels("telemetry")
+_STATUS = metrics.RECEIVED.labels("status")
+_OTHER = metrics.RECEIVED.labels("invalid")  # refused by the parser
 _PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id: success in 3.1.1 and 5
 
 
@@ -182,6 +185,8 @@ class Receiver:
             topic = repr(msg._topic)  # the broker should not let one through, but never die of it
         payload = bytes(msg.payload)  # paho types it bytes | bytearray; it is bytes already
         parsed = parse(topic, payload)
+        kind = type(parsed)
+        (_TELEMETRY if kind is ParsedReadings else _STATUS if kind is StatusUpdate else _OTHER).inc()
         message = Message(
             topic,
             payload,

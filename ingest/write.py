@@ -256,20 +256,6 @@ class Writer:
         if len(self._seen_written) > _SEEN_MEMORY:
             self._seen_written.clear()
         self._seen_written.update(stored.seen)
-        kinds = {"telemetry": 0, "status": 0, "other": 0}
-        for m in batch:
-            parsed = m.parsed
-            kind = (
-                "telemetry"
-                if isinstance(parsed, ParsedReadings)
-                else "status"
-                if isinstance(parsed, StatusUpdate)
-                else "other"
-            )
-            kinds[kind] += 1
-        for kind, count in kinds.items():
-            if count:
-                metrics.RECEIVED.labels(kind).inc(count)
         metrics.READINGS_STORED.inc(stored.readings)
         metrics.READINGS_DUPLICATE.inc(stored.duplicates)
         metrics.STATUS_UPDATES.inc(stored.statuses)

@@ -247,7 +247,7 @@ def test_what_was_committed_is_acknowledged_and_never_redelivered(
     def received() -> float:
         return sum(
             REGISTRY.get_sample_value("ingest_messages_received_total", {"kind": k}) or 0.0
-            for k in ("telemetry", "status", "other")
+            for k in ("telemetry", "status", "invalid")
         )
 
     first = Worker(ingest_settings).start()
