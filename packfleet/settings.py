@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    @field_validator("mqtt_protocol", mode="before")
+    @classmethod
+    def _protocol_from_env(cls, value: object) -> object:
+        # Environment values are strings, and a Literal[3, 5] does not coerce "3".
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
     @field_validator("database_url")
     @classmethod
     def _database_url_scheme(cls, value: str | None) -> str | None:
