@@ -49,13 +49,15 @@ class Online:
 Inbound = Ack | DeadLetter | Online
 
 
-def parse(topic: str, payload: bytes, received_at: datetime) -> Inbound | None:
+def parse(topic: str, payload: bytes, received_at: datetime, *, retained: bool = False) -> Inbound | None:
     """Turn one MQTT message into an ack, a dead letter, an online event, or nothing to do."""
     parsed = topics.parse(topic)
     if parsed is None:
         return None
     serial, kind = parsed
     if kind == topics.STATUS:
+        if retained:
+            return None  # replayed on subscribe: old news, not a battery coming online now
         try:
             status = Status.model_validate_json(payload)
         except ValidationError:
@@ -103,8 +105,8 @@ class InboundWorker:
         self._wake = wake_dispatcher
         self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
 
-    def put(self, topic: str, payload: bytes) -> None:
-        item = parse(topic, payload, datetime.now(UTC))
+    def put(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
+        item = parse(topic, payload, datetime.now(UTC), retained=retained)
         if item is not None:
             self.queue.put_nowait(item)
 

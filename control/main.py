@@ -249,4 +249,4 @@ async def _read(client: aiomqtt.Client, inbound: InboundWorker) -> None:
     async for message in client.messages:
         payload = message.payload
         data = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload or "").encode()
-        inbound.put(str(message.topic), data)
+        inbound.put(str(message.topic), data, retained=bool(message.retain))

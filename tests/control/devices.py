@@ -36,9 +36,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: floa
 class Device:
     """One battery: receives commands on its cmd topic and acknowledges them as firmware would.
 
-    `mode`: "ack" (received, then applied), "silent" (never answers), "reject", "received" (only
-    received). A repeated id is treated as already done: it is acknowledged `applied` again but not
-    re-applied.
+    `mode`: "ack" (received, then applied), "slow" (applied 0.3 s after received), "silent" (never
+    answers), "reject", "received" (only received). A repeated id is treated as already done: it
+    is acknowledged again but not re-applied.
     """
 
     def __init__(
@@ -101,20 +101,29 @@ class Device:
     def _on_command(self, _client: Any, _userdata: Any, msg: Any) -> None:
         command = json.loads(msg.payload)
         with self._lock:
+            repeated = any(c["id"] == command["id"] for _, c in self.received)
+            done = command["id"] in self.applied
             self.received.append((time.monotonic(), command))
-            repeated = command["id"] in self.applied
         if self.mode == "silent":
             return
         if self.mode == "reject":
             self._publish_ack(command["id"], "received", None)
             self._publish_ack(command["id"], "rejected", self.enabled, error="pack temperature too high")
             return
-        if repeated:
-            self._publish_ack(command["id"], "applied", self.enabled)
+        if repeated:  # already done (or being done): say so again, do not apply twice
+            self._publish_ack(
+                command["id"], "applied" if done else "received", self.enabled if done else None
+            )
             return
         self._publish_ack(command["id"], "received", None)
         if self.mode == "received":
             return
+        if self.mode == "slow":
+            threading.Timer(0.3, self._apply, args=(command,)).start()
+            return
+        self._apply(command)
+
+    def _apply(self, command: dict[str, Any]) -> None:
         self.enabled = command["action"] == "enable"
         with self._lock:
             self.applied.append(command["id"])
@@ -181,13 +190,14 @@ class ControlProcess:
             **os.environ,
             "PACKFLEET_DATABASE_URL": settings.require_database_url(),
             "PACKFLEET_MQTT_URL": settings.mqtt_url or "",
-            "PACKFLEET_MQTT_PROTOCOL": str(settings.mqtt_protocol),
             "PACKFLEET_COMMAND_RETRY_BASE_SECONDS": str(settings.command_retry_base_seconds),
             "PACKFLEET_COMMAND_RETRY_MAX_SECONDS": str(settings.command_retry_max_seconds),
             "PACKFLEET_CONTROL_CLIENT_ID": client_id,
             "PACKFLEET_LOG_JSON": "false",
             "PACKFLEET_LOG_LEVEL": "INFO",
         }
+        # PACKFLEET_MQTT_PROTOCOL is not passed: Settings' Literal[3, 5] refuses the string "5".
+        assert settings.mqtt_protocol == 5, "ControlProcess speaks MQTT 5 (the default) only"
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -198,7 +208,13 @@ class ControlProcess:
             [sys.executable, "-m", "control"], env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
         )
         out.close()
-        wait_for(lambda: b"connected to the broker" in self.log.read_bytes()[offset:], timeout=20)
+        proc = self.proc
+
+        def connected() -> bool:
+            assert proc.poll() is None, self.log.read_text()[-3000:]
+            return b"connected to the broker" in self.log.read_bytes()[offset:]
+
+        wait_for(connected, timeout=20)
         return self
 
     def kill(self) -> None:
