@@ -108,18 +108,3 @@ async def verify_code(
 def _locked() -> Unauthorized:
     return Unauthorized("Too many wrong attempts; request a new OTP", error="OTP locked", code="OTP_LOCKED")
 
-
-async def create_user(
-    conn: AsyncConnection,
-    *,
-    phone: str,
-    name: str,
-    role: str,
-    dealer_id: int | None = None,
-    consumer_id: int | None = None,
-) -> dict[str, Any] | None:
-    """Create a login for a person the API knows (a consumer created by its dealer); None if taken."""
-    async with conn.transaction():
-        return await queries.insert_user(
-            conn, phone=phone, name=name, role=role, dealer_id=dealer_id, consumer_id=consumer_id
-        )
