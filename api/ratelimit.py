@@ -50,7 +50,7 @@ def build_rate_limits(settings: Settings) -> RateLimits:
         storage = storage_from_string("async+memory://")
     return RateLimits(
         # Two counters per key (O(1) per request) rather than a timestamp per request (moving window).
-        limiter=SlidingWindowCounterRateLimiter(storage),  # type: ignore[arg-type]
+        limiter=SlidingWindowCounterRateLimiter(storage),
         auth=parse(settings.rate_limit_auth),
         api=parse(settings.rate_limit_api),
         upload=parse(settings.rate_limit_upload),

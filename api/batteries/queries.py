@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -15,7 +16,7 @@ BATTERY_COLUMNS = """
 
 
 async def insert_battery(
-    conn: AsyncConnection, *, serial_number: str, health_score: float, dealer_id: int | None
+    conn: AsyncConnection, *, serial_number: str, health_score: Decimal, dealer_id: int | None
 ) -> dict[str, Any] | None:
     """Insert a battery; None when the serial is already taken."""
     cur = await conn.execute(

@@ -64,7 +64,7 @@ def parse_csv(data: bytes) -> list[tuple[int, dict[str, Any]]]:
             {"unknown_columns": unknown, "allowed_columns": list(FIELDS)},
             error="Invalid CSV header: asset_tag is required; columns must be known and unique",
         )
-    rows = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     try:
         for number, cells in enumerate(reader, start=1):
             if not any(c.strip() for c in cells):

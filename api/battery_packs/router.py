@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from api.batteries.models import activity_body
-from api.batteries.service import battery_activity
+from api.batteries.service import battery_activity, require_writer
 from api.battery_packs import bulk, service
 from api.battery_packs.models import AllocateRequest
 from api.deps import ConnDep, CurrentUser
@@ -135,7 +135,7 @@ async def create_packs(
         if dry_run:
             raise BadRequest("dry_run applies to bulk creation (a JSON array or a CSV file)")
         return await service.create_pack(conn, principal=principal, raw=value)
-    service.require_writer(principal)
+    require_writer(principal)
     if kind == "json" and not isinstance(value, list):
         raise BadRequest("Send a pack object, an array of packs, or a CSV file", error="Invalid body")
     rows = value if kind == "csv" else bulk.parse_json_rows(value)
@@ -158,7 +158,7 @@ async def update_packs(
     all_or_nothing: bool = True,
 ) -> dict[str, Any]:
     """Update many packs from a CSV file or a JSON array; an empty cell leaves a field as it is."""
-    service.require_writer(principal)
+    require_writer(principal)
     kind, value = await _read_body(request)
     if kind == "json" and not isinstance(value, list):
         raise BadRequest("Send an array of packs or a CSV file", error="Invalid body")
@@ -173,7 +173,7 @@ async def update_packs(
 @router.delete("")
 async def delete_packs(request: Request, conn: ConnDep, principal: CurrentUser) -> dict[str, Any]:
     """Soft-delete a group: body `{"asset_tags": [...]}` or a bare array of asset tags."""
-    service.require_writer(principal)
+    require_writer(principal)
     _, value = await _read_body(request)
     tags = value.get("asset_tags") if isinstance(value, dict) else value
     if (

@@ -124,7 +124,11 @@ async def upload_document(
     try:
         link = DocumentLink.model_validate(json.loads(await request.body()))
     except ValueError as exc:
-        details = validation_details(list(exc.errors())) if isinstance(exc, ValidationError) else str(exc)
+        details = (
+            validation_details([dict(e) for e in exc.errors()])
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
         raise BadRequest(
             details, error="Invalid document: send multipart with a file, or JSON with document_url"
         ) from None

@@ -365,4 +365,7 @@ def test_empty_uploads_are_refused(client: TestClient, dealer: dict) -> None:  #
     assert _upload(client, headers, []).status_code == 400
     assert client.post("/api/battery_pack", json=[], headers=headers).status_code == 400
     assert client.patch("/api/battery_pack", json=[], headers=headers).status_code == 400
-    assert client.post("/api/battery_pack", content=b"{not json", headers=headers).json()["error"] == "Invalid JSON"
+    assert (
+        client.post("/api/battery_pack", content=b"{not json", headers=headers).json()["error"]
+        == "Invalid JSON"
+    )
