@@ -61,7 +61,7 @@ async def send_code(pool: AsyncConnectionPool, *, provider: SmsProvider, phone: 
     minutes = int(OTP_TTL.total_seconds() // 60)
     text = f"Your packfleet login code is {code}. It expires in {minutes} minutes. Do not share it."
     async with pool.connection() as conn:
-        await send_sms(conn, provider=provider, to=phone, text=text, kind="otp")
+        await send_sms(conn, provider=provider, to=phone, text=text, kind="otp", secret=True)
 
 
 async def verify_code(
