@@ -38,6 +38,8 @@ import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
 
 from tests import services  # noqa: E402
 
@@ -66,7 +68,10 @@ def publish(port: int, serials: list[str], count: int, rate: float | None, qos: 
         b = n % len(serials)
         ts = max(int(time.time() * 1000), last_ts[b] + 1)  # unique per battery even at high rates
         last_ts[b] = ts
-        payload = f'{{"ts":{ts},"voltage":{48 + n % 7}.5,"current":{n % 40 - 20}.25,"soc":{n % 100},"temperature":31.5}}'
+        payload = (
+            f'{{"ts":{ts},"voltage":{48 + n % 7}.5,"current":{n % 40 - 20}.25,'
+            f'"soc":{n % 100},"temperature":31.5}}'
+        )
         info = client.publish(topics[b], payload, qos=qos)
         if rate is not None:
             ahead = started + (n + 1) / rate - time.time()
@@ -81,7 +86,11 @@ def publish(port: int, serials: list[str], count: int, rate: float | None, qos: 
 
 
 def bare_subscribe(port: int, count: int, ready: Path) -> dict[str, Any]:
-    """Count messages on the telemetry topics with a plain QoS 1 paho subscriber (auto-ack)."""
+    """Count messages on the telemetry topics with a plain QoS 1 paho subscriber (auto-ack).
+
+    Its session is persistent: with count 0 it only subscribes and leaves, so that a later run
+    drains what was published meanwhile (the backlog ceiling).
+    """
     got = 0
     first = last = 0.0
     done = threading.Event()
@@ -95,18 +104,31 @@ def bare_subscribe(port: int, count: int, ready: Path) -> dict[str, Any]:
             last = time.time()
             done.set()
 
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{os.getpid()}", protocol=mqtt.MQTTv5
-    )
+    if count < 0:  # forget the session
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
+        client.connect("127.0.0.1", port, clean_start=True)
+        client.disconnect()
+        return {"received": 0}
+
+    def on_subscribe(*_a: Any) -> None:
+        ready.write_text("ok")
+        if count == 0:
+            done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
     client.on_message = on_message
-    client.on_subscribe = lambda *_a: ready.write_text("ok")
+    client.on_subscribe = on_subscribe
     client.on_connect = lambda c, *_a: c.subscribe("batteries/+/telemetry", qos=1)
-    client.connect("127.0.0.1", port)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 5000
+    connected = time.time()
+    client.connect("127.0.0.1", port, clean_start=False, properties=props)
     client.loop_start()
     done.wait(600)
     client.loop_stop()
     client.disconnect()
-    return {"received": got, "first": first, "last": last}
+    return {"received": got, "connected": connected, "first": first, "last": last}
 
 
 # --- orchestration -------------------------------------------------------------------------------
@@ -178,9 +200,11 @@ class IngestProcess:
             "PACKFLEET_INGEST_CLIENT_ID": f"bench-ingest-{os.getpid()}",
             "PACKFLEET_INGEST_BATCH_ROWS": str(opts.batch_rows),
             "PACKFLEET_INGEST_BATCH_MS": str(opts.batch_ms),
-            "PACKFLEET_LOG_LEVEL": "WARNING",
+            "PACKFLEET_LOG_LEVEL": "INFO",
+            "PACKFLEET_LOG_JSON": "true",
         }
-        self.log = open(workdir / "ingest.log", "w")  # noqa: SIM115
+        self.log_path = workdir / "ingest.log"
+        self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ingest"], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -188,7 +212,17 @@ class IngestProcess:
         while metric(self.metrics_port, "ingest_mqtt_connected") != 1.0:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("ingest worker did not start; see ingest.log")
-            time.sleep(0.1)
+            time.sleep(0.05)
+
+    def connected_at(self) -> float:
+        """When the worker last connected, from its log (its metrics answer late under load)."""
+        self.log.flush()
+        stamps = [
+            json.loads(line)["ts"]
+            for line in (self.log_path.read_text().splitlines())
+            if '"MQTT connected' in line
+        ]
+        return datetime.fromisoformat(stamps[-1]).timestamp()
 
     def stored(self) -> float:
         return metric(self.metrics_port, "ingest_readings_stored_total") or 0.0
@@ -208,17 +242,29 @@ class IngestProcess:
         return rss
 
 
-def bench_bare(broker: services.Mosquitto, serials: list[str], opts: argparse.Namespace, work: Path) -> float:
+def bench_bare(
+    broker: services.Mosquitto, serials: list[str], opts: argparse.Namespace, work: Path
+) -> tuple[float, float]:
+    """Readings per second a bare subscriber takes: live (publisher competing), then a backlog."""
     ready = work / "bare.ready"
-    sub = run_role(
-        ["--role", "bare", "--port", str(broker.port), "--count", str(opts.readings), "--ready", str(ready)]
-    )
+
+    def bare(count: int) -> subprocess.Popen[str]:
+        ready.unlink(missing_ok=True)
+        return run_role(
+            ["--role", "bare", "--port", str(broker.port), "--count", str(count), "--ready", str(ready)]
+        )
+
+    sub = bare(opts.readings)
     while not ready.exists():
         time.sleep(0.05)
-    pub = run_role(publisher_args(broker, work, opts.readings, None, opts.qos))
-    published = role_result(pub)
-    received = role_result(sub)
-    return opts.readings / (received["last"] - published["started"])
+    published = role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
+    live = opts.readings / (role_result(sub)["last"] - published["started"])
+    # Its session stays subscribed while it is away: publish, then let it drain alone.
+    role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
+    drained = role_result(bare(opts.readings))
+    backlog = opts.readings / (drained["last"] - drained["connected"])
+    role_result(bare(-1))  # drop the session, or it would queue every later phase's messages
+    return live, backlog
 
 
 def publisher_args(
@@ -235,7 +281,8 @@ def bench_copy(url: str, serials: list[str], count: int) -> float:
         ids = [r[0] for r in conn.execute("SELECT id FROM batteries ORDER BY id LIMIT %s", (len(serials),))]
         base = datetime.now(UTC) - timedelta(days=1)
         lines = "".join(
-            f"{ids[n % len(ids)]}\t{(base + timedelta(milliseconds=n)).isoformat()}\t48.5\t1.25\t{n % 100}\t31.5\t\\N\t\\N\n"
+            f"{ids[n % len(ids)]}\t{(base + timedelta(milliseconds=n)).isoformat()}"
+            f"\t48.5\t1.25\t{n % 100}\t31.5\t\\N\t\\N\n"
             for n in range(count)
         ).encode()
         conn.execute("CREATE TABLE copy_ceiling (LIKE telemetry INCLUDING DEFAULTS INCLUDING INDEXES)")
@@ -256,7 +303,10 @@ def bench_parse(count: int = 20_000) -> dict[str, float]:
     from ingest.parse import parse
 
     payloads = [
-        f'{{"ts":{1_700_000_000_000 + n},"voltage":48.5,"current":-3.25,"soc":{n % 100},"temperature":31.5}}'.encode()
+        (
+            f'{{"ts":{1_700_000_000_000 + n},"voltage":48.5,"current":-3.25,'
+            f'"soc":{n % 100},"temperature":31.5}}'
+        ).encode()
         for n in range(count)
     ]
     topic = "batteries/BENCH000001/telemetry"
@@ -319,11 +369,14 @@ def main() -> None:
 
             if not opts.skip_ceilings:
                 log("bare paho subscriber (ceiling)")
-                result["bare_subscriber_per_s"] = round(bench_bare(broker, serials, opts, work))
-                log(f"  {result['bare_subscriber_per_s']}/s")
+                live, backlog = bench_bare(broker, serials, opts, work)
+                result["bare_subscriber_per_s"] = round(live)
+                result["bare_backlog_per_s"] = round(backlog)
+                log(f"  live {live:.0f}/s, backlog {backlog:.0f}/s")
 
             log(f"ingest: {opts.readings} readings from {opts.batteries} batteries")
             worker = IngestProcess(url, broker, work, opts)
+            peak_rss = 0.0
             try:
                 published = role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
                 worker.wait_stored(opts.readings, timeout=900)
@@ -339,6 +392,21 @@ def main() -> None:
                     opts.readings / (published["finished"] - published["started"])
                 )
                 log(f"  stored {result['ingest_per_s']}/s (publisher {result['publish_per_s']}/s)")
+
+                log("ingest: a backlog published while the worker was away, drained alone")
+                peak_rss = worker.stop()
+                role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
+                worker = IngestProcess(url, broker, work, opts)  # the same client id: the same session
+                worker.wait_stored(opts.readings, timeout=900)
+                with psycopg.connect(url) as conn:
+                    row = conn.execute(
+                        "SELECT extract(epoch FROM max(ingested_at)) FROM telemetry"
+                    ).fetchone()
+                assert row is not None
+                result["ingest_backlog_per_s"] = round(
+                    opts.readings / (float(row[0]) - worker.connected_at())
+                )
+                log(f"  {result['ingest_backlog_per_s']}/s")
 
                 half = rate / 2
                 count = max(int(half * opts.latency_seconds), 100)
@@ -363,13 +431,16 @@ def main() -> None:
                 result["flush_p99_ms_bucket"] = None if flush_p99 is None else flush_p99 * 1000
                 result["duplicates"] = metric(worker.metrics_port, "ingest_readings_duplicate_total")
             finally:
-                result["worker_peak_rss_mib"] = round(worker.stop(), 1)
+                result["worker_peak_rss_mib"] = round(max(worker.stop(), peak_rss), 1)
 
             if not opts.skip_ceilings:
                 log("raw COPY (database ceiling)")
                 result["raw_copy_per_s"] = round(bench_copy(url, serials, opts.readings))
-                result["ingest_vs_bare_subscriber"] = round(
+                result["ingest_vs_bare_live"] = round(
                     result["ingest_per_s"] / result["bare_subscriber_per_s"], 3
+                )
+                result["ingest_vs_bare_backlog"] = round(
+                    result["ingest_backlog_per_s"] / result["bare_backlog_per_s"], 3
                 )
         finally:
             broker.stop()
