@@ -108,13 +108,13 @@ class Fleet:
                 )
 
         await asyncio.gather(*(one(d) for d in self.devices))
+        seconds = round(time.monotonic() - started, 1)
         log.info(
-            "devices connected",
-            extra={
-                "connected": self.stats.connected,
-                "total": total,
-                "seconds": round(time.monotonic() - started, 1),
-            },
+            "devices connected: %d/%d in %.1f s",
+            self.stats.connected,
+            total,
+            seconds,
+            extra={"connected": self.stats.connected, "total": total, "seconds": seconds},
         )
 
     async def _tick(self, stop: asyncio.Event) -> None:

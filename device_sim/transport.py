@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 60
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class Driver:
@@ -73,8 +74,12 @@ class Driver:
         if protocol == 5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0
-        # The TCP connect blocks, which is nothing on localhost but a round trip elsewhere.
-        await self.loop.run_in_executor(None, _connect_blocking, client, host, port, props)
+        # paho's TCP connect blocks: nothing on loopback (so do it here, without a thread hop per
+        # device), but a network round trip to a remote broker (so do that on a worker thread).
+        if host in _LOOPBACK:
+            _connect_blocking(client, host, port, props)
+        else:
+            await self.loop.run_in_executor(None, _connect_blocking, client, host, port, props)
 
     def forget(self, client: paho.Client) -> None:
         self._clients.discard(client)
