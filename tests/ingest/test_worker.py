@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
 from packfleet.settings import Settings
@@ -268,3 +269,24 @@ def test_what_was_committed_is_acknowledged_and_never_redelivered(
     second.stop()
     assert received() == before
     assert scalar(url, "SELECT count(*) FROM dead_letters") == 1
+
+
+def test_the_worker_rides_out_a_broker_restart(
+    worker: Worker, ingest_settings: Settings, own_mosquitto: services.Mosquitto
+) -> None:
+    from tests.ingest.conftest import readings
+
+    url = ingest_settings.require_database_url()
+    serials = provision(url, 10)
+    messages = readings(serials, 60)
+    first, second = messages[:300], messages[300:]
+    device = Publisher(own_mosquitto)
+    device.send_many(first)
+    device.close()
+    wait_for(lambda: scalar(url, "SELECT count(*) FROM telemetry") == len(first))
+    own_mosquitto.restart()  # same port; the worker's persistent session is saved and restored
+    wait_for(lambda: REGISTRY.get_sample_value("ingest_mqtt_connected") == 1.0, timeout=40)
+    device = Publisher(own_mosquitto)
+    device.send_many(second)
+    device.close()
+    wait_for(lambda: scalar(url, "SELECT count(*) FROM telemetry") == len(messages), timeout=20)
