@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any, cast
@@ -241,6 +242,8 @@ def _client(settings: Settings, client_id: str) -> aiomqtt.Client:
         password=target.password,
         # paho allows 20 unconfirmed QoS 1 publishes by default; a fan-out publishes a batch at once.
         max_inflight_messages=BATCH,
+        # Without it Nagle holds a command behind our last PUBACK until the broker's delayed ACK.
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         **kwargs,
     )
 

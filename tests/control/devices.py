@@ -190,14 +190,13 @@ class ControlProcess:
             **os.environ,
             "PACKFLEET_DATABASE_URL": settings.require_database_url(),
             "PACKFLEET_MQTT_URL": settings.mqtt_url or "",
+            "PACKFLEET_MQTT_PROTOCOL": str(settings.mqtt_protocol),
             "PACKFLEET_COMMAND_RETRY_BASE_SECONDS": str(settings.command_retry_base_seconds),
             "PACKFLEET_COMMAND_RETRY_MAX_SECONDS": str(settings.command_retry_max_seconds),
             "PACKFLEET_CONTROL_CLIENT_ID": client_id,
             "PACKFLEET_LOG_JSON": "false",
             "PACKFLEET_LOG_LEVEL": "INFO",
         }
-        # PACKFLEET_MQTT_PROTOCOL is not passed: Settings' Literal[3, 5] refuses the string "5".
-        assert settings.mqtt_protocol == 5, "ControlProcess speaks MQTT 5 (the default) only"
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
