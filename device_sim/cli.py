@@ -47,7 +47,8 @@ def sim(
     ] = None,
     dealer_id: Annotated[int | None, typer.Option(help="dealer of provisioned batteries")] = None,
     device_password: Annotated[
-        str | None, typer.Option(help="log each device in as its serial with this password")
+        str | None,
+        typer.Option(help="log each device in as its serial with this password ({serial} is replaced)"),
     ] = None,
     time_scale: Annotated[
         float, typer.Option(help="model seconds per second (60: an hour a minute)", min=0.01)

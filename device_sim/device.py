@@ -71,7 +71,8 @@ class Link:
     protocol: int
     username: str | None = None
     password: str | None = None
-    device_password: str | None = None  # set: each device logs in as its serial with this password
+    # Set: each device logs in as its serial with this password ("{serial}" in it is replaced).
+    device_password: str | None = None
     stats: Stats = field(default_factory=Stats)
     stopping: bool = False
     all_offline: asyncio.Event = field(default_factory=asyncio.Event)  # set when stopping empties it
@@ -113,7 +114,7 @@ class Device:
         user: str | None
         password: str | None
         if link.device_password is not None:
-            user, password = self.serial, link.device_password
+            user, password = self.serial, link.device_password.replace("{serial}", self.serial)
         else:
             user, password = link.username, link.password
         client = link.driver.new_client(

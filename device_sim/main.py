@@ -37,7 +37,7 @@ class SimOptions:
     provision: bool = False  # create missing batteries in the database so ingest accepts them
     dealer_id: int | None = None  # owner dealer of provisioned batteries
     specs_from_db: bool = True  # model each battery on the pack spec the database has for it
-    device_password: str | None = None  # set: each device logs in as its serial (production ACL)
+    device_password: str | None = None  # set: devices log in as their serial (production ACL); {serial} ok
     time_scale: float = 1.0  # model seconds per wall second: 60 makes an hour of riding a minute
     summary_every: float = 5.0
 

@@ -61,7 +61,14 @@ class SimThread:
 class Cloud:
     """A paho-mqtt client playing the cloud: records every message it sees."""
 
-    def __init__(self, port: int, *, topic: str = "batteries/#", persistent_id: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        topic: str = "batteries/#",
+        persistent_id: str | None = None,
+        username: str | None = None,
+    ) -> None:
         self.messages: list[tuple[str, bytes, bool, float]] = []
         self._lock = threading.Lock()
         self.client = paho.Client(
@@ -70,6 +77,8 @@ class Cloud:
             protocol=paho.MQTTv5,
         )
         self.client.on_message = self._on_message
+        if username:
+            self.client.username_pw_set(username, f"{username}-pw")
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600 if persistent_id else 0
