@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per endpoint")
     parser.add_argument("--csv-rows", type=int, default=50_000)
     parser.add_argument("--pool", type=int, default=10, help="API database pool size")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
@@ -233,6 +234,8 @@ def main() -> None:
                 "--port",
                 str(port),
                 "--no-access-log",
+                "--workers",
+                str(args.workers),
                 "--log-level",
                 "warning",
             ],
@@ -269,6 +272,7 @@ def main() -> None:
         result = {
             "batteries": args.batteries,
             "clients": args.clients,
+            "workers": args.workers,
             "seconds_per_endpoint": args.seconds,
             "cpus": os.cpu_count(),
             "battery_detail": detail,

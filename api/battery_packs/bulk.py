@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from api.auth.tokens import Principal
 from api.battery_packs import queries
 from api.battery_packs.models import COLUMNS, FIELDS, RowError, clean_row, flatten
-from api.errors import BadRequest, Conflict
+from api.errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ PROGRESS_EVERY = 10_000
 class BulkReport:
     rows: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
-    conflicts: int = 0
 
     def add(self, row_no: int, tag: Any, field_name: str, message: str) -> None:
         self.errors.append({"row": row_no, "asset_tag": tag, "field": field_name, "error": message})
@@ -159,7 +158,6 @@ async def bulk_create(
             for r in conflicts:
                 deleted = " (a deleted pack keeps its tag)" if r["deleted"] else ""
                 report.add(r["row_no"], r["serial_number"], "asset_tag", f"already exists{deleted}")
-            report.conflicts = len(conflicts)
             if report.errors and all_or_nothing:
                 raise _Rollback
             if report.errors:
@@ -241,16 +239,20 @@ def _rows(staged: list[tuple[Any, ...]]) -> set[int]:
 
 
 def _refuse(report: BulkReport, *, dry_run: bool) -> None:
-    """Answer 409 when every problem is a taken tag, 400 otherwise; nothing was written."""
+    """Answer 409 when every problem is a taken tag, 404 when every one is an unknown tag, 400
+    otherwise; nothing was written."""
     body = report.body()
-    only_conflicts = report.conflicts > 0 and all(
-        e["error"].startswith("already exists") for e in report.errors
-    )
-    kind = Conflict if only_conflicts else BadRequest
+    errors = [e["error"] for e in report.errors]
+    if all(e.startswith("already exists") for e in errors):
+        kind, code = Conflict, "ASSET_EXISTS"
+    elif all(e == "not found" for e in errors):
+        kind, code = NotFound, "NOT_FOUND"
+    else:
+        kind, code = BadRequest, "VALIDATION_ERROR"
     raise kind(
         body["errors"],
         error=f"{body['failed']} of {body['rows']} rows cannot be used; nothing was written",
-        code="ASSET_EXISTS" if only_conflicts else "VALIDATION_ERROR",
+        code=code,
         extra={
             "rows": body["rows"],
             "failed": body["failed"],

@@ -253,7 +253,7 @@ def test_bulk_patch_from_csv_and_json(client: TestClient, dealer: dict, db: psyc
         json=[{"asset_tag": tags[0], "model": "Y"}, {"asset_tag": foreign, "model": "Y"}],
         headers=headers,
     )
-    assert refused.status_code == 400 and refused.json()["details"][0] == {
+    assert refused.status_code == 404 and refused.json()["details"][0] == {
         "row": 2,
         "asset_tag": foreign,
         "field": "asset_tag",
