@@ -83,15 +83,17 @@ class Writer:
             try:
                 self._write_once(batch)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                kind = "conflict" if isinstance(exc, errors.TransactionRollback) else "connection"
-                metrics.DB_ERRORS.labels(kind).inc()
-                self._note_failure(exc, len(batch))
-                if self._conn is not None and (self._conn.broken or self._conn.closed):
-                    self.close()
-                if kind == "connection":
-                    if self.abandon.wait(delay * random.uniform(0.8, 1.2)):
-                        return False
-                    delay = min(delay * 2, BACKOFF_MAX)
+                self._reset_after_error()
+                if isinstance(exc, errors.TransactionRollback):  # a deadlock or serialization failure
+                    metrics.DB_ERRORS.labels("conflict").inc()
+                    log.info("batch rolled back by a conflict; retrying", extra={"error": str(exc)})
+                    pause = BACKOFF_MIN
+                else:
+                    metrics.DB_ERRORS.labels("connection").inc()
+                    self._note_failure(exc, len(batch))
+                    pause, delay = delay, min(delay * 2, BACKOFF_MAX)
+                if self.abandon.wait(pause * random.uniform(0.8, 1.2)):
+                    return False
                 continue
             except psycopg.Error as exc:
                 # The database refused something in the batch itself: find it by halving.
