@@ -29,7 +29,13 @@ async def get_pool(request: Request) -> AsyncConnectionPool:
 async def get_conn(pool: Annotated[AsyncConnectionPool, Depends(get_pool)]) -> AsyncIterator[AsyncConnection]:
     """A pooled connection; the service function that uses it owns its transactions."""
     async with pool.connection() as conn:
-        yield conn
+        # Autocommit: a read is one round trip (no BEGIN/COMMIT), and every `conn.transaction()`
+        # block is a real transaction rather than a savepoint inside an implicit one.
+        await conn.set_autocommit(True)
+        try:
+            yield conn
+        finally:
+            await conn.set_autocommit(False)  # the pool's other users expect its default
 
 
 async def get_principal(
