@@ -173,6 +173,8 @@ def main() -> None:
         action="store_true",
         help="TCP_NODELAY on the broker (set_tcp_nodelay) and the simulated devices",
     )
+    parser.add_argument("--profile-control", metavar="PATH", help="run control under cProfile, stats to PATH")
+    parser.add_argument("--timeline", action="store_true", help="print when the fan-out's commands moved")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up on the fan-out after this")
     args = parser.parse_args()
 
@@ -226,7 +228,8 @@ def main() -> None:
         log = open(work / "services.log", "wb")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "control"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, *(["-m", "cProfile", "-o", args.profile_control] if args.profile_control else []),
+                 "-m", "control"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
             )
         )
         procs.append(
@@ -317,6 +320,16 @@ def main() -> None:
                         break
                     time.sleep(0.02)
                 elapsed = time.perf_counter() - started
+                if args.timeline:
+                    for column in ("next_attempt_at", "sent_at", "delivered_at", "finished_at"):
+                        buckets = db.execute(
+                            f"""SELECT floor(extract(epoch FROM {column} - t0.t) * 2) / 2 AS s, count(*) AS n
+                                FROM commands, (SELECT min(created_at) AS t FROM commands WHERE bulk_id = %s) t0
+                                WHERE bulk_id = %s GROUP BY 1 ORDER BY 1""",
+                            (bulk_id, bulk_id),
+                        ).fetchall()
+                        print(column, [(float(b["s"]) if b["s"] is not None else None, b["n"]) for b in buckets],
+                              file=sys.stderr)
                 spans = db.execute(
                     """SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms,
                               extract(epoch FROM finished_at - last_sent_at) * 1000 AS after_publish_ms
@@ -338,6 +351,17 @@ def main() -> None:
                         )
                         if spans
                         else None,
+                        "fanout_all_published_s": round(
+                            float(
+                                db.execute(
+                                    "SELECT extract(epoch FROM max(sent_at) - min(created_at)) AS s FROM commands"
+                                    " WHERE bulk_id = %s",
+                                    (bulk_id,),
+                                ).fetchone()["s"]
+                                or 0
+                            ),
+                            3,
+                        ),
                         "fanout_attempts_max": db.execute(
                             "SELECT max(attempts) AS a FROM commands WHERE bulk_id = %s", (bulk_id,)
                         ).fetchone()["a"],

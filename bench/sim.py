@@ -65,7 +65,9 @@ def _cpu(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
-def bench(batteries: int, *, duration: float, interval: float, protocol: int, faults: str) -> dict:
+def bench(
+    batteries: int, *, duration: float, interval: float, protocol: int, faults: str, multiplexed: int
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as tmp:
         broker = Mosquitto(Path(tmp) / "mosquitto").start()
         counter = Counter(broker.port)
@@ -74,7 +76,8 @@ def bench(batteries: int, *, duration: float, interval: float, protocol: int, fa
         if protocol == 3:
             env["PACKFLEET_MQTT_PROTOCOL"] = "3"
         cmd = [sys.executable, "-m", "device_sim", "--batteries", str(batteries), "--interval", str(interval)]
-        cmd += ["--prefix", "BENCH", "--seed", "1"] + (["--faults", faults] if faults else [])
+        cmd += ["--prefix", "BENCH", "--seed", "1", "--multiplexed", str(multiplexed)]
+        cmd += ["--faults", faults] if faults else []
         started = time.monotonic()
         sim = subprocess.Popen(
             cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -110,6 +113,7 @@ def bench(batteries: int, *, duration: float, interval: float, protocol: int, fa
             elapsed = time.monotonic() - t0
             result = {
                 "batteries": batteries,
+                "mqtt_connections": connected.get("connections"),
                 "connected": connected.get("connected"),
                 "online_statuses_seen": len(counter.online),
                 "connect_s": round(connect_s, 1),
@@ -144,10 +148,20 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between one battery's readings")
     parser.add_argument("--protocol", type=int, choices=(3, 5), default=5)
     parser.add_argument("--faults", default="", help="a --faults spec for the simulator")
+    parser.add_argument(
+        "--multiplexed", type=int, default=0, help="load-test mode: batteries share this many connections"
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.batteries.split(",")]
     results = [
-        bench(n, duration=args.duration, interval=args.interval, protocol=args.protocol, faults=args.faults)
+        bench(
+            n,
+            duration=args.duration,
+            interval=args.interval,
+            protocol=args.protocol,
+            faults=args.faults,
+            multiplexed=args.multiplexed,
+        )
         for n in sizes
     ]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -1,9 +1,10 @@
-"""Publishing: claim each battery's due head command, publish it at QoS 1, record the attempt.
+"""Publishing: claim each battery's due head command, record the attempt, publish it at QoS 1.
 
-The claim (`FOR UPDATE SKIP LOCKED`) and the record of the publish are one transaction that spans
-the broker's PUBACK, so a second control process never publishes the same attempt, and a process
-killed mid-publish leaves the command exactly as it was: it is published again with the same id,
-which the device treats as already done.
+The claim (`FOR UPDATE SKIP LOCKED`) and the record of the attempt (its next attempt moved into
+the future) commit together before the publish, so a second control process never publishes the
+same attempt. A process killed between the commit and the publish leaves a command that is
+re-sent, with the same id, when its next attempt falls due; re-sends are harmless because the
+device treats a repeated id as already done.
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ class Dispatcher:
             log.exception("could not read the next due time")
             return MAX_IDLE_S
 
+    async def sweep(self) -> int:
+        """The scheduler's retry sweep: dispatch what is due, unless a dispatch is already running."""
+        if self._lock.locked():
+            return 0
+        return await self.run_once()
+
     async def run_once(self) -> int:
         """Publish every due head command; return how many were published."""
         async with self._lock:
@@ -102,31 +109,38 @@ class Dispatcher:
             return total
 
     async def _batch(self, client: aiomqtt.Client) -> tuple[int, int]:
-        async with self._pool.connection() as conn, conn.transaction():
-            rows = await queries.claim_due(conn, limit=BATCH)
-            if not rows:
-                return 0, 0
+        at = datetime.now(UTC)
+        async with self._pool.connection() as conn:
+            async with conn.transaction():
+                rows = await queries.claim_due(conn, limit=BATCH)
+                if not rows:
+                    return 0, 0
+                await self._record(conn, rows, at)
+            # Published after the commit: the claim now says "next attempt later", so no other
+            # process takes these, and acks never wait for our locks.
             results = await asyncio.gather(
                 *(self._publish(client, row) for row in rows), return_exceptions=True
             )
-            sent = [(row, at) for row, at in zip(rows, results, strict=True) if isinstance(at, datetime)]
-            failed = [row for row, at in zip(rows, results, strict=True) if not isinstance(at, datetime)]
+            failed = [row for row, error in zip(rows, results, strict=True) if error is not None]
             if failed:
                 metrics.PUBLISH_ERRORS.inc(len(failed))
-                first = next(r for r in results if not isinstance(r, datetime))
+                first = next(r for r in results if r is not None)
                 log.warning("broker did not confirm %d publishes: %r", len(failed), first)
-                await queries.postpone(conn, ids=[r["id"] for r in failed], delay_s=self._retry_base_s)
-            if sent:
-                await self._record(conn, sent)
-        return len(rows), len(sent)
+                async with conn.transaction():
+                    await queries.postpone(conn, ids=[r["id"] for r in failed], delay_s=self._retry_base_s)
+                    await queries.insert_events(
+                        conn,
+                        [(r["id"], "publish_failed", None, "control", repr(first)[:500]) for r in failed],
+                    )
+        return len(rows), len(rows) - len(failed)
 
-    async def _publish(self, client: aiomqtt.Client, row: Row) -> datetime:
-        at = datetime.now(UTC)
+    async def _publish(self, client: aiomqtt.Client, row: Row) -> None:
         properties = None
         if self._protocol == 5:
             # The broker drops it for a device that stays away past expiry: no stale switch-off.
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            properties.MessageExpiryInterval = max(1, int((row["expires_at"] - at).total_seconds()))
+            remaining = (row["expires_at"] - datetime.now(UTC)).total_seconds()
+            properties.MessageExpiryInterval = max(1, int(remaining))
         await client.publish(
             topics.command(row["serial_number"]),
             command_payload(row),
@@ -134,18 +148,18 @@ class Dispatcher:
             properties=properties,
             timeout=PUBLISH_TIMEOUT_S,
         )
-        return at
 
-    async def _record(self, conn: AsyncConnection[Row], sent: Sequence[tuple[Row, datetime]]) -> None:
+    async def _record(self, conn: AsyncConnection[Row], rows: Sequence[Row], at: datetime) -> None:
+        """Record the attempt before publishing it; a crash in between costs one retry interval."""
         await queries.mark_sent(
             conn,
-            ids=[row["id"] for row, _ in sent],
-            published_at=[at for _, at in sent],
+            ids=[row["id"] for row in rows],
+            published_at=[at] * len(rows),
             base_s=self._retry_base_s,
             max_s=self._retry_max_s,
         )
         events: list[Event] = []
-        for row, at in sent:
+        for row in rows:
             first = row["status"] == "queued"
             metrics.PUBLISHES.labels("first" if first else "retry").inc()
             if first:
@@ -153,4 +167,3 @@ class Dispatcher:
             detail = None if first else f"re-sent, attempt {row['attempts'] + 1}"
             events.append((row["id"], "sent", at, "control", detail))
         await queries.insert_events(conn, events)
-        log.debug("published %d commands", len(sent))

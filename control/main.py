@@ -93,7 +93,7 @@ def _scheduler(settings: Settings, pool: Pool, dispatcher: Dispatcher) -> AsyncI
     scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
     common = {"replace_existing": True, "coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
     every = retry_sweep_seconds(settings)
-    scheduler.add_job(dispatcher.run_once, "interval", seconds=every, id="control.retry_sweep", **common)
+    scheduler.add_job(dispatcher.sweep, "interval", seconds=every, id="control.retry_sweep", **common)
     scheduler.add_job(
         _guard(expire_sweep, pool, dispatcher),
         "interval",
@@ -234,7 +234,7 @@ def _client(settings: Settings, client_id: str) -> aiomqtt.Client:
         kwargs = {"properties": properties, "clean_start": False, "protocol": aiomqtt.ProtocolVersion.V5}
     else:
         kwargs = {"clean_session": True, "protocol": aiomqtt.ProtocolVersion.V311}
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         target.host,
         target.port,
         identifier=client_id,
@@ -246,6 +246,8 @@ def _client(settings: Settings, client_id: str) -> aiomqtt.Client:
         socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         **kwargs,
     )
+    client.pending_calls_threshold = BATCH + 1  # a full batch in flight is normal, not a warning
+    return client
 
 
 async def _read(client: aiomqtt.Client, inbound: InboundWorker) -> None:
