@@ -63,8 +63,9 @@ FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, seen)
 WHERE b.id = v.id AND (b.last_seen_at IS NULL OR b.last_seen_at < v.seen)
 """
 
-# A status older than the reported state already stored is stale (messages can cross between
-# workers); the will message carries no time and always applies.
+# A status older than the reported state already stored is stale: on a shared subscription two
+# workers can take one battery's messages out of order. A status is as old as its ts (never later
+# than its receipt); the will message, which has no ts, as its receipt.
 APPLY_STATUS = """
 UPDATE batteries SET
     online = %(online)s,
@@ -73,8 +74,7 @@ UPDATE batteries SET
     firmware = COALESCE(%(firmware)s, firmware),
     reported_at = COALESCE(%(reported_at)s, reported_at),
     last_seen_at = GREATEST(last_seen_at, %(seen)s)
-WHERE id = %(id)s
-  AND (%(reported_at)s::timestamptz IS NULL OR reported_at IS NULL OR reported_at <= %(reported_at)s)
+WHERE id = %(id)s AND (reported_at IS NULL OR reported_at <= %(as_of)s)
 """
 
 INSERT_DEAD_LETTER = """

@@ -227,6 +227,7 @@ class Writer:
             "spec": status.spec,
             "firmware": status.firmware,
             "reported_at": stamp if reports else None,
+            "as_of": stamp,
             "seen": seen,
         }
 

@@ -83,3 +83,22 @@ def test_a_soft_deleted_battery_is_refused_once_its_cache_entry_expires(
     assert writer.write([msg(serial, 2.0)])
     assert scalar(fresh_database_url, "SELECT count(*) FROM telemetry") == 1
     assert scalar(fresh_database_url, "SELECT reason FROM dead_letters") == "deleted_battery"
+
+
+def test_a_will_older_than_the_reported_state_is_stale(writer: Writer, fresh_database_url: str) -> None:
+    # On a shared subscription another worker may take the will late: it was received before the
+    # status that is already stored, so it must not mark the battery offline.
+    [serial] = provision(fresh_database_url, 1)
+    topic = f"batteries/{serial}/status"
+
+    def status(payload: bytes, received: float) -> Message:
+        parsed = parse(topic, payload)
+        return Message(topic, payload, parsed, 1, 1, False, received, 1, 1)
+
+    now = time.time()
+    online = json.dumps({"online": True, "enabled": True, "ts": int(now * 1000)}).encode()
+    assert writer.write([status(online, now)])
+    assert writer.write([status(b'{"online": false}', now - 30)])
+    assert scalar(fresh_database_url, "SELECT online FROM batteries") is True
+    assert writer.write([status(b'{"online": false}', now + 1)])
+    assert scalar(fresh_database_url, "SELECT online FROM batteries") is False
