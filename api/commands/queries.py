@@ -16,7 +16,7 @@ Row = dict[str, Any]
 
 
 async def list_battery_commands(
-    conn: AsyncConnection, *, battery_id: int, limit: int, offset: int
+    conn: AsyncConnection[Any], *, battery_id: int, limit: int, offset: int
 ) -> list[Row]:
     """A battery's commands, newest first."""
     cur = await conn.execute(
@@ -27,7 +27,7 @@ async def list_battery_commands(
     return await cur.fetchall()
 
 
-async def get_command(conn: AsyncConnection, command_id: UUID) -> Row | None:
+async def get_command(conn: AsyncConnection[Any], command_id: UUID) -> Row | None:
     cur = await conn.execute(
         f"""SELECT {COMMAND_COLUMNS}, b.dealer_id FROM commands c JOIN batteries b ON b.id = c.battery_id
             WHERE c.id = %s""",  # noqa: S608 - constant columns
@@ -36,7 +36,7 @@ async def get_command(conn: AsyncConnection, command_id: UUID) -> Row | None:
     return await cur.fetchone()
 
 
-async def command_events(conn: AsyncConnection, command_id: UUID) -> list[Row]:
+async def command_events(conn: AsyncConnection[Any], command_id: UUID) -> list[Row]:
     cur = await conn.execute(
         "SELECT status, at, actor, detail FROM command_events WHERE command_id = %s ORDER BY at, id",
         (command_id,),
@@ -44,7 +44,7 @@ async def command_events(conn: AsyncConnection, command_id: UUID) -> list[Row]:
     return await cur.fetchall()
 
 
-async def batteries_by_serial(conn: AsyncConnection, serials: Sequence[str]) -> list[Row]:
+async def batteries_by_serial(conn: AsyncConnection[Any], serials: Sequence[str]) -> list[Row]:
     cur = await conn.execute(
         """SELECT id, serial_number, dealer_id FROM batteries
            WHERE serial_number = ANY(%s) AND deleted_at IS NULL""",
@@ -53,7 +53,7 @@ async def batteries_by_serial(conn: AsyncConnection, serials: Sequence[str]) -> 
     return await cur.fetchall()
 
 
-async def batteries_matching(conn: AsyncConnection, *, selector: BulkFilter, limit: int) -> list[Row]:
+async def batteries_matching(conn: AsyncConnection[Any], *, selector: BulkFilter, limit: int) -> list[Row]:
     cur = await conn.execute(
         """SELECT id, serial_number, dealer_id FROM batteries
            WHERE deleted_at IS NULL
@@ -74,7 +74,7 @@ async def batteries_matching(conn: AsyncConnection, *, selector: BulkFilter, lim
 
 
 async def insert_bulk(
-    conn: AsyncConnection,
+    conn: AsyncConnection[Any],
     *,
     bulk_id: UUID,
     action: str,
@@ -104,17 +104,17 @@ async def insert_bulk(
             rate_per_s,
         ),
     )
-    row = await cur.fetchone()
+    row: Row | None = await cur.fetchone()
     assert row is not None
     return row
 
 
-async def get_bulk(conn: AsyncConnection, bulk_id: UUID) -> Row | None:
+async def get_bulk(conn: AsyncConnection[Any], bulk_id: UUID) -> Row | None:
     cur = await conn.execute("SELECT * FROM command_bulks WHERE id = %s", (bulk_id,))
     return await cur.fetchone()
 
 
-async def bulk_counts(conn: AsyncConnection, bulk_id: UUID) -> dict[str, int]:
+async def bulk_counts(conn: AsyncConnection[Any], bulk_id: UUID) -> dict[str, int]:
     cur = await conn.execute(
         "SELECT status, count(*) AS n FROM commands WHERE bulk_id = %s GROUP BY status", (bulk_id,)
     )

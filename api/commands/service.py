@@ -31,7 +31,7 @@ def _ttl(requested: int | None, default_s: int) -> timedelta:
 
 
 async def control_battery(
-    conn: AsyncConnection, *, principal: Principal, serial: str, body: ControlRequest, ttl_s: int
+    conn: AsyncConnection[Any], *, principal: Principal, serial: str, body: ControlRequest, ttl_s: int
 ) -> dict[str, Any]:
     """The spec's battery control: queue the command, set the desired state and status; return the battery."""
     async with conn.transaction():  # committed before we answer: control hears of it at once
@@ -54,7 +54,7 @@ async def control_battery(
 
 
 async def battery_pack_enable(
-    pool: AsyncConnectionPool,
+    pool: AsyncConnectionPool[Any],
     *,
     principal: Principal,
     asset_tag: str,
@@ -91,13 +91,15 @@ async def battery_pack_enable(
 
 
 async def battery_commands(
-    conn: AsyncConnection, *, principal: Principal, serial: str, limit: int, offset: int
+    conn: AsyncConnection[Any], *, principal: Principal, serial: str, limit: int, offset: int
 ) -> list[dict[str, Any]]:
     battery = await visible_battery(conn, principal=principal, serial=serial)
     return await queries.list_battery_commands(conn, battery_id=battery["id"], limit=limit, offset=offset)
 
 
-async def visible_command(conn: AsyncConnection, *, principal: Principal, command_id: UUID) -> dict[str, Any]:
+async def visible_command(
+    conn: AsyncConnection[Any], *, principal: Principal, command_id: UUID
+) -> dict[str, Any]:
     """The command if the caller may see its battery; 404 otherwise."""
     row = await queries.get_command(conn, command_id)
     if row is None or (principal.role == "dealer" and row["dealer_id"] != principal.dealer_id):
@@ -105,13 +107,15 @@ async def visible_command(conn: AsyncConnection, *, principal: Principal, comman
     return row
 
 
-async def command_detail(conn: AsyncConnection, *, principal: Principal, command_id: UUID) -> dict[str, Any]:
+async def command_detail(
+    conn: AsyncConnection[Any], *, principal: Principal, command_id: UUID
+) -> dict[str, Any]:
     row = await visible_command(conn, principal=principal, command_id=command_id)
     return {"command": row, "events": await queries.command_events(conn, command_id)}
 
 
 async def cancel(
-    conn: AsyncConnection, *, principal: Principal, command_id: UUID, reason: str | None
+    conn: AsyncConnection[Any], *, principal: Principal, command_id: UUID, reason: str | None
 ) -> dict[str, Any]:
     async with conn.transaction():
         await visible_command(conn, principal=principal, command_id=command_id)
@@ -135,7 +139,7 @@ async def cancel(
 
 
 async def create_bulk(
-    conn: AsyncConnection, *, principal: Principal, body: BulkRequest, ttl_s: int, max_rate: float
+    conn: AsyncConnection[Any], *, principal: Principal, body: BulkRequest, ttl_s: int, max_rate: float
 ) -> dict[str, Any]:
     """Queue one command per selected battery, rolled out at most `max_rate` per second."""
     async with conn.transaction():
@@ -207,7 +211,7 @@ async def create_bulk(
     return {"bulk": bulk, "counts": await queries.bulk_counts(conn, bulk_id)}
 
 
-async def bulk_detail(conn: AsyncConnection, *, principal: Principal, bulk_id: UUID) -> dict[str, Any]:
+async def bulk_detail(conn: AsyncConnection[Any], *, principal: Principal, bulk_id: UUID) -> dict[str, Any]:
     bulk = await queries.get_bulk(conn, bulk_id)
     if bulk is None or (principal.role == "dealer" and bulk["dealer_id"] != principal.dealer_id):
         raise NotFound(f"No bulk command with id {bulk_id}", error="Bulk command not found")
