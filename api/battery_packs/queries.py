@@ -41,20 +41,26 @@ PACK_FROM = """
     LEFT JOIN battery_allocations a ON a.battery_id = b.id AND a.released_at IS NULL
 """
 
-_FILTERS = """
-    WHERE b.deleted_at IS NULL
-      AND (%(dealer)s::bigint IS NULL OR b.dealer_id = %(dealer)s)
-      AND (%(owner)s::bigint IS NULL OR b.owner_id = %(owner)s)
-      AND (%(model)s::text IS NULL OR lower(b.model) = lower(%(model)s))
-      AND (%(manufacturer)s::text IS NULL OR lower(b.manufacturer_name) = lower(%(manufacturer)s))
-      AND (%(owner_name)s::text IS NULL OR lower(c.name) = lower(%(owner_name)s))
-      AND (%(location)s::text IS NULL OR lower(b.location) = lower(%(location)s))
-      AND (%(status_label)s::text IS NULL OR lower(b.status_label) = lower(%(status_label)s))
-      AND (%(search)s::text IS NULL
-           OR b.serial_number ILIKE %(search)s OR b.model ILIKE %(search)s
-           OR b.manufacturer_name ILIKE %(search)s OR c.name ILIKE %(search)s
-           OR b.location ILIKE %(search)s)
-"""
+# One constant condition per filter; only the filters in use are joined into the WHERE clause, so the
+# planner sees e.g. `b.dealer_id = $1` (index) rather than `($1 IS NULL OR b.dealer_id = $1)` per row.
+_CONDITIONS = {
+    "dealer": "b.dealer_id = %(dealer)s",
+    "owner": "b.owner_id = %(owner)s",
+    "model": "lower(b.model) = lower(%(model)s)",
+    "manufacturer": "lower(b.manufacturer_name) = lower(%(manufacturer)s)",
+    "owner_name": "lower(c.name) = lower(%(owner_name)s)",
+    "location": "lower(b.location) = lower(%(location)s)",
+    "status_label": "lower(b.status_label) = lower(%(status_label)s)",
+    "search": """(b.serial_number ILIKE %(search)s OR b.model ILIKE %(search)s
+                  OR b.manufacturer_name ILIKE %(search)s OR c.name ILIKE %(search)s
+                  OR b.location ILIKE %(search)s)""",
+}
+_NEEDS_CONSUMER = {"owner_name", "search"}
+
+
+def _where(params: dict[str, Any]) -> str:
+    used = [_CONDITIONS[name] for name, value in params.items() if name in _CONDITIONS and value is not None]
+    return " AND ".join(["b.deleted_at IS NULL", *used])
 
 
 def _like(term: str | None) -> str | None:
@@ -78,17 +84,17 @@ async def list_packs(
 ) -> tuple[list[str], int]:
     """One page of live packs (as JSON texts) and the total that match."""
     params = {"dealer": dealer_id, "owner": owner_id, "search": _like(search), **filters}
+    where = _where(params)
     direction = "DESC" if descending else "ASC"
     order = f"{SORTS[sort]} {direction} NULLS LAST, b.id {direction}"
     # Two statements rather than count(*) OVER (): the page can then walk an index and stop early.
     async with conn.cursor(row_factory=tuple_row) as cur:
-        page = f"SELECT ({PACK_JSON})::text {PACK_FROM} {_FILTERS} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"  # noqa: E501
+        page = f"SELECT ({PACK_JSON})::text {PACK_FROM} WHERE {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"  # noqa: E501
         await cur.execute(page, {**params, "limit": limit, "offset": offset})  # type: ignore[arg-type]
         rows = [r[0] for r in await cur.fetchall()]
-    count = await conn.execute(
-        f"SELECT count(*) AS n FROM batteries b LEFT JOIN consumers c ON c.id = b.owner_id {_FILTERS}",  # noqa: S608
-        params,
-    )
+    join = "LEFT JOIN consumers c ON c.id = b.owner_id" if any(params[k] for k in _NEEDS_CONSUMER) else ""
+    counting = f"SELECT count(*) AS n FROM batteries b {join} WHERE {where}"  # noqa: S608 - constant fragments
+    count = await conn.execute(counting, params)  # type: ignore[arg-type]
     found = await count.fetchone()
     return rows, 0 if found is None else found["n"]
 
