@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -28,12 +29,64 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30
 FILTERS = (topics.TELEMETRY_FILTER, topics.STATUS_FILTER)
+_READ_AHEAD = 65536
+_PACKETS_PER_READ = 100
 _RECEIVE_MAXIMUM_CAP = 65535  # the largest value MQTT 5 can carry
 PUBACK = PacketTypes.PUBACK << 4
 _TELEMETRY = metrics.RECEIVED.labels("telemetry")
 _STATUS = metrics.RECEIVED.labels("status")
 _OTHER = metrics.RECEIVED.labels("invalid")  # refused by the parser
 _PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id: success in 3.1.1 and 5
+
+
+class _ReadAheadSocket:
+    """A TCP socket whose small reads come from a 64 KiB read-ahead buffer.
+
+    paho reads every packet with three or more `recv` calls (a byte of type, the length a byte at
+    a time, then the body); from a buffer those are slices, not system calls. `pending()` is what
+    paho already asks of TLS sockets so that it does not wait in select() with data buffered.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data: bytes = self._sock.recv(_READ_AHEAD)  # BlockingIOError when empty, b"" at EOF
+            if len(data) <= size:
+                return data
+            self._buf, self._pos = data, 0
+        start = self._pos
+        self._pos = start + size
+        return self._buf[start : self._pos]
+
+    def pending(self) -> int:
+        return max(len(self._buf) - self._pos, 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _IngestClient(paho.Client):
+    """paho, reading ahead and handling up to 100 packets per wake-up instead of one."""
+
+    def _create_socket(self) -> Any:
+        return _ReadAheadSocket(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        # paho reads one packet per select() unless its own messages are in flight; a worker
+        # that only receives would pay a select() and a keepalive check for every message.
+        for _ in range(_PACKETS_PER_READ):
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 class Receiver:
@@ -49,6 +102,7 @@ class Receiver:
             protocol=self._protocol,
             persistent=True,
             manual_ack=True,
+            client_class=_IngestClient,
         )
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect

@@ -16,11 +16,17 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # a persistent session outlives a restart or a
 
 
 def paho_client(
-    target: MqttTarget, *, client_id: str, protocol: int, persistent: bool = True, manual_ack: bool = False
+    target: MqttTarget,
+    *,
+    client_id: str,
+    protocol: int,
+    persistent: bool = True,
+    manual_ack: bool = False,
+    client_class: type[paho.Client] = paho.Client,
 ) -> paho.Client:
     """A paho client (not yet connected) speaking MQTT 5 or 3.1.1."""
     version = paho.MQTTv5 if protocol == 5 else paho.MQTTv311
-    client = paho.Client(
+    client = client_class(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=version,
