@@ -150,6 +150,7 @@ async def bulk_create(
         async with conn.transaction():
             await queries.create_stage(conn)
             await queries.copy_stage(conn, _progress(staged, started=started))
+            await queries.lock_bulk(conn)  # staged first: the lock is held only while checking and writing
             for r in await queries.stage_unknown_dealers(conn):
                 report.add(
                     r["row_no"], r["serial_number"], "dealer_id", f"dealer {r['dealer_id']} does not exist"
@@ -206,6 +207,7 @@ async def bulk_update(
     updated = 0
     try:
         async with conn.transaction():
+            await queries.lock_bulk(conn)
             tags = [r[1] for r in staged]
             dealer = principal.dealer_id if principal.role == "dealer" else None
             visible = await queries.live_tags(conn, tags, dealer_id=dealer)

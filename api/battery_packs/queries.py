@@ -186,6 +186,15 @@ async def allocations(conn: AsyncConnection, battery_id: int) -> list[dict[str, 
 STAGE_COLUMNS = ("row_no", *COLUMNS)
 
 
+# Bulk writes take this transaction-level lock: two imports over the same tags would otherwise lock
+# rows in different orders and deadlock; one after the other, the second gets a per-row 409 report.
+_BULK_LOCK = 0x7061636B01
+
+
+async def lock_bulk(conn: AsyncConnection) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_BULK_LOCK,))
+
+
 async def create_stage(conn: AsyncConnection) -> None:
     await conn.execute(
         """CREATE TEMP TABLE pack_stage (

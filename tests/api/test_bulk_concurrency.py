@@ -1,0 +1,43 @@
+"""Two imports racing for the same asset tags: one wins whole, the other writes nothing (409 report)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import psycopg
+from psycopg.rows import dict_row
+
+from api.auth.tokens import Principal
+from api.battery_packs import bulk
+from api.errors import Conflict
+
+
+async def _import(url: str, tags: list[str]) -> object:
+    admin = Principal(user_id=1, role="admin")
+    rows = [(i + 1, {"asset_tag": t, "model": "Race"}) for i, t in enumerate(tags)]
+    async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True) as conn:
+        try:
+            return await bulk.bulk_create(
+                conn, principal=admin, rows=rows, dry_run=False, all_or_nothing=True, source="json"
+            )
+        except Conflict as exc:
+            return exc
+
+
+def test_racing_imports(database_url: str, db: psycopg.Connection) -> None:
+    tags = [f"R{uuid.uuid4().hex[:10].upper()}" for _ in range(2000)]
+
+    async def race() -> list[object]:
+        return await asyncio.gather(_import(database_url, tags), _import(database_url, list(reversed(tags))))
+
+    results = asyncio.run(race())
+    wins = [r for r in results if isinstance(r, dict)]
+    losses = [r for r in results if isinstance(r, Conflict)]
+    assert len(wins) == 1 and len(losses) == 1, results
+    assert wins[0]["created"] == 2000
+    assert losses[0].code == "ASSET_EXISTS" and losses[0].extra["failed"] == 2000  # every row reported
+    count = db.execute(
+        "SELECT count(*) AS n FROM batteries WHERE serial_number = ANY(%s)", (tags,)
+    ).fetchone()
+    assert count["n"] == 2000
