@@ -147,6 +147,11 @@ async def soft_delete(conn: AsyncConnection, battery_ids: Sequence[int], *, acto
     return rows[0]["at"] if rows else None
 
 
+async def lock_pack(conn: AsyncConnection, battery_id: int) -> None:
+    """Hold the pack's row until commit, so concurrent changes to it happen one after the other."""
+    await conn.execute("SELECT 1 FROM batteries WHERE id = %s FOR UPDATE", (battery_id,))
+
+
 async def release_allocation(conn: AsyncConnection, battery_id: int) -> None:
     await conn.execute(
         "UPDATE battery_allocations SET released_at = now() WHERE battery_id = %s AND released_at IS NULL",

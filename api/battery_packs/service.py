@@ -121,6 +121,7 @@ async def update_pack(conn: AsyncConnection, *, principal: Principal, tag: str, 
         raise BadRequest("health_score cannot be cleared", error="Invalid fields: health_score")
     async with conn.transaction():
         battery = await visible_battery(conn, principal=principal, serial=tag)
+        await queries.lock_pack(conn, battery["id"])  # the recorded "from" values are the real ones
         before = await queries.get_pack(conn, battery["id"])
         assert before is not None
         if "dealer_id" in values and not await queries.dealer_exists(conn, values["dealer_id"]):
@@ -189,6 +190,7 @@ async def allocate_pack(
     require_writer(principal)
     async with conn.transaction():
         battery = await visible_battery(conn, principal=principal, serial=tag)
+        await queries.lock_pack(conn, battery["id"])  # two allocations at once would both stay open
         await queries.release_allocation(conn, battery["id"])
         await queries.insert_allocation(
             conn,

@@ -41,3 +41,22 @@ def test_racing_imports(database_url: str, db: psycopg.Connection) -> None:
         "SELECT count(*) AS n FROM batteries WHERE serial_number = ANY(%s)", (tags,)
     ).fetchone()
     assert count["n"] == 2000
+
+
+def test_racing_allocations_leave_one_open(client, world) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.api.conftest import bearer
+
+    tag = world.battery_a["serial_number"]
+
+    def allocate(i: int) -> int:
+        body = {"target_category": "Vehicle", "target_individual": f"KA-{i}", "status_label": "In Vehicle"}
+        return client.post(
+            f"/api/battery_pack/{tag}/allocate", json=body, headers=bearer(world.admin)
+        ).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(allocate, range(16))) == {200}
+    history = client.get(f"/api/battery_pack/{tag}", headers=bearer(world.admin)).json()["allocations"]
+    assert len(history) == 16 and sum(a["released_at"] is None for a in history) == 1
