@@ -228,8 +228,16 @@ def main() -> None:
         log = open(work / "services.log", "wb")
         procs.append(
             subprocess.Popen(
-                [sys.executable, *(["-m", "cProfile", "-o", args.profile_control] if args.profile_control else []),
-                 "-m", "control"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+                [
+                    sys.executable,
+                    *(["-m", "cProfile", "-o", args.profile_control] if args.profile_control else []),
+                    "-m",
+                    "control",
+                ],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         )
         procs.append(
@@ -296,7 +304,13 @@ def main() -> None:
                     }
                 )
 
+            def cpu_s(proc: subprocess.Popen[bytes]) -> float:
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+            control_proc, api_proc = procs[1], procs[2]
             if args.fanout:
+                cpu_before = {"control": cpu_s(control_proc), "api": cpu_s(api_proc)}
                 started = time.perf_counter()
                 answer = api.post(
                     "/api/commands/bulk",
@@ -320,6 +334,8 @@ def main() -> None:
                         break
                     time.sleep(0.02)
                 elapsed = time.perf_counter() - started
+                result["fanout_control_cpu_s"] = round(cpu_s(control_proc) - cpu_before["control"], 2)
+                result["fanout_api_cpu_s"] = round(cpu_s(api_proc) - cpu_before["api"], 2)
                 if args.timeline:
                     for column in ("next_attempt_at", "sent_at", "delivered_at", "finished_at"):
                         buckets = db.execute(
@@ -328,8 +344,11 @@ def main() -> None:
                                 WHERE bulk_id = %s GROUP BY 1 ORDER BY 1""",
                             (bulk_id, bulk_id),
                         ).fetchall()
-                        print(column, [(float(b["s"]) if b["s"] is not None else None, b["n"]) for b in buckets],
-                              file=sys.stderr)
+                        print(
+                            column,
+                            [(float(b["s"]) if b["s"] is not None else None, b["n"]) for b in buckets],
+                            file=sys.stderr,
+                        )
                 spans = db.execute(
                     """SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms,
                               extract(epoch FROM finished_at - last_sent_at) * 1000 AS after_publish_ms

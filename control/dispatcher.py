@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 PUBLISH_TIMEOUT_S = 10.0
 MAX_IDLE_S = 1.0
+MAX_CONFIRMING = 4  # batches awaiting PUBACKs at once
 
 
 def command_payload(row: Row) -> bytes:
@@ -53,6 +54,9 @@ class Dispatcher:
         self._retry_max_s = retry_max_s
         self._client: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
+        # Batches published and awaiting PUBACKs: the next batch is claimed meanwhile.
+        self._slots = asyncio.Semaphore(MAX_CONFIRMING)
+        self._confirming: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
 
     def attach(self, client: aiomqtt.Client | None) -> None:
@@ -61,9 +65,10 @@ class Dispatcher:
             self.wake.set()
 
     async def detach(self) -> None:
-        """Stop publishing, after the batch in progress (if any) is recorded."""
+        """Stop publishing, once the batches under way have their broker confirmations."""
         async with self._lock:
             self._client = None
+            await asyncio.gather(*self._confirming, return_exceptions=True)
 
     async def loop(self, stop: asyncio.Event) -> None:
         """Publish whenever woken (NOTIFY, a final ack, a battery online, an expiry) or something falls due.
@@ -98,41 +103,61 @@ class Dispatcher:
         return await self.run_once()
 
     async def run_once(self) -> int:
-        """Publish every due head command; return how many were published."""
+        """Publish every due head command; return how many were claimed for publishing."""
         async with self._lock:
             total = 0
             while self._client is not None:
-                claimed, published = await self._batch(self._client)
-                total += published
-                if claimed < BATCH:
+                await self._slots.acquire()
+                try:
+                    rows = await self._claim()
+                except BaseException:
+                    self._slots.release()
+                    raise
+                if not rows:
+                    self._slots.release()
+                    break
+                task = asyncio.create_task(self._confirm(self._client, rows))
+                self._confirming.add(task)
+                task.add_done_callback(self._confirming.discard)
+                total += len(rows)
+                if len(rows) < BATCH:
                     break
             return total
 
-    async def _batch(self, client: aiomqtt.Client) -> tuple[int, int]:
+    async def _claim(self) -> list[Row]:
+        """Claim due head commands and record the attempt, in one committed transaction."""
         at = datetime.now(UTC)
-        async with self._pool.connection() as conn:
-            async with conn.transaction():
-                rows = await queries.claim_due(conn, limit=BATCH)
-                if not rows:
-                    return 0, 0
+        async with self._pool.connection() as conn, conn.transaction():
+            rows = await queries.claim_due(conn, limit=BATCH)
+            if rows:
                 await self._record(conn, rows, at)
-            # Published after the commit: the claim now says "next attempt later", so no other
-            # process takes these, and acks never wait for our locks.
+        return rows
+
+    async def _confirm(self, client: aiomqtt.Client, rows: list[Row]) -> None:
+        """Publish a claimed batch; what the broker does not confirm is tried again later.
+
+        Published after the claim's commit: the claim says "next attempt later", so no other
+        process takes these meanwhile, and acks never wait for our locks.
+        """
+        try:
             results = await asyncio.gather(
                 *(self._publish(client, row) for row in rows), return_exceptions=True
             )
             failed = [row for row, error in zip(rows, results, strict=True) if error is not None]
-            if failed:
-                metrics.PUBLISH_ERRORS.inc(len(failed))
-                first = next(r for r in results if r is not None)
-                log.warning("broker did not confirm %d publishes: %r", len(failed), first)
-                async with conn.transaction():
-                    await queries.postpone(conn, ids=[r["id"] for r in failed], delay_s=self._retry_base_s)
-                    await queries.insert_events(
-                        conn,
-                        [(r["id"], "publish_failed", None, "control", repr(first)[:500]) for r in failed],
-                    )
-        return len(rows), len(rows) - len(failed)
+            if not failed:
+                return
+            metrics.PUBLISH_ERRORS.inc(len(failed))
+            first = next(r for r in results if r is not None)
+            log.warning("broker did not confirm %d publishes: %r", len(failed), first)
+            async with self._pool.connection() as conn, conn.transaction():
+                await queries.postpone(conn, ids=[r["id"] for r in failed], delay_s=self._retry_base_s)
+                await queries.insert_events(
+                    conn, [(r["id"], "publish_failed", None, "control", repr(first)[:500]) for r in failed]
+                )
+        except Exception:
+            log.exception("could not record failed publishes; their retry time stands")
+        finally:
+            self._slots.release()
 
     async def _publish(self, client: aiomqtt.Client, row: Row) -> None:
         properties = None

@@ -181,8 +181,7 @@ class InboundWorker:
         letters: list[DeadLetter] = []
         finished = False
         async with conn.transaction():
-            battery_ids = await queries.battery_ids_of_commands(conn, list(by_command))
-            batteries = await queries.lock_batteries(conn, battery_ids)
+            batteries = await queries.lock_batteries_of_commands(conn, list(by_command))
             commands = {row["id"]: row for row in await queries.lock_commands(conn, list(by_command))}
             updates: list[Row] = []
             reports: list[Row] = []

@@ -207,21 +207,21 @@ async def restore_desired(conn: AsyncConnection[Row], *, command: Row) -> None:
 async def claim_due(conn: AsyncConnection[Row], *, limit: int) -> list[Row]:
     """Lock the due head command of each battery that has one; skip what another process holds.
 
-    A head is a battery's oldest open command, so at most one command per battery is in flight and
-    they go in order. The conditions on `c` are repeated outside the CTE because PostgreSQL
-    re-checks them on the newest row version after a concurrent update, and the CTE's are not.
+    A head is a battery's oldest open command (no older open one exists), so at most one command
+    per battery is in flight and they go in order. After a concurrent update PostgreSQL re-checks
+    these conditions on the newest row version, so a command another process has just published
+    (its next attempt now in the future) is skipped. The anti-join probes the (battery_id, seq)
+    index per candidate, which stays cheap even before the planner has statistics.
     """
     cur = await conn.execute(
-        """WITH heads AS (
-               SELECT DISTINCT ON (battery_id) id
-               FROM commands WHERE status IN ('queued', 'sent', 'delivered')
-               ORDER BY battery_id, seq
-           )
-           SELECT c.id, c.battery_id, b.serial_number, c.action, c.spec, c.status, c.attempts,
+        """SELECT c.id, c.battery_id, b.serial_number, c.action, c.spec, c.status, c.attempts,
                   c.created_at, c.expires_at
-           FROM heads h JOIN commands c ON c.id = h.id JOIN batteries b ON b.id = c.battery_id
+           FROM commands c JOIN batteries b ON b.id = c.battery_id
            WHERE c.status IN ('queued', 'sent', 'delivered')
              AND c.next_attempt_at <= clock_timestamp() AND c.expires_at > clock_timestamp()
+             AND NOT EXISTS (SELECT 1 FROM commands older
+                             WHERE older.battery_id = c.battery_id AND older.seq < c.seq
+                               AND older.status IN ('queued', 'sent', 'delivered'))
            ORDER BY c.next_attempt_at
            LIMIT %s
            FOR UPDATE OF c SKIP LOCKED""",
@@ -321,11 +321,15 @@ async def open_counts(conn: AsyncConnection[Row]) -> dict[str, int]:
 # --- acknowledgements -----------------------------------------------------------------------------
 
 
-async def battery_ids_of_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> list[int]:
+async def lock_batteries_of_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> set[int]:
+    """Lock the batteries of these commands (in id order), before their command rows."""
     cur = await conn.execute(
-        "SELECT DISTINCT battery_id FROM commands WHERE id = ANY(%s) ORDER BY battery_id", (list(ids),)
+        """SELECT id FROM batteries
+           WHERE id IN (SELECT battery_id FROM commands WHERE id = ANY(%s))
+           ORDER BY id FOR UPDATE""",
+        (list(ids),),
     )
-    return [row["battery_id"] for row in await cur.fetchall()]
+    return {row["id"] for row in await cur.fetchall()}
 
 
 async def lock_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> list[Row]:
