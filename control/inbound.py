@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
+import psycopg
 from psycopg import AsyncConnection
 from pydantic import ValidationError
 
@@ -84,7 +85,7 @@ def parse_ack(topic: str, serial: str, payload: bytes, received_at: datetime) ->
         id=ack.id,
         stage=ack.stage,
         enabled=ack.enabled,
-        error=ack.error,
+        error=None if ack.error is None else ack.error.replace("\x00", ""),  # PostgreSQL text refuses NUL
         ts=ack.ts,
         received_at=received_at,
         topic=topic,
@@ -125,16 +126,47 @@ class InboundWorker:
             await self._process_with_retry(batch)
 
     async def _process_with_retry(self, batch: list[Inbound]) -> None:
+        """Record a batch; wait out database outages, and isolate a message the database refuses."""
         delay = 0.2
+        failures = 0
         while True:
             try:
                 await self.process(batch)
                 return
+            except (
+                psycopg.OperationalError,
+                psycopg.errors.SerializationFailure,
+                psycopg.errors.DeadlockDetected,
+            ):
+                # The database is away, or a deadlock was broken: keep the batch and try again.
+                log.warning(
+                    "could not record %d device messages; retrying in %.1fs", len(batch), delay, exc_info=True
+                )
             except Exception:
-                # The database is away or a deadlock was broken: keep the batch and try again.
-                log.exception("could not record %d device messages; retrying in %.1fs", len(batch), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                failures += 1
+                log.exception("recording %d device messages failed (%d)", len(batch), failures)
+                if failures >= 3:
+                    await self._isolate(batch)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _isolate(self, batch: list[Inbound]) -> None:
+        """Record the messages of a refused batch one by one; dead-letter the one that is refused."""
+        for item in batch:
+            try:
+                await self.process([item])
+                continue
+            except Exception as exc:
+                refused = exc
+            if isinstance(item, Ack):
+                letter = _letter(item, "unprocessable", f"{type(refused).__name__}: {refused}"[:1000])
+                try:
+                    await self.process([letter])
+                    continue
+                except Exception:
+                    pass
+            log.error("dropped a device message the database refuses: %r", item)
 
     async def process(self, batch: Sequence[Inbound]) -> None:
         acks = [m for m in batch if isinstance(m, Ack)]

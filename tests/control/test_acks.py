@@ -100,6 +100,10 @@ def test_parse_sorts_messages() -> None:
     ack = parse("batteries/B1/cmd/ack", f'{{"id": "{cid}", "stage": "received"}}'.encode(), now)
     assert isinstance(ack, Ack) and str(ack.id) == cid and ack.serial == "B1"
     assert isinstance(parse("batteries/B1/cmd/ack", b"nope", now), DeadLetter)
+    nul = parse(
+        "batteries/B1/cmd/ack", f'{{"id": "{cid}", "stage": "rejected", "error": "a\\u0000b"}}'.encode(), now
+    )
+    assert isinstance(nul, Ack) and nul.error == "ab"
     bad = parse("batteries/B1/cmd/ack", b'{"id": "x", "stage": "received"}', now)
     assert isinstance(bad, DeadLetter) and bad.reason == "invalid_ack" and "id" in (bad.detail or "")
     assert isinstance(parse("batteries/B1/cmd/ack", b" " * (256 * 1024 + 1), now), DeadLetter)
