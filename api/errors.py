@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -74,7 +75,12 @@ class TooManyRequests(ApiError):
 
 
 _STATUS_NAMES = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 429: TooManyRequests
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    429: TooManyRequests,
 }
 
 
@@ -99,6 +105,17 @@ def install_error_handlers(app: FastAPI) -> None:
         details = validation_details(list(exc.errors()))
         fields = ", ".join(sorted({d["field"] for d in details}))
         body = {"error": f"Invalid fields: {fields}", "details": details, "code": "VALIDATION_ERROR"}
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # Input the database cannot hold (a NUL character, a number out of range): the caller's error.
+        log.info("data error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        body = {
+            "error": "Invalid data",
+            "details": "The request holds a value the database cannot store (for example a NUL character)",
+            "code": "INVALID_DATA",
+        }
         return JSONResponse(body, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

@@ -116,6 +116,8 @@ def clean_row(raw: dict[str, Any], *, require_tag: bool = True, blank_is_null: b
                 raise RowError(key, "must be a string")
             if value is not None and len(value) > MAX_TEXT:
                 raise RowError(key, f"at most {MAX_TEXT} characters")
+            if value is not None and "\x00" in value:
+                raise RowError(key, "contains a NUL character")
             out[TEXT_COLUMNS[key]] = value
         elif key == "warranty_months":
             out["warranty_months"] = _int(key, value, 0, 1200)
