@@ -52,18 +52,29 @@ def log(message: str) -> None:
 
 
 def publish(port: int, serials: list[str], count: int, rate: float | None, qos: int) -> dict[str, Any]:
-    """Publish `count` readings round-robin over `serials`; ts is the publish time (epoch ms)."""
+    """Publish `count` readings round-robin over `serials`; ts is the publish time (epoch ms).
+
+    One thread: without paho's network thread, publish() writes straight to the socket and
+    loop() reads the PUBACKs, so publisher and network thread do not take turns on the GIL.
+    """
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}", protocol=mqtt.MQTTv5
     )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
+    acked = 0
+
+    def on_publish(*_a: Any) -> None:
+        nonlocal acked
+        acked += 1
+
+    client.on_publish = on_publish
     client.connect("127.0.0.1", port)
-    client.loop_start()
+    while not client.is_connected():
+        client.loop(0.1)
     topics = [f"batteries/{s}/telemetry" for s in serials]
     last_ts = [0] * len(serials)
     started = time.time()
-    info = None
     for n in range(count):
         b = n % len(serials)
         ts = max(int(time.time() * 1000), last_ts[b] + 1)  # unique per battery even at high rates
@@ -72,17 +83,20 @@ def publish(port: int, serials: list[str], count: int, rate: float | None, qos: 
             f'{{"ts":{ts},"voltage":{48 + n % 7}.5,"current":{n % 40 - 20}.25,'
             f'"soc":{n % 100},"temperature":31.5}}'
         )
-        info = client.publish(topics[b], payload, qos=qos)
+        client.publish(topics[b], payload, qos=qos)
         if rate is not None:
             ahead = started + (n + 1) / rate - time.time()
             if ahead > 0:
-                time.sleep(ahead)
-    if info is not None:
-        info.wait_for_publish(300)
+                client.loop(ahead)
+        elif n % 64 == 0:
+            client.loop(0)
+    target = count if qos else 0
+    deadline = time.time() + 300
+    while acked < target and time.time() < deadline:
+        client.loop(0.05)
     finished = time.time()
-    client.loop_stop()
     client.disconnect()
-    return {"started": started, "finished": finished}
+    return {"started": started, "finished": finished, "acked": acked}
 
 
 def bare_subscribe(port: int, count: int, ready: Path) -> dict[str, Any]:
