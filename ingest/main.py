@@ -75,18 +75,18 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     thread = threading.Thread(
         target=drain, args=(buffer, writer, receiver), name="ingest-writer", daemon=True
     )
-    thread.start()
-    receiver.start()
-    log.info(
-        "ingest worker started",
-        extra={
-            "mqtt": repr(settings.mqtt),
-            "batch_rows": settings.ingest_batch_rows,
-            "batch_ms": settings.ingest_batch_ms,
-            "max_buffered": settings.ingest_max_buffered,
-        },
-    )
     try:
+        thread.start()
+        receiver.start()
+        log.info(
+            "ingest worker started",
+            extra={
+                "mqtt": repr(settings.mqtt),
+                "batch_rows": settings.ingest_batch_rows,
+                "batch_ms": settings.ingest_batch_ms,
+                "max_buffered": settings.ingest_max_buffered,
+            },
+        )
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
@@ -114,7 +114,8 @@ def _shutdown(buffer: Buffer, writer: Writer, receiver: Receiver, thread: thread
     while thread.is_alive() and time.monotonic() < deadline and not writer.failing:
         thread.join(0.1)
     writer.abandon.set()
-    thread.join(SHUTDOWN_FLUSH_SECONDS)
+    if thread.is_alive():
+        thread.join(SHUTDOWN_FLUSH_SECONDS)
     receiver.stop()
     if not thread.is_alive():
         writer.close()
