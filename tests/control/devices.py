@@ -48,6 +48,7 @@ class Device:
         self.mode = mode
         self.received: list[tuple[float, dict[str, Any]]] = []
         self.applied: list[str] = []
+        self.expiry_intervals: list[int | None] = []  # MQTT 5 message expiry of each command received
         self.enabled = True
         self._lock = threading.Lock()
         self.client = mqtt.Client(
@@ -100,6 +101,7 @@ class Device:
 
     def _on_command(self, _client: Any, _userdata: Any, msg: Any) -> None:
         command = json.loads(msg.payload)
+        self.expiry_intervals.append(getattr(msg.properties, "MessageExpiryInterval", None))
         with self._lock:
             repeated = any(c["id"] == command["id"] for _, c in self.received)
             done = command["id"] in self.applied

@@ -59,6 +59,7 @@ def test_round_trip_through_the_api(control, api: TestClient, devices, dealer_se
     command = wait_for(done, timeout=10)
     assert device.ids() == [command["id"]]
     assert device.received[0][1]["action"] == "disable" and device.received[0][1]["spec"] == "both"
+    assert 50 <= device.expiry_intervals[0] <= 60  # the TTL (60 s here) travels as the MQTT 5 message expiry
     for stamp in ("created_at", "sent_at", "delivered_at", "finished_at", "expires_at"):
         assert command[stamp], stamp
     assert command["created_at"] <= command["sent_at"] <= command["delivered_at"] <= command["finished_at"]
