@@ -184,20 +184,30 @@ async def cancel_command(conn: AsyncConnection[Row], *, command_id: UUID, reason
 
 
 async def restore_desired(conn: AsyncConnection[Row], *, command: Row) -> None:
-    """Put the battery's desired state back to what it was before this (cancelled) command."""
+    """Put the battery back to the desired state it had before this (cancelled) command.
+
+    That is the state before the first command of its chain of supersessions: cancelling the
+    last of "disable, then enable" returns to what was wanted before the disable, not to it.
+    """
     await conn.execute(
-        """UPDATE batteries
-           SET desired_enabled = coalesce(%s, desired_enabled), desired_spec = coalesce(%s, desired_spec),
-               status = CASE WHEN %s::text IS NULL THEN status ELSE coalesce(%s, status) END,
+        """WITH RECURSIVE chain AS (
+               SELECT id, prev_desired_enabled, prev_desired_spec, prev_status, battery_status, 0 AS depth
+               FROM commands WHERE id = %(id)s
+               UNION ALL
+               SELECT c.id, c.prev_desired_enabled, c.prev_desired_spec, c.prev_status, c.battery_status,
+                      chain.depth + 1
+               FROM commands c JOIN chain ON c.superseded_by = chain.id
+           ),
+           first AS (SELECT * FROM chain ORDER BY depth DESC LIMIT 1),
+           touched AS (SELECT bool_or(battery_status IS NOT NULL) AS status FROM chain)
+           UPDATE batteries b
+           SET desired_enabled = coalesce(first.prev_desired_enabled, b.desired_enabled),
+               desired_spec = coalesce(first.prev_desired_spec, b.desired_spec),
+               status = CASE WHEN touched.status THEN coalesce(first.prev_status, b.status) ELSE b.status END,
                updated_at = now()
-           WHERE id = %s""",
-        (
-            command["prev_desired_enabled"],
-            command["prev_desired_spec"],
-            command["battery_status"],
-            command["prev_status"],
-            command["battery_id"],
-        ),
+           FROM first, touched
+           WHERE b.id = %(battery_id)s""",
+        {"id": command["id"], "battery_id": command["battery_id"]},
     )
 
 

@@ -166,6 +166,22 @@ def test_cancel_restores_the_desired_state_and_refuses_final_commands(
     assert again["code"] == "COMMAND_NOT_CANCELLABLE"
 
 
+def test_cancelling_the_last_of_a_chain_restores_the_state_before_the_chain(
+    api: TestClient, dealer_setup
+) -> None:
+    serial, headers = dealer_setup["serial"], dealer_setup["headers"]
+    for action in ("inactive", "maintenance"):  # the second supersedes the first (no control runs)
+        assert (
+            api.post(f"/api/batteries/{serial}/control", json={"action": action}, headers=headers).status_code
+            == 200
+        )
+    newest = api.get(f"/api/batteries/{serial}/commands", headers=headers).json()[0]
+    assert api.post(f"/api/commands/{newest['id']}/cancel", headers=headers).status_code == 200
+    detail = api.get(f"/api/batteries/{serial}", headers=headers).json()
+    assert detail["battery"]["status"] == "active" and detail["control"]["desired"]["enabled"] is True
+    assert detail["control"]["pending_command"] is None
+
+
 def test_last_intent_wins(api: TestClient, dealer_setup, db) -> None:
     serial, headers = dealer_setup["serial"], dealer_setup["headers"]
     for action in ("inactive", "active", "maintenance"):
