@@ -58,12 +58,18 @@ class Device:
         )
         self.client.will_set(f"batteries/{serial}/status", json.dumps({"online": False}), qos=1, retain=True)
         self.client.on_message = self._on_command
+        self.subscribed = threading.Event()
+        self.client.on_connect = self._on_connect  # (re)subscribe on every connect, as firmware would
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.reconnect_delay_set(0.2, 1)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
-        self.client.subscribe(f"batteries/{serial}/cmd", qos=1)[0]
-        time.sleep(0.05)
+        assert self.subscribed.wait(10), "device did not subscribe"
         if online:
             self.status(online=True)
+
+    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, _reason: Any, _props: Any = None) -> None:
+        client.subscribe(f"batteries/{self.serial}/cmd", qos=1)
 
     def status(self, *, online: bool) -> None:
         body = {

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from tests import factories
 from tests.conftest import make_settings
 from tests.control.conftest import FAST, command_row, events_of
-from tests.control.devices import ControlThread, wait_for
+from tests.control.devices import ControlThread, Device, wait_for
 
 
 def _issue(db: psycopg.Connection, battery_id: int, action: str = "disable", ttl_s: float = 60) -> str:
@@ -215,3 +215,19 @@ def test_commands_of_one_battery_go_one_at_a_time_in_order(control, db, devices)
     device.ack(first, "applied", enabled=False)
     wait_for(lambda: command_row(db, third)["status"] == "delivered")
     assert device.ids()[-1] == third and second not in device.ids()
+
+
+def test_control_reconnects_after_the_broker_restarts(database_url, own_mosquitto, db) -> None:
+    settings = make_settings(database_url, own_mosquitto.url, **FAST)
+    battery = factories.battery(db, dealer_id=factories.dealer(db)["id"])
+    device = Device(own_mosquitto.port, battery["serial_number"])
+    runner = ControlThread(settings, f"test-control-{uuid.uuid4().hex[:8]}").start()
+    try:
+        own_mosquitto.stop()
+        command_id = _issue(db, battery["id"])  # issued while the broker is away
+        own_mosquitto.start()
+        wait_for(lambda: command_row(db, command_id)["status"] == "succeeded", timeout=20)
+        assert device.ids()[-1] == command_id
+    finally:
+        runner.stop()
+        device.close()
