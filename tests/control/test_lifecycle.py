@@ -195,7 +195,10 @@ def test_duplicate_out_of_order_unknown_and_misrouted_acks_do_not_corrupt_state(
         assert after[column] == done[column], column
     assert after["status"] == "succeeded" and after["error"] is None and after["device_enabled"] is False
     statuses = [e["status"] for e in events_of(db, command_id)]
-    assert statuses[:4] == ["queued", "sent", "delivered", "succeeded"]
+    transitions = [
+        s for i, s in enumerate(statuses) if s != "ack_ignored" and (i == 0 or s != statuses[i - 1])
+    ]
+    assert transitions == ["queued", "sent", "delivered", "succeeded"]  # re-sends of a silent device aside
     assert db.execute("SELECT count(*) AS n FROM commands WHERE id = %s", (unknown,)).fetchone()["n"] == 0
 
 
