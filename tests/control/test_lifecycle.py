@@ -116,12 +116,13 @@ def test_silent_device_is_retried_with_backoff_then_expires(database_url, mosqui
         wait_for(lambda: command_row(db, command_id)["status"] == "expired", timeout=10)
         row = command_row(db, command_id)
         assert row["finished_at"] >= row["expires_at"]
-        assert row["finished_at"] - row["expires_at"] < timedelta(seconds=2)
+        assert row["finished_at"] - row["expires_at"] < timedelta(seconds=3)
         times = [t for t, c in device.received if c["id"] == command_id]
         assert len(times) == row["attempts"] >= 4 and set(device.ids()) == {command_id}
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         # 0.2, 0.4, 0.8, then capped at 0.8 (+10% jitter, + up to a sweep interval of lateness)
-        assert 0.15 <= gaps[0] <= 0.45 and 0.35 <= gaps[1] <= 0.7 and all(0.7 <= g <= 1.3 for g in gaps[2:])
+        assert 0.1 <= gaps[0] <= 0.6 and 0.25 <= gaps[1] <= 0.9 and all(0.6 <= g <= 1.6 for g in gaps[2:])
+        assert gaps[0] < gaps[1] < gaps[2]  # doubling, then capped
         sent_events = [e for e in events_of(db, command_id) if e["status"] == "sent"]
         assert len(sent_events) == row["attempts"]
 
