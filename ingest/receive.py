@@ -1,25 +1,23 @@
 """The MQTT side: a paho client with manual acknowledgement and a persistent session.
 
-paho's network thread calls `_on_message`, which parses the message and puts it in the buffer
-(blocking while the buffer is full). The writer calls `ack` after its batch has committed.
+paho's network thread calls `_deliver` for each message, which parses it and puts it in the
+buffer (blocking while the buffer is full). The writer calls `ack` after its batch has committed.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 import time
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import metrics
 from ingest.batch import Buffer, Message, message_weight
+from ingest.client import IngestClient
 from ingest.parse import ParsedReadings, StatusUpdate, parse
 from packfleet.mqtt import paho_client, paho_connect_properties
 from packfleet.settings import Settings
@@ -29,71 +27,10 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30
 FILTERS = (topics.TELEMETRY_FILTER, topics.STATUS_FILTER)
-_READ_AHEAD = 65536
-_PACKETS_PER_READ = 100
 _RECEIVE_MAXIMUM_CAP = 65535  # the largest value MQTT 5 can carry
-PUBACK = PacketTypes.PUBACK << 4
 _TELEMETRY = metrics.RECEIVED.labels("telemetry")
 _STATUS = metrics.RECEIVED.labels("status")
 _OTHER = metrics.RECEIVED.labels("invalid")  # refused by the parser
-_PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id: success in 3.1.1 and 5
-
-
-class _ReadAheadSocket:
-    """A TCP socket whose small reads come from a 64 KiB read-ahead buffer.
-
-    paho reads every packet with three or more `recv` calls (a byte of type, the length a byte at
-    a time, then the body); from a buffer those are slices, not system calls. `pending()` is what
-    paho already asks of TLS sockets so that it does not wait in select() with data buffered.
-    """
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buf = b""
-        self._pos = 0
-
-    def recv(self, size: int) -> bytes:
-        if self._pos >= len(self._buf):
-            data: bytes = self._sock.recv(_READ_AHEAD)  # BlockingIOError when empty, b"" at EOF
-            if len(data) <= size:
-                return data
-            self._buf, self._pos = data, 0
-        start = self._pos
-        self._pos = start + size
-        return self._buf[start : self._pos]
-
-    def pending(self) -> int:
-        return max(len(self._buf) - self._pos, 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class _IngestClient(paho.Client):
-    """paho, reading ahead, handling up to 100 packets per wake-up, dispatching straight away."""
-
-    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
-        # There are no per-topic callbacks: paho's topic matching and locks for each message
-        # cost 3.9 µs here, the direct call 0.4 µs. (Our on_message never raises.)
-        on_message = self.on_message
-        if on_message is not None:
-            on_message(self, self._userdata, message)
-
-    def _create_socket(self) -> Any:
-        return _ReadAheadSocket(super()._create_socket())
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        # paho reads one packet per select() unless its own messages are in flight; a worker
-        # that only receives would pay a select() and a keepalive check for every message.
-        for _ in range(_PACKETS_PER_READ):
-            if self._sock is None:
-                return MQTTErrorCode.MQTT_ERR_NO_CONN
-            rc = self._packet_read()
-            if rc > 0:
-                return self._loop_rc_handle(rc)
-            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-                break
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 class Receiver:
@@ -103,20 +40,23 @@ class Receiver:
         self._settings = settings
         self._buffer = buffer
         self._protocol = settings.mqtt_protocol
-        self._client = paho_client(
+        client = paho_client(
             settings.mqtt,
             client_id=settings.ingest_client_id,
             protocol=self._protocol,
             persistent=True,
             manual_ack=True,
-            client_class=_IngestClient,
+            client_class=IngestClient,
         )
+        assert isinstance(client, IngestClient)
+        self._client = client
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_message = self._on_message
+        self._client.on_message = self._on_message  # what paho itself decodes (QoS 2: never here)
+        self._client.deliver = self._deliver
         # Acks are valid only on the connection their message came on: after a reconnect the
         # broker redelivers what was not acknowledged, and a stale packet id must not ack
         # something else. The lock orders `ack` against the connection callbacks.
@@ -164,21 +104,11 @@ class Receiver:
         with self._lock:
             current = [m.mid for m in acked if m.generation == self._generation] if self._connected else []
             if current:
-                self._send_acks(current)
+                self._client.ack_many(current)
         skipped = len(acked) - len(current)
         if skipped:
             metrics.ACKS_SKIPPED.inc(skipped)
         return skipped
-
-    def _send_acks(self, mids: list[int]) -> None:
-        # One write of all the batch's PUBACKs instead of one queued packet and one wake-up of
-        # paho's thread per message: `Client.ack` costs about 4 µs a message here, this 0.3 µs.
-        queue = getattr(self._client, "_packet_queue", None)
-        if queue is None:  # a paho without it: the public, slower way
-            for mid in mids:
-                self._client.ack(mid, 1)
-            return
-        queue(PUBACK, b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids]), 0, 0)
 
     def _on_connect(
         self,
@@ -237,18 +167,21 @@ class Receiver:
             metrics.CONNECTED.set(1)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._deliver(msg._topic, bytes(msg.payload), msg.mid, msg.qos, msg.retain)
+
+    def _deliver(self, raw_topic: bytes, payload: bytes, mid: int, qos: int, retain: bool) -> None:
+        """Called by paho's thread for each message: parse it and hand it to the buffer."""
         try:
-            self._receive(msg)
+            self._take(raw_topic, payload, mid, qos, retain)
         except Exception:  # paho's thread would die of it, silently ending all receiving
             log.exception("could not take a message; it stays unacknowledged and comes back")
 
-    def _receive(self, msg: paho.MQTTMessage) -> None:
+    def _take(self, raw_topic: bytes, payload: bytes, mid: int, qos: int, retain: bool) -> None:
         received = time.time()
         try:
-            topic = msg.topic
+            topic = raw_topic.decode("utf-8")
         except UnicodeDecodeError:
-            topic = repr(msg._topic)  # the broker should not let one through, but never die of it
-        payload = bytes(msg.payload)  # paho types it bytes | bytearray; it is bytes already
+            topic = repr(raw_topic)  # the broker should not let one through, but never die of it
         parsed = parse(topic, payload)
         kind = type(parsed)
         (_TELEMETRY if kind is ParsedReadings else _STATUS if kind is StatusUpdate else _OTHER).inc()
@@ -256,9 +189,9 @@ class Receiver:
             topic,
             payload,
             parsed,
-            msg.mid,
-            msg.qos,
-            msg.retain,
+            mid,
+            qos,
+            retain,
             received,
             self._generation,
             message_weight(parsed, payload),
