@@ -127,46 +127,39 @@ class InboundWorker:
 
     async def _process_with_retry(self, batch: list[Inbound]) -> None:
         """Record a batch; wait out database outages, and isolate a message the database refuses."""
+        refused = await self._until_refused(batch, tries=3)
+        if refused is None:
+            return
+        for item in batch:  # one by one, to find the message the database refuses
+            refused = await self._until_refused([item], tries=1)
+            if refused is None:
+                continue
+            if isinstance(item, Ack):
+                letter = _letter(item, "unprocessable", f"{type(refused).__name__}: {refused}"[:1000])
+                if await self._until_refused([letter], tries=1) is None:
+                    continue
+            log.error("dropped a device message the database refuses: %r", item)
+
+    async def _until_refused(self, batch: Sequence[Inbound], *, tries: int) -> Exception | None:
+        """Process, retrying through outages however long; the error once it was refused `tries` times."""
         delay = 0.2
         failures = 0
         while True:
             try:
                 await self.process(batch)
-                return
-            except (
-                psycopg.OperationalError,
-                psycopg.errors.SerializationFailure,
-                psycopg.errors.DeadlockDetected,
-            ):
-                # The database is away, or a deadlock was broken: keep the batch and try again.
+                return None
+            except (psycopg.OperationalError, psycopg.errors.DeadlockDetected):
+                # The database is away (the pool's timeout is one of these), or a deadlock was broken.
                 log.warning(
                     "could not record %d device messages; retrying in %.1fs", len(batch), delay, exc_info=True
                 )
-            except Exception:
+            except Exception as exc:
                 failures += 1
-                log.exception("recording %d device messages failed (%d)", len(batch), failures)
-                if failures >= 3:
-                    await self._isolate(batch)
-                    return
+                log.exception("recording %d device messages failed (%d of %d)", len(batch), failures, tries)
+                if failures >= tries:
+                    return exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-
-    async def _isolate(self, batch: list[Inbound]) -> None:
-        """Record the messages of a refused batch one by one; dead-letter the one that is refused."""
-        for item in batch:
-            try:
-                await self.process([item])
-                continue
-            except Exception as exc:
-                refused = exc
-            if isinstance(item, Ack):
-                letter = _letter(item, "unprocessable", f"{type(refused).__name__}: {refused}"[:1000])
-                try:
-                    await self.process([letter])
-                    continue
-                except Exception:
-                    pass
-            log.error("dropped a device message the database refuses: %r", item)
 
     async def process(self, batch: Sequence[Inbound]) -> None:
         acks = [m for m in batch if isinstance(m, Ack)]

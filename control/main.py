@@ -93,7 +93,7 @@ def _scheduler(settings: Settings, pool: Pool, dispatcher: Dispatcher) -> AsyncI
     scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=UTC)
     common = {"replace_existing": True, "coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
     every = retry_sweep_seconds(settings)
-    scheduler.add_job(dispatcher.sweep, "interval", seconds=every, id="control.retry_sweep", **common)
+    scheduler.add_job(_guard(dispatcher.sweep), "interval", seconds=every, id="control.retry_sweep", **common)
     scheduler.add_job(
         _guard(expire_sweep, pool, dispatcher),
         "interval",

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import psycopg
 from fastapi.testclient import TestClient
+from psycopg.rows import dict_row
 
 from tests import factories
 from tests.conftest import make_settings
@@ -235,3 +236,41 @@ def test_control_reconnects_after_the_broker_restarts(database_url, own_mosquitt
     finally:
         runner.stop()
         device.close()
+
+
+def test_an_ack_the_database_refuses_is_dead_lettered_and_the_rest_go_on(
+    fresh_database_url, mosquitto, devices
+) -> None:
+    with psycopg.connect(fresh_database_url, autocommit=True, row_factory=dict_row) as db:
+        # A real refusal from PostgreSQL (here a trigger) for one device error text only.
+        db.execute(
+            """CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN IF NEW.error = 'poison' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
+               CREATE TRIGGER refuse_poison BEFORE UPDATE ON commands
+                   FOR EACH ROW EXECUTE FUNCTION refuse_poison();"""
+        )
+        dealer = factories.dealer(db)
+        poisoned, healthy = (
+            factories.battery(db, dealer_id=dealer["id"]),
+            factories.battery(db, dealer_id=dealer["id"]),
+        )
+        settings = make_settings(fresh_database_url, mosquitto.url, **FAST)
+        bad = devices(poisoned["serial_number"], mode="silent")
+        devices(healthy["serial_number"])
+        runner = ControlThread(settings, f"test-control-{uuid.uuid4().hex[:8]}").start()
+        try:
+            bad_id = _issue(db, poisoned["id"])
+            wait_for(lambda: bad.ids())
+            bad.ack(bad_id, "rejected", error="poison")
+            letter = wait_for(
+                lambda: db.execute(
+                    "SELECT reason, detail FROM dead_letters WHERE reason = 'unprocessable'"
+                ).fetchone(),
+                timeout=15,
+            )
+            assert "refused" in letter["detail"]
+            good_id = _issue(db, healthy["id"])
+            wait_for(lambda: command_row(db, good_id)["status"] == "succeeded")
+            assert command_row(db, bad_id)["status"] == "sent"  # unchanged; the device will be asked again
+        finally:
+            runner.stop()
