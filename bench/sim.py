@@ -89,7 +89,7 @@ def bench(
             assert sim.stderr is not None
             for line in sim.stderr:
                 log_tail[:] = [*log_tail[-20:], line]
-                if '"devices connected"' in line:
+                if '"msg": "devices connected' in line:
                     connected.update(json.loads(line))
 
         reader = threading.Thread(target=read_log, daemon=True)

@@ -53,6 +53,14 @@ def sim(
     time_scale: Annotated[
         float, typer.Option(help="model seconds per second (60: an hour a minute)", min=0.01)
     ] = 1.0,
+    multiplexed: Annotated[
+        int,
+        typer.Option(
+            help="LOAD TESTS ONLY: batteries share this many MQTT connections (no per-battery will); "
+            "0 gives each battery its own",
+            min=0,
+        ),
+    ] = 0,
     metrics_port: Annotated[int | None, typer.Option(help="serve Prometheus metrics on this port")] = None,
 ) -> None:
     """Simulate batteries speaking the MQTT device contract until Ctrl-C."""
@@ -72,6 +80,7 @@ def sim(
         dealer_id=dealer_id,
         device_password=device_password,
         time_scale=time_scale,
+        multiplexed=multiplexed,
     )
     try:
         options.serial_list()

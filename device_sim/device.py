@@ -10,7 +10,7 @@ import socket
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from pydantic import ValidationError
@@ -20,6 +20,9 @@ from device_sim.model import FleetModel
 from device_sim.transport import Driver
 from schemas import topics
 from schemas.device import MAX_BATCH_READINGS, Command
+
+if TYPE_CHECKING:
+    from device_sim.multiplex import SharedConnection
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,7 @@ class Device:
         self._retry_s = 1.0
         self._reconnect: asyncio.TimerHandle | None = None
         self._offline_until = 0.0
+        self.shared: SharedConnection | None = None  # set in multiplexed mode
         self._topic_telemetry = topics.telemetry(serial)
         self._topic_status = topics.status(serial)
         self._topic_ack = topics.command_ack(serial)
@@ -152,14 +156,31 @@ class Device:
         if self.link.stopping:
             client.disconnect()
             return
-        self.connected = True
         self._retry_s = 1.0
+        client.subscribe(self._topic_cmd, qos=1)
+        self.attach(client)
+
+    def attach(self, client: paho.Client) -> None:
+        """The link is up (this device's own, or a shared one): announce, then upload the backlog."""
+        self.client = client
+        self.connected = True
         stats = self.link.stats
         stats.connected += 1
         stats.connects += 1
-        client.subscribe(self._topic_cmd, qos=1)
         self.publish_status()
         self._flush_backlog()
+
+    def detach(self) -> None:
+        """The link is down: readings the broker never acknowledged go back to the buffer, in order."""
+        if self.connected:
+            self.connected = False
+            self.link.stats.connected -= 1
+            self.link.stats.disconnects += 1
+            if self.link.stopping and self.link.stats.connected == 0:
+                self.link.all_offline.set()
+        for mid in sorted(self._inflight, reverse=True):
+            self.backlog.extendleft(reversed(self._inflight[mid]))
+        self._inflight.clear()
 
     def _on_disconnect(
         self, client: paho.Client, accepted: Any, _flags: Any, reason: Any, _props: Any
@@ -169,16 +190,7 @@ class Device:
         if not accepted.done():
             accepted.set_result(False)
         self.link.driver.forget(client)
-        if self.connected:
-            self.connected = False
-            self.link.stats.connected -= 1
-            self.link.stats.disconnects += 1
-            if self.link.stopping and self.link.stats.connected == 0:
-                self.link.all_offline.set()
-        # Readings the broker never acknowledged go back to the front of the buffer, in order.
-        for mid in sorted(self._inflight, reverse=True):
-            self.backlog.extendleft(reversed(self._inflight[mid]))
-        self._inflight.clear()
+        self.detach()
         if not self.link.stopping:
             self._schedule_reconnect()
 
@@ -209,6 +221,9 @@ class Device:
         """Drop the TCP connection without a DISCONNECT, as a device losing its network does."""
         if not self.connected or self.client is None:
             return
+        if self.shared is not None:
+            self.shared.flap()  # multiplexed: the whole shared connection drops
+            return
         self.link.stats.flaps += 1
         self._offline_until = time.time() + self.dice.offline_for()
         sock = self.client.socket()
@@ -222,7 +237,8 @@ class Device:
             self._reconnect = None
         if self.connected and self.client is not None:
             self.publish_status(online=False)
-            self.client.disconnect()
+            if self.shared is None:  # a shared connection is closed by its owner, after everyone
+                self.client.disconnect()
 
     # Telemetry.
 
@@ -273,9 +289,15 @@ class Device:
         info = self.client.publish(self._topic_telemetry, payload, qos=1)
         if readings:
             self._inflight[info.mid] = readings
+            if self.shared is not None:
+                self.shared.mids[info.mid] = self
             self.link.stats.readings_published += len(readings)
 
     def _on_publish(self, _client: paho.Client, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
+        self.published(mid)
+
+    def published(self, mid: int) -> None:
+        """The broker acknowledged message `mid`: its readings are safe."""
         self._inflight.pop(mid, None)
 
     def _flush_backlog(self) -> None:

@@ -15,6 +15,7 @@ from device_sim.device import Device, Link, Stats
 from device_sim.faults import Faults
 from device_sim.metrics import export
 from device_sim.model import FleetModel, PackSpec
+from device_sim.multiplex import SharedConnection
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Fleet:
         city: tuple[float, float],
         time_scale: float = 1.0,
         summary_every: float = 5.0,
+        multiplexed: int = 0,
     ) -> None:
         self.model = FleetModel(specs, seed=seed, city=city, start_time=time.time())
         self.link = link
@@ -56,6 +58,19 @@ class Fleet:
             Device(serial=s, index=i, model=self.model, link=link, faults=faults, seed=seed * 1_000_003 + i)
             for i, s in enumerate(serials)
         ]
+        # Multiplexed mode (load tests only): the batteries share this many connections.
+        self.shared: list[SharedConnection] = []
+        if multiplexed > 0:
+            size = -(-len(self.devices) // min(multiplexed, len(self.devices)))
+            self.shared = [
+                SharedConnection(
+                    name=f"mux-{self.devices[k].serial}-{k // size}",
+                    devices=self.devices[k : k + size],
+                    link=link,
+                    seed=seed * 7_919 + k,
+                )
+                for k in range(0, len(self.devices), size)
+            ]
         # The model ticks at most once a second; each device reads at its own slot of the interval,
         # so 10,000 devices at 10 s make a steady 1,000 readings/s rather than a burst every 10 s.
         self.tick = min(1.0, interval)
@@ -85,17 +100,18 @@ class Fleet:
 
     async def _connect_all(self, stop: asyncio.Event) -> None:
         gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
-        total = len(self.devices)
+        links: list[Device] | list[SharedConnection] = self.shared or self.devices
+        total = len(links)
         started = time.monotonic()
         done = 0
         last_note = started
 
-        async def one(device: Device) -> None:
+        async def one(link: Device | SharedConnection) -> None:
             nonlocal done, last_note
             async with gate:
                 if stop.is_set():
                     return
-                await device.connect()
+                await link.connect()
             done += 1
             now = time.monotonic()
             if now - last_note >= 2.0 and done < total:
@@ -107,14 +123,19 @@ class Fleet:
                     extra={"attempted": done, "connected": self.stats.connected},
                 )
 
-        await asyncio.gather(*(one(d) for d in self.devices))
+        await asyncio.gather(*(one(link) for link in links))
         seconds = round(time.monotonic() - started, 1)
         log.info(
             "devices connected: %d/%d in %.1f s",
             self.stats.connected,
-            total,
+            len(self.devices),
             seconds,
-            extra={"connected": self.stats.connected, "total": total, "seconds": seconds},
+            extra={
+                "connected": self.stats.connected,
+                "total": len(self.devices),
+                "connections": total,
+                "seconds": seconds,
+            },
         )
 
     async def _tick(self, stop: asyncio.Event) -> None:
@@ -141,6 +162,8 @@ class Fleet:
         self.link.stopping = True
         for device in self.devices:
             device.go_offline()
+        for shared in self.shared:
+            shared.close()
         if self.stats.connected > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.link.all_offline.wait(), timeout=10.0)

@@ -40,6 +40,10 @@ class SimOptions:
     device_password: str | None = None  # set: devices log in as their serial (production ACL); {serial} ok
     time_scale: float = 1.0  # model seconds per wall second: 60 makes an hour of riding a minute
     summary_every: float = 5.0
+    # 0: one MQTT connection per battery, each with its own identity and will (the real thing).
+    # N: MULTIPLEXED MODE for load tests beyond the open-files limit: batteries share N
+    # connections, and lose their own identity and will (see multiplex.py).
+    multiplexed: int = 0
 
     def serial_list(self) -> list[str]:
         if self.serials is not None:
@@ -90,12 +94,13 @@ async def run(settings: Settings, stop: asyncio.Event, options: SimOptions | Non
         raise ValueError("interval must be at least 0.05 s")
     serials = options.serial_list()
     specs = await _specs(settings, options, serials)
-    fds = raise_fd_limit(len(serials) + _FDS_SPARE)
-    if fds < len(serials) + _FDS_SPARE:
+    sockets = min(options.multiplexed, len(serials)) if options.multiplexed > 0 else len(serials)
+    fds = raise_fd_limit(sockets + _FDS_SPARE)
+    if fds < sockets + _FDS_SPARE:
         log.warning(
-            "open-files limit allows about %d connections for %d batteries",
+            "open-files limit allows about %d connections for %d batteries: use --multiplexed to share them",
             fds - _FDS_SPARE,
-            len(serials),
+            sockets,
             extra={"nofile": fds},
         )
     target = settings.mqtt
@@ -120,8 +125,16 @@ async def run(settings: Settings, stop: asyncio.Event, options: SimOptions | Non
             "faults": options.faults.describe(),
             "seed": options.seed,
             "nofile": fds,
+            "connections": sockets,
         },
     )
+    if options.multiplexed > 0:
+        log.warning(
+            "MULTIPLEXED MODE (load tests only): %d batteries share %d MQTT connections, "
+            "without per-battery client ids or will messages",
+            len(serials),
+            sockets,
+        )
     fleet = Fleet(
         serials=serials,
         specs=specs,
@@ -132,5 +145,6 @@ async def run(settings: Settings, stop: asyncio.Event, options: SimOptions | Non
         city=options.city,
         time_scale=options.time_scale,
         summary_every=options.summary_every,
+        multiplexed=options.multiplexed,
     )
     await fleet.run(stop)
