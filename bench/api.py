@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import io
 import json
+import multiprocessing
 import os
 import random
 import secrets
@@ -115,36 +116,55 @@ def load(url: str, *, batteries: int) -> tuple[list[str], dict]:  # type: ignore
     return serials, {"id": admin[0], "role": admin[1], "name": admin[2]}
 
 
-async def drive(base: str, token: str, paths: list[str], *, clients: int, seconds: float) -> dict:  # type: ignore[type-arg]
-    """Closed-loop clients requesting random paths; latency per request in ms."""
+async def _clients(base: str, token: str, paths: list[str], clients: int, start_at: float, seconds: float):  # type: ignore[no-untyped-def]
+    """Closed-loop clients, each with its own connection (one shared httpx pool costs more CPU than
+    the API under test), requesting random paths from `start_at` for `seconds`."""
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=base, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30
-    ) as client:
-        for path in paths[: clients * 2]:  # warm up connections and caches
-            await client.get(path)
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    sessions = [
+        httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) for _ in range(clients)
+    ]
+    try:
+        for session in sessions:  # open the connections before the clock starts
+            await session.get(paths[0])
+        await asyncio.sleep(max(0.0, start_at - time.time()))
         deadline = time.perf_counter() + seconds
 
-        async def worker() -> None:
+        async def worker(session: httpx.AsyncClient) -> None:
             nonlocal errors
             while time.perf_counter() < deadline:
                 path = random.choice(paths)
                 started = time.perf_counter()
-                answer = await client.get(path)
+                answer = await session.get(path)
                 latencies.append((time.perf_counter() - started) * 1000)
                 if answer.status_code != 200:
                     errors += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
+        await asyncio.gather(*(worker(s) for s in sessions))
+    finally:
+        for session in sessions:
+            await session.aclose()
+    return latencies, errors
+
+
+def _client_process(args: tuple) -> tuple[list[float], int]:  # type: ignore[type-arg]
+    return asyncio.run(_clients(*args))
+
+
+def drive(base: str, token: str, paths: list[str], *, clients: int, procs: int, seconds: float) -> dict:  # type: ignore[type-arg]
+    """`clients` concurrent clients spread over `procs` processes; latency per request in ms."""
+    start_at = time.time() + 2.0 + clients * 0.01
+    shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    with multiprocessing.get_context("fork").Pool(procs) as pool:
+        parts = pool.map(_client_process, [(base, token, paths, n, start_at, seconds) for n in shares if n])
+    latencies = sorted(x for part, _ in parts for x in part)
+    errors = sum(e for _, e in parts)
     return {
         "requests": len(latencies),
         "errors": errors,
-        "rps": round(len(latencies) / elapsed, 1),
+        "rps": round(len(latencies) / seconds, 1),
         "p50_ms": round(statistics.median(latencies), 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
     }
@@ -195,6 +215,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per endpoint")
     parser.add_argument("--csv-rows", type=int, default=50_000)
     parser.add_argument("--pool", type=int, default=10, help="API database pool size")
+    parser.add_argument("--procs", type=int, default=2, help="client processes the clients are spread over")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
@@ -254,18 +275,13 @@ def main() -> None:
                 raise RuntimeError("the API server did not start")
             time.sleep(0.1)
         token = issue_token(admin, secret=secret, ttl=timedelta(hours=1))
-        detail = asyncio.run(
-            drive(
-                base,
-                token,
-                [f"/api/batteries/{s}" for s in serials],
-                clients=args.clients,
-                seconds=args.seconds,
-            )
+        detail_paths = [f"/api/batteries/{s}" for s in serials]
+        detail = drive(
+            base, token, detail_paths, clients=args.clients, procs=args.procs, seconds=args.seconds
         )
         print(f"GET /api/batteries/{{serial}}: {detail}", file=sys.stderr)
         pages = ["/api/battery_pack?limit=100"]  # the first page, as the issue asks
-        listing = asyncio.run(drive(base, token, pages, clients=args.clients, seconds=args.seconds))
+        listing = drive(base, token, pages, clients=args.clients, procs=args.procs, seconds=args.seconds)
         print(f"GET /api/battery_pack?limit=100: {listing}", file=sys.stderr)
         imported = csv_import(base, token, args.csv_rows) if args.csv_rows else None
         print(f"CSV import: {imported}", file=sys.stderr)
@@ -273,6 +289,7 @@ def main() -> None:
             "batteries": args.batteries,
             "clients": args.clients,
             "workers": args.workers,
+            "client_procs": args.procs,
             "seconds_per_endpoint": args.seconds,
             "cpus": os.cpu_count(),
             "battery_detail": detail,
