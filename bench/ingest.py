@@ -41,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
+from ingest.client import IngestClient  # noqa: E402
 from tests import services  # noqa: E402
 
 
@@ -99,17 +100,19 @@ def publish(port: int, serials: list[str], count: int, rate: float | None, qos: 
     return {"started": started, "finished": finished, "acked": acked}
 
 
-def bare_subscribe(port: int, count: int, ready: Path) -> dict[str, Any]:
-    """Count messages on the telemetry topics with a plain QoS 1 paho subscriber (auto-ack).
+def bare_subscribe(port: int, count: int, ready: Path, tuned: bool) -> dict[str, Any]:
+    """Count messages on the telemetry topics with a QoS 1 paho subscriber that does nothing else.
 
-    Its session is persistent: with count 0 it only subscribes and leaves, so that a later run
-    drains what was published meanwhile (the backlog ceiling).
+    Plain paho (auto-ack), or with `tuned` the worker's own client (ingest/client.py, PUBACKs per
+    500). Its session is persistent: with count 0 it only subscribes and leaves, so that a later
+    run drains what was published meanwhile (the backlog ceiling); count -1 forgets the session.
     """
+    client_id = "bench-bare-tuned" if tuned else "bench-bare"
     got = 0
     first = last = 0.0
     done = threading.Event()
 
-    def on_message(_c: Any, _u: Any, _m: Any) -> None:
+    def counted() -> None:
         nonlocal got, first, last
         got += 1
         if got == 1:
@@ -118,8 +121,8 @@ def bare_subscribe(port: int, count: int, ready: Path) -> dict[str, Any]:
             last = time.time()
             done.set()
 
-    if count < 0:  # forget the session
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
+    if count < 0:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         client.connect("127.0.0.1", port, clean_start=True)
         client.disconnect()
         return {"received": 0}
@@ -129,8 +132,23 @@ def bare_subscribe(port: int, count: int, ready: Path) -> dict[str, Any]:
         if count == 0:
             done.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
-    client.on_message = on_message
+    if tuned:
+        client = IngestClient(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+        )
+        unacked: list[int] = []
+
+        def deliver(_topic: bytes, _payload: bytes, mid: int, _qos: int, _retain: bool) -> None:
+            unacked.append(mid)
+            if len(unacked) >= 500 or got + 1 >= count:
+                client.ack_many(unacked)
+                unacked.clear()
+            counted()
+
+        client.deliver = deliver
+    else:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.on_message = lambda *_a: counted()
     client.on_subscribe = on_subscribe
     client.on_connect = lambda c, *_a: c.subscribe("batteries/+/telemetry", qos=1)
     props = Properties(PacketTypes.CONNECT)
@@ -257,28 +275,36 @@ class IngestProcess:
 
 
 def bench_bare(
-    broker: services.Mosquitto, serials: list[str], opts: argparse.Namespace, work: Path
-) -> tuple[float, float]:
+    broker: services.Mosquitto,
+    opts: argparse.Namespace,
+    work: Path,
+    *,
+    tuned: bool = False,
+    live: bool = True,
+) -> tuple[float | None, float]:
     """Readings per second a bare subscriber takes: live (publisher competing), then a backlog."""
     ready = work / "bare.ready"
 
     def bare(count: int) -> subprocess.Popen[str]:
         ready.unlink(missing_ok=True)
-        return run_role(
-            ["--role", "bare", "--port", str(broker.port), "--count", str(count), "--ready", str(ready)]
-        )
+        args = ["--role", "bare", "--port", str(broker.port), "--count", str(count), "--ready", str(ready)]
+        return run_role(args + (["--tuned"] if tuned else []))
 
-    sub = bare(opts.readings)
-    while not ready.exists():
-        time.sleep(0.05)
-    published = role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
-    live = opts.readings / (role_result(sub)["last"] - published["started"])
+    live_rate = None
+    if live:
+        sub = bare(opts.readings)
+        while not ready.exists():
+            time.sleep(0.05)
+        published = role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
+        live_rate = opts.readings / (role_result(sub)["last"] - published["started"])
+    else:
+        role_result(bare(0))  # only create the session
     # Its session stays subscribed while it is away: publish, then let it drain alone.
     role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
     drained = role_result(bare(opts.readings))
     backlog = opts.readings / (drained["last"] - drained["connected"])
     role_result(bare(-1))  # drop the session, or it would queue every later phase's messages
-    return live, backlog
+    return live_rate, backlog
 
 
 def publisher_args(
@@ -353,6 +379,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--serials-file", help=argparse.SUPPRESS)
     parser.add_argument("--ready", help=argparse.SUPPRESS)
+    parser.add_argument("--tuned", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
 
     if opts.role == "publish":
@@ -360,7 +387,7 @@ def main() -> None:
         print(json.dumps(publish(opts.port, serials, opts.count, opts.rate, opts.qos)))
         return
     if opts.role == "bare":
-        print(json.dumps(bare_subscribe(opts.port, opts.count, Path(opts.ready))))
+        print(json.dumps(bare_subscribe(opts.port, opts.count, Path(opts.ready), opts.tuned)))
         return
 
     result: dict[str, Any] = {
@@ -383,10 +410,15 @@ def main() -> None:
 
             if not opts.skip_ceilings:
                 log("bare paho subscriber (ceiling)")
-                live, backlog = bench_bare(broker, serials, opts, work)
+                live, backlog = bench_bare(broker, opts, work)
+                assert live is not None
                 result["bare_subscriber_per_s"] = round(live)
                 result["bare_backlog_per_s"] = round(backlog)
                 log(f"  live {live:.0f}/s, backlog {backlog:.0f}/s")
+                log("bare subscriber on the worker's tuned paho client (ingest/client.py)")
+                _, tuned = bench_bare(broker, opts, work, tuned=True, live=False)
+                result["bare_tuned_backlog_per_s"] = round(tuned)
+                log(f"  backlog {tuned:.0f}/s")
 
             log(f"ingest: {opts.readings} readings from {opts.batteries} batteries")
             worker = IngestProcess(url, broker, work, opts)
@@ -452,6 +484,9 @@ def main() -> None:
                 result["raw_copy_per_s"] = round(bench_copy(url, serials, opts.readings))
                 result["ingest_vs_bare_live"] = round(
                     result["ingest_per_s"] / result["bare_subscriber_per_s"], 3
+                )
+                result["ingest_vs_tuned_bare_backlog"] = round(
+                    result["ingest_backlog_per_s"] / result["bare_tuned_backlog_per_s"], 3
                 )
                 result["ingest_vs_bare_backlog"] = round(
                     result["ingest_backlog_per_s"] / result["bare_backlog_per_s"], 3

@@ -4,8 +4,10 @@ Pure: no broker, no database, no clock other than the contract's own "not in the
 `parse` never raises; anything it cannot accept comes back as a `DeadLetter` with a reason.
 
 Validation is the contract's pydantic models themselves (schemas.device), so ingest and the
-contract cannot drift apart: measured on this machine, `Reading.model_validate_json` takes about
-4.7 µs a message, no slower than `json.loads` plus hand-written range checks (bench/ingest.py).
+contract cannot drift apart. Measured on this machine, `Reading.model_validate_json` (4.7 µs a
+message on a quiet core) costs about what `json.loads` alone does, and a hand-written
+`json.loads` plus range checks was slower still; bench/ingest.py prints parse() against
+`json.loads` on every run.
 """
 
 from __future__ import annotations
