@@ -47,8 +47,11 @@ def command_payload(row: Row) -> bytes:
 class Dispatcher:
     """Publishes due commands through whichever MQTT client is connected at the moment."""
 
-    def __init__(self, pool: Pool, *, protocol: int, retry_base_s: float, retry_max_s: float) -> None:
+    def __init__(
+        self, pool: Pool, *, protocol: int, retry_base_s: float, retry_max_s: float, actor: str = "control"
+    ) -> None:
         self._pool = pool
+        self.actor = actor  # who the audit trail says published: this process
         self._protocol = protocol
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
@@ -152,7 +155,7 @@ class Dispatcher:
             async with self._pool.connection() as conn, conn.transaction():
                 await queries.postpone(conn, ids=[r["id"] for r in failed], delay_s=self._retry_base_s)
                 await queries.insert_events(
-                    conn, [(r["id"], "publish_failed", None, "control", repr(first)[:500]) for r in failed]
+                    conn, [(r["id"], "publish_failed", None, self.actor, repr(first)[:500]) for r in failed]
                 )
         except Exception:
             log.exception("could not record failed publishes; their retry time stands")
@@ -190,5 +193,5 @@ class Dispatcher:
             if first:
                 metrics.TRANSITIONS.labels("sent").inc()
             detail = None if first else f"re-sent, attempt {row['attempts'] + 1}"
-            events.append((row["id"], "sent", at, "control", detail))
+            events.append((row["id"], "sent", at, self.actor, detail))
         await queries.insert_events(conn, events)

@@ -55,6 +55,7 @@ async def run(
     """Run the control service until `stop` is set; `on_connected` is called once subscribed."""
     serve_metrics(settings.metrics_port)
     url = settings.require_database_url()
+    client_id = client_id or DEFAULT_CLIENT_ID
     async with open_pool(url, name="control", min_size=2, max_size=6) as untyped_pool:
         pool = cast(Pool, untyped_pool)  # open_pool's connections return dict rows
         dispatcher = Dispatcher(
@@ -62,6 +63,7 @@ async def run(
             protocol=settings.mqtt_protocol,
             retry_base_s=settings.command_retry_base_seconds,
             retry_max_s=settings.command_retry_max_seconds,
+            actor=f"control:{client_id}",
         )
         inbound = InboundWorker(pool, wake_dispatcher=dispatcher.wake.set)
         worker_stop = asyncio.Event()
@@ -72,9 +74,9 @@ async def run(
         ]
         scheduler = _scheduler(settings, pool, dispatcher)
         scheduler.start()
-        log.info("control started", extra={"client_id": client_id or DEFAULT_CLIENT_ID})
+        log.info("control started", extra={"client_id": client_id})
         try:
-            await _mqtt(settings, client_id or DEFAULT_CLIENT_ID, dispatcher, inbound, stop, on_connected)
+            await _mqtt(settings, client_id, dispatcher, inbound, stop, on_connected)
         finally:
             scheduler.shutdown(wait=False)
             for task in helpers:
@@ -121,6 +123,7 @@ def _guard(job: Callable[..., Awaitable[object]], *args: object) -> Callable[[],
 
 async def expire_sweep(pool: Pool, dispatcher: Dispatcher | None = None) -> int:
     """Expire every open command past its `expires_at`; return how many."""
+    actor = dispatcher.actor if dispatcher is not None else "control"
     total = 0
     while True:
         async with pool.connection() as conn, conn.transaction():
@@ -128,7 +131,7 @@ async def expire_sweep(pool: Pool, dispatcher: Dispatcher | None = None) -> int:
             await queries.insert_events(
                 conn,
                 [
-                    (r["id"], "expired", r["finished_at"], "control", f"not applied by {r['expires_at']}")
+                    (r["id"], "expired", r["finished_at"], actor, f"not applied by {r['expires_at']}")
                     for r in rows
                 ],
             )

@@ -194,6 +194,7 @@ class ControlProcess:
     """The control service as its own OS process (`python -m control`), for SIGKILL tests."""
 
     def __init__(self, settings: Settings, client_id: str, log: Path) -> None:
+        self.client_id = client_id
         self.env = {
             **os.environ,
             "PACKFLEET_DATABASE_URL": settings.require_database_url(),

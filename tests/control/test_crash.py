@@ -148,6 +148,15 @@ def test_two_control_processes_split_the_work_without_double_publishing(
                 (twice[0],),
             ).fetchall()
         )
+        publishers = db.execute(
+            "SELECT DISTINCT actor FROM command_events"
+            " WHERE status = 'sent' AND command_id = ANY(%s::uuid[])",
+            (ids,),
+        ).fetchall()
+        assert {p["actor"] for p in publishers} == {
+            f"control:{first.client_id}",
+            f"control:{second.client_id}",
+        }
         per_command = Counter(c["id"] for d in devices for _, c in d.received)
         assert set(per_command.values()) == {1}
         for device in devices:  # in order: the disable, then the enable
