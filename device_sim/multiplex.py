@@ -50,6 +50,8 @@ class SharedConnection:
         client = link.driver.new_client(
             client_id=self.name, protocol=link.protocol, username=link.username, password=link.password
         )
+        # paho's default of 20 unacknowledged messages is one device's worth, not a hundred's.
+        client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
