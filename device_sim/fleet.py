@@ -199,6 +199,7 @@ class Fleet:
                 "commands_applied": s.commands_applied,
                 "commands_rejected": s.commands_rejected,
                 "acks_sent": s.acks_sent,
-                "reconnects": max(0, s.connects - len(self.devices)),
+                "disconnects": s.disconnects,
+                "flaps": s.flaps,
             },
         )
