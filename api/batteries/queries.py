@@ -30,7 +30,13 @@ async def insert_battery(
 
 
 async def list_batteries(
-    conn: AsyncConnection, *, status: str | None, dealer_id: int | None, owner_id: int | None
+    conn: AsyncConnection,
+    *,
+    status: str | None,
+    dealer_id: int | None,
+    owner_id: int | None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(
         f"""SELECT {BATTERY_COLUMNS}, c.name AS consumer_name
@@ -39,8 +45,8 @@ async def list_batteries(
               AND (%(status)s::text IS NULL OR b.status = %(status)s)
               AND (%(dealer)s::bigint IS NULL OR b.dealer_id = %(dealer)s)
               AND (%(owner)s::bigint IS NULL OR b.owner_id = %(owner)s)
-            ORDER BY b.id""",  # noqa: S608 - a constant column list
-        {"status": status, "dealer": dealer_id, "owner": owner_id},
+            ORDER BY b.id LIMIT %(limit)s OFFSET %(offset)s""",  # noqa: S608 - a constant column list
+        {"status": status, "dealer": dealer_id, "owner": owner_id, "limit": limit, "offset": offset},
     )
     return await cur.fetchall()
 

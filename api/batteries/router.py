@@ -26,8 +26,15 @@ async def list_batteries(
     principal: CurrentUser,
     status: Literal["active", "inactive", "maintenance"] | None = None,
     dealer_id: int | None = Query(default=None),
+    limit: int | None = Query(
+        default=None, ge=1, le=10_000, description="optional page size (all by default)"
+    ),
+    offset: int = Query(default=0, ge=0),
 ) -> list[dict[str, Any]]:
-    rows = await service.list_batteries(conn, principal=principal, status=status, dealer_id=dealer_id)
+    """The batteries the caller may see, with their consumer's name (spec: all; a page when asked)."""
+    rows = await service.list_batteries(
+        conn, principal=principal, status=status, dealer_id=dealer_id, limit=limit, offset=offset
+    )
     return [battery_body(r) for r in rows]
 
 

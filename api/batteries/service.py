@@ -59,7 +59,13 @@ async def create_battery(
 
 
 async def list_batteries(
-    conn: AsyncConnection, *, principal: Principal, status: str | None, dealer_id: int | None
+    conn: AsyncConnection,
+    *,
+    principal: Principal,
+    status: str | None,
+    dealer_id: int | None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     owner_id = None
     if principal.role == "dealer":
@@ -68,7 +74,9 @@ async def list_batteries(
         owner_id = principal.consumer_id
     elif principal.role != "admin":
         raise Forbidden("Insufficient permissions for this operation")
-    return await queries.list_batteries(conn, status=status, dealer_id=dealer_id, owner_id=owner_id)
+    return await queries.list_batteries(
+        conn, status=status, dealer_id=dealer_id, owner_id=owner_id, limit=limit, offset=offset
+    )
 
 
 async def battery_detail(conn: AsyncConnection, *, principal: Principal, serial: str) -> dict[str, Any]:

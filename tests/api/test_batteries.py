@@ -160,3 +160,12 @@ def test_detail_shows_latest_reading_and_pending_command(
     }
     assert body["control"]["pending_command"]["id"] == str(command["id"])
     assert body["control"]["pending_command"]["status"] == "queued"
+
+
+def test_list_pages_when_asked(client: TestClient, db: psycopg.Connection) -> None:
+    dealer = factories.user(db, "dealer")
+    serials = [factories.battery(db, dealer_id=dealer["dealer_id"])["serial_number"] for _ in range(5)]
+    everything = client.get("/api/batteries", headers=bearer(dealer)).json()
+    assert [b["serial_number"] for b in everything] == serials
+    page = client.get("/api/batteries", params={"limit": 2, "offset": 2}, headers=bearer(dealer)).json()
+    assert [b["serial_number"] for b in page] == serials[2:4]
