@@ -71,10 +71,10 @@ class Fleet:
                 )
                 for k in range(0, len(self.devices), size)
             ]
-        # The model ticks at most once a second; each device reads at its own slot of the interval,
+        # The model ticks about once a second; each device reads at its own slot of the interval,
         # so 10,000 devices at 10 s make a steady 1,000 readings/s rather than a burst every 10 s.
-        self.tick = min(1.0, interval)
-        self.slots = max(1, round(interval / self.tick))
+        self.slots = max(1, round(interval))
+        self.tick = interval / self.slots
         self._slot_members = [np.arange(k, len(serials), self.slots) for k in range(self.slots)]
 
     @property
