@@ -37,7 +37,7 @@ _DOCUMENT_DOC = {
                 }
             },
             "application/json": {
-                "schema": {"$ref": "#/components/schemas/DocumentLink"},
+                "schema": DocumentLink.model_json_schema(),
             },
         }
     }
