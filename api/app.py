@@ -14,6 +14,7 @@ from api.battery_packs.router import router as battery_packs_router
 from api.consumers.router import router as consumers_router
 from api.commands.router import router as commands_router
 from api.errors import install_error_handlers
+from api.ratelimit import build_rate_limits
 from packfleet.db import open_pool
 from packfleet.settings import Settings
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limits = build_rate_limits(settings)  # fails at start-up if Redis support is missing
     install_error_handlers(app)
     app.include_router(auth_router)
     app.include_router(batteries_router)
