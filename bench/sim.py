@@ -21,11 +21,14 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -39,19 +42,31 @@ class Counter:
     def __init__(self, port: int) -> None:
         self.messages = self.readings = 0
         self.online: set[str] = set()
+        self.stamps: dict[str, set[str]] | None = None  # serial -> reading times, while tracking
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id="bench-counter", protocol=paho.MQTTv5
         )
         self.client.on_message = self._on_message
-        self.client.max_queued_messages_set(0)
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("batteries/+/telemetry", 0), ("batteries/+/status", 0)])
+        self.client.on_connect = lambda c, *_: c.subscribe(
+            [("batteries/+/telemetry", 1), ("batteries/+/status", 1)]
+        )
+        self.client.reconnect_delay_set(0.1, 1)
+        # A persistent session, so the broker keeps what arrives while this counter reconnects
+        # after an --outage (mosquitto saves sessions on SIGTERM).
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, clean_start=paho.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
         self.client.loop_start()
 
     def _on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
         if msg.topic.endswith("/telemetry"):
             self.messages += 1
             self.readings += max(1, msg.payload.count(b'"ts"'))
+            if self.stamps is not None:
+                body = json.loads(msg.payload)
+                serial = msg.topic.split("/")[1]
+                for reading in body.get("readings", [body]):
+                    self.stamps.setdefault(serial, set()).add(reading["ts"])
         elif b'"online": true' in msg.payload:
             self.online.add(msg.topic)
 
@@ -65,8 +80,49 @@ def _cpu(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
+def _outage(broker: Mosquitto, counter: Counter, *, batteries: int, interval: float, seconds: float) -> dict:
+    """Stop the broker for `seconds`, start it again, and time the fleet's return and its backlog."""
+    counter.stamps = {}
+    time.sleep(2 * interval)  # readings from before the outage too, so a hole at its edge shows
+    counter.online.clear()
+    before = counter.readings
+    broker.stop()
+    down_at = time.monotonic()
+    time.sleep(seconds)
+    broker.start()
+    up_at = time.monotonic()
+    while len(counter.online) < batteries and time.monotonic() - up_at < 300:
+        time.sleep(0.2)
+    back_s = time.monotonic() - up_at
+    time.sleep(2 * interval)  # the backlogs drain
+    span = time.monotonic() - down_at
+    stamps, counter.stamps = counter.stamps, None
+    holes = 0
+    for serial_stamps in stamps.values():
+        times = sorted(datetime.fromisoformat(ts).timestamp() for ts in serial_stamps)
+        holes += sum(1 for a, b in zip(times, times[1:], strict=False) if b - a > 1.5 * interval)
+    return {
+        "outage_s": seconds,
+        "back_online": len(counter.online),
+        "all_back_s": round(back_s, 1),
+        # readings due from the outage's start until now, and those received (held ones included)
+        "readings_due": round(span * batteries / interval),
+        "readings_received": counter.readings - before,
+        # a hole: two readings of one battery further apart than 1.5 intervals (a lost reading)
+        "holes": holes,
+        "batteries_tracked": len(stamps),
+    }
+
+
 def bench(
-    batteries: int, *, duration: float, interval: float, protocol: int, faults: str, multiplexed: int
+    batteries: int,
+    *,
+    duration: float,
+    interval: float,
+    protocol: int,
+    faults: str,
+    multiplexed: int,
+    outage: float,
 ) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as tmp:
         broker = Mosquitto(Path(tmp) / "mosquitto").start()
@@ -126,6 +182,10 @@ def bench(
                 "sim_rss_mb": round(rss_max / 2**20, 1),
                 "broker_cpu_pct": round(100 * (_cpu(broker_proc) - bcpu0) / elapsed, 1),
             }
+            if outage > 0:
+                result["outage"] = _outage(
+                    broker, counter, batteries=batteries, interval=interval, seconds=outage
+                )
         finally:
             sim.send_signal(signal.SIGINT)
             try:
@@ -149,6 +209,9 @@ def main() -> None:
     parser.add_argument("--protocol", type=int, choices=(3, 5), default=5)
     parser.add_argument("--faults", default="", help="a --faults spec for the simulator")
     parser.add_argument(
+        "--outage", type=float, default=0.0, help="then stop the broker this long and time the recovery"
+    )
+    parser.add_argument(
         "--multiplexed", type=int, default=0, help="load-test mode: batteries share this many connections"
     )
     args = parser.parse_args()
@@ -161,6 +224,7 @@ def main() -> None:
             protocol=args.protocol,
             faults=args.faults,
             multiplexed=args.multiplexed,
+            outage=args.outage,
         )
         for n in sizes
     ]

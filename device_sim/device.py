@@ -32,6 +32,9 @@ BATCH_BYTES = 200_000  # under the contract's 256 KiB, with room to spare
 REMEMBERED_COMMANDS = 256
 WILL = b'{"online": false}'
 REJECTED_BY_FAULT = "simulated fault: the BMS refused the command"
+# Connections waiting for a CONNACK at once, first start and reconnect storms alike: more only
+# overflows the broker's listen backlog, and dropped SYNs come back a second later.
+CONNECTS_IN_FLIGHT = 200
 
 
 def iso(ts: float) -> str:
@@ -79,6 +82,7 @@ class Link:
     stats: Stats = field(default_factory=Stats)
     stopping: bool = False
     all_offline: asyncio.Event = field(default_factory=asyncio.Event)  # set when stopping empties it
+    connect_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONNECTS_IN_FLIGHT))
 
 
 class Device:
@@ -133,8 +137,9 @@ class Device:
         accepted = link.driver.loop.create_future()
         client.user_data_set(accepted)
         try:
-            await link.driver.connect(client, link.host, link.port, protocol=link.protocol)
-            return await asyncio.wait_for(accepted, timeout=30)
+            async with link.connect_gate:
+                await link.driver.connect(client, link.host, link.port, protocol=link.protocol)
+                return await asyncio.wait_for(accepted, timeout=30)
         except (OSError, TimeoutError) as exc:
             link.stats.connect_failures += 1
             log.debug("connect failed", extra={"serial": self.serial, "error": repr(exc)})

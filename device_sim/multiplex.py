@@ -60,8 +60,9 @@ class SharedConnection:
         accepted = link.driver.loop.create_future()
         client.user_data_set(accepted)
         try:
-            await link.driver.connect(client, link.host, link.port, protocol=link.protocol)
-            return await asyncio.wait_for(accepted, timeout=30)
+            async with link.connect_gate:
+                await link.driver.connect(client, link.host, link.port, protocol=link.protocol)
+                return await asyncio.wait_for(accepted, timeout=30)
         except (OSError, TimeoutError) as exc:
             link.stats.connect_failures += 1
             log.debug("connect failed", extra={"connection": self.name, "error": repr(exc)})
