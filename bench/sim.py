@@ -55,7 +55,7 @@ class Counter:
         # after an --outage (mosquitto saves sessions on SIGTERM).
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        self.client.connect("127.0.0.1", port, clean_start=paho.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
+        self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
         self.client.loop_start()
 
     def _on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
