@@ -6,14 +6,16 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
 from packfleet.settings import Settings
 from tests import factories, services
-from tests.ingest.conftest import Publisher, Worker, provision, scalar, wait_for
+from tests.ingest.conftest import Publisher, Worker, provision, readings, scalar, wait_for
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -130,8 +132,6 @@ def test_status_and_will_update_the_battery(
 def test_a_real_will_message_marks_the_battery_offline(
     worker: Worker, ingest_settings: Settings, own_mosquitto: services.Mosquitto
 ) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
 
     url = ingest_settings.require_database_url()
     [serial] = provision(url, 1)
@@ -218,7 +218,6 @@ def test_unknown_and_deleted_batteries_are_dead_lettered_and_a_partial_batch_kee
 def test_protocol_3_uses_a_plain_subscription(
     ingest_settings: Settings, own_mosquitto: services.Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import paho.mqtt.client as mqtt
 
     settings = ingest_settings.model_copy(update={"mqtt_protocol": 3})
     url = settings.require_database_url()
@@ -239,7 +238,6 @@ def test_protocol_3_uses_a_plain_subscription(
 def test_what_was_committed_is_acknowledged_and_never_redelivered(
     ingest_settings: Settings, own_mosquitto: services.Mosquitto
 ) -> None:
-    from prometheus_client import REGISTRY
 
     url = ingest_settings.require_database_url()
     [serial] = provision(url, 1)
@@ -274,7 +272,6 @@ def test_what_was_committed_is_acknowledged_and_never_redelivered(
 def test_the_worker_rides_out_a_broker_restart(
     worker: Worker, ingest_settings: Settings, own_mosquitto: services.Mosquitto
 ) -> None:
-    from tests.ingest.conftest import readings
 
     url = ingest_settings.require_database_url()
     serials = provision(url, 10)
