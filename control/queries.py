@@ -220,13 +220,15 @@ async def claim_due(conn: AsyncConnection[Row], *, limit: int) -> list[Row]:
     A head is a battery's oldest open command (no older open one exists), so at most one command
     per battery is in flight and they go in order. After a concurrent update PostgreSQL re-checks
     these conditions on the newest row version, so a command another process has just published
-    (its next attempt now in the future) is skipped. The anti-join probes the (battery_id, seq)
-    index per candidate, which stays cheap even before the planner has statistics.
+    (its next attempt now in the future) is skipped. Call inside a transaction.
     """
+    # Right after a bulk insert the statistics still say "few open commands", and the planner
+    # then picks a nested loop that rescans every open command per candidate (seconds at 5,000).
+    # Merge or hash anti-joins stay linear whatever the statistics say.
+    await conn.execute("SET LOCAL enable_nestloop = off")
     cur = await conn.execute(
-        """SELECT c.id, c.battery_id, b.serial_number, c.action, c.spec, c.status, c.attempts,
-                  c.created_at, c.expires_at
-           FROM commands c JOIN batteries b ON b.id = c.battery_id
+        """SELECT c.id, c.battery_id, c.action, c.spec, c.status, c.attempts, c.created_at, c.expires_at
+           FROM commands c
            WHERE c.status IN ('queued', 'sent', 'delivered')
              AND c.next_attempt_at <= clock_timestamp() AND c.expires_at > clock_timestamp()
              AND NOT EXISTS (SELECT 1 FROM commands older
@@ -237,7 +239,16 @@ async def claim_due(conn: AsyncConnection[Row], *, limit: int) -> list[Row]:
            FOR UPDATE OF c SKIP LOCKED""",
         (limit,),
     )
-    return await cur.fetchall()
+    rows = await cur.fetchall()
+    await conn.execute("SET LOCAL enable_nestloop TO DEFAULT")
+    if rows:
+        cur = await conn.execute(
+            "SELECT id, serial_number FROM batteries WHERE id = ANY(%s)", ([r["battery_id"] for r in rows],)
+        )
+        serials = {b["id"]: b["serial_number"] for b in await cur.fetchall()}
+        for row in rows:
+            row["serial_number"] = serials[row["battery_id"]]
+    return rows
 
 
 async def mark_sent(
