@@ -295,24 +295,37 @@ def bench_bare(
         sub = bare(opts.readings)
         while not ready.exists():
             time.sleep(0.05)
-        published = role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
+        published = publish_all(broker, work, opts.readings, None, opts)
         live_rate = opts.readings / (role_result(sub)["last"] - published["started"])
     else:
         role_result(bare(0))  # only create the session
     # Its session stays subscribed while it is away: publish, then let it drain alone.
-    role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
+    publish_all(broker, work, opts.readings, None, opts)
     drained = role_result(bare(opts.readings))
     backlog = opts.readings / (drained["last"] - drained["connected"])
     role_result(bare(-1))  # drop the session, or it would queue every later phase's messages
     return live_rate, backlog
 
 
-def publisher_args(
-    broker: services.Mosquitto, work: Path, count: int, rate: float | None, qos: int
-) -> list[str]:
-    args = ["--role", "publish", "--port", str(broker.port), "--serials-file", str(work / "serials.json")]
-    args += ["--count", str(count), "--qos", str(qos)]
-    return args + (["--rate", str(rate)] if rate else [])
+def publish_all(
+    broker: services.Mosquitto, work: Path, count: int, rate: float | None, opts: argparse.Namespace
+) -> dict[str, Any]:
+    """Run the publisher processes (each with its share of batteries and readings) to the end."""
+    n = opts.publishers
+    procs = []
+    for part in range(n):
+        args = ["--role", "publish", "--port", str(broker.port), "--serials-file", str(work / "serials.json")]
+        args += [
+            "--count",
+            str(count // n + (part < count % n)),
+            "--qos",
+            str(opts.qos),
+            "--part",
+            f"{part}/{n}",
+        ]
+        procs.append(run_role(args + (["--rate", str(rate / n)] if rate else [])))
+    results = [role_result(p) for p in procs]
+    return {"started": min(r["started"] for r in results), "finished": max(r["finished"] for r in results)}
 
 
 def bench_copy(url: str, serials: list[str], count: int) -> float:
@@ -371,6 +384,9 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=2000)
     parser.add_argument("--batch-ms", type=int, default=200)
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="length of the half-rate run")
+    parser.add_argument(
+        "--publishers", type=int, default=1, help="publisher processes (1: as the issue says)"
+    )
     parser.add_argument("--skip-ceilings", action="store_true", help="measure the worker only")
     # internal: the roles this script plays as its own processes
     parser.add_argument("--role", choices=("publish", "bare"), help=argparse.SUPPRESS)
@@ -380,10 +396,12 @@ def main() -> None:
     parser.add_argument("--serials-file", help=argparse.SUPPRESS)
     parser.add_argument("--ready", help=argparse.SUPPRESS)
     parser.add_argument("--tuned", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--part", default="0/1", help=argparse.SUPPRESS)
     opts = parser.parse_args()
 
     if opts.role == "publish":
-        serials = json.loads(Path(opts.serials_file).read_text())
+        part, parts = (int(x) for x in opts.part.split("/"))
+        serials = json.loads(Path(opts.serials_file).read_text())[part::parts]
         print(json.dumps(publish(opts.port, serials, opts.count, opts.rate, opts.qos)))
         return
     if opts.role == "bare":
@@ -396,6 +414,7 @@ def main() -> None:
         "qos": opts.qos,
         "batch_rows": opts.batch_rows,
         "batch_ms": opts.batch_ms,
+        "publishers": opts.publishers,
         "cpus": os.cpu_count(),
     }
     admin = services.admin_url()
@@ -424,7 +443,7 @@ def main() -> None:
             worker = IngestProcess(url, broker, work, opts)
             peak_rss = 0.0
             try:
-                published = role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
+                published = publish_all(broker, work, opts.readings, None, opts)
                 worker.wait_stored(opts.readings, timeout=900)
                 with psycopg.connect(url) as conn:
                     last_commit = conn.execute(
@@ -441,7 +460,7 @@ def main() -> None:
 
                 log("ingest: a backlog published while the worker was away, drained alone")
                 peak_rss = worker.stop()
-                role_result(run_role(publisher_args(broker, work, opts.readings, None, opts.qos)))
+                publish_all(broker, work, opts.readings, None, opts)
                 worker = IngestProcess(url, broker, work, opts)  # the same client id: the same session
                 worker.wait_stored(opts.readings, timeout=900)
                 with psycopg.connect(url) as conn:
@@ -458,7 +477,7 @@ def main() -> None:
                 count = max(int(half * opts.latency_seconds), 100)
                 log(f"latency at half rate: {half:.0f}/s for {count} readings")
                 before = worker.stored()
-                latency_pub = role_result(run_role(publisher_args(broker, work, count, half, opts.qos)))
+                latency_pub = publish_all(broker, work, count, half, opts)
                 worker.wait_stored(before + count, timeout=300)
                 with psycopg.connect(url) as conn:
                     row = conn.execute(
