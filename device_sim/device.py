@@ -235,15 +235,17 @@ class Device:
         if isinstance(sock, socket.socket):
             sock.shutdown(socket.SHUT_RDWR)  # paho reads EOF next and reports the disconnect
 
-    def go_offline(self) -> None:
+    def go_offline(self) -> paho.MQTTMessageInfo | None:
         """A clean shutdown: say so in the retained status (the will only fires on a drop)."""
         if self._reconnect is not None:
             self._reconnect.cancel()
             self._reconnect = None
-        if self.connected and self.client is not None:
-            self.publish_status(online=False)
-            if self.shared is None:  # a shared connection is closed by its owner, after everyone
-                self.client.disconnect()
+        if not self.connected or self.client is None:
+            return None
+        info = self.publish_status(online=False)
+        if self.shared is None:  # a shared connection is closed by its owner, after everyone
+            self.client.disconnect()
+        return info
 
     # Telemetry.
 
@@ -346,12 +348,12 @@ class Device:
             return False, "both"
         return False, "charging" if not charge else "discharging"
 
-    def publish_status(self, *, online: bool = True) -> None:
+    def publish_status(self, *, online: bool = True) -> paho.MQTTMessageInfo | None:
         if self.client is None:
-            return
+            return None
         enabled, spec = self.state()
         status = {"online": online, "enabled": enabled, "spec": spec, "fw": self.fw, "ts": iso(self.now())}
-        self.client.publish(self._topic_status, json.dumps(status).encode(), qos=1, retain=True)
+        return self.client.publish(self._topic_status, json.dumps(status).encode(), qos=1, retain=True)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
         if message.topic == self._topic_cmd:

@@ -156,8 +156,14 @@ class Fleet:
     async def _shutdown(self) -> None:
         """Tell the broker each device is going offline, then close every connection."""
         self.link.stopping = True
-        for device in self.devices:
-            device.go_offline()
+        statuses = [device.go_offline() for device in self.devices]
+        if self.shared:
+            # mosquitto 2.0 dropped some of a burst of statuses followed at once by DISCONNECT on a
+            # shared connection ("disconnected due to out of memory"): wait for their PUBACKs first.
+            for _ in range(100):
+                if all(info is None or info.is_published() for info in statuses):
+                    break
+                await asyncio.sleep(0.05)
         for shared in self.shared:
             shared.close()
         if self.stats.connected > 0:

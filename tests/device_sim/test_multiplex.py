@@ -26,7 +26,7 @@ def test_batteries_sharing_connections_publish_and_obey(
             (command_id, "received"),
             (command_id, "applied"),
         ]
-        assert cloud.json(f"batteries/{target}/status")[-1]["spec"] == "charging"
+        cloud.wait(lambda: cloud.json(f"batteries/{target}/status")[-1]["spec"] == "charging")
         assert not any(cloud.seen(f"batteries/{s}/cmd/ack") for s in serials if s != target)
     # a clean stop still says offline, battery by battery
     cloud.wait(lambda: all(cloud.json(f"batteries/{s}/status")[-1]["online"] is False for s in serials))
