@@ -38,11 +38,13 @@ class Device:
 
     `mode`: "ack" (received, then applied), "slow" (applied 0.3 s after received), "silent" (never
     answers), "reject", "received" (only received). A repeated id is treated as already done: it
-    is acknowledged again but not re-applied.
+    is acknowledged again but not re-applied. With `online`, it announces itself with a status at
+    once; off by default, because control re-sends undelivered commands on `online: true`, which
+    would race with the commands a test issues right after.
     """
 
     def __init__(
-        self, port: int, serial: str, *, mode: str = "ack", protocol: int = 5, online: bool = True
+        self, port: int, serial: str, *, mode: str = "ack", protocol: int = 5, online: bool = False
     ) -> None:
         self.serial = serial
         self.mode = mode
