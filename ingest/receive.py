@@ -2,6 +2,11 @@
 
 paho's network thread calls `_deliver` for each message, which parses it and puts it in the
 buffer (blocking while the buffer is full). The writer calls `ack` after its batch has committed.
+
+The session outlives the worker on purpose: what it had not acknowledged comes back when it
+returns. Mosquitto (2.0) also keeps giving a stopped worker its round-robin share of a shared
+subscription, queued in its session until it reconnects, so a worker removed for good must
+have its session ended on the broker, or its share waits there until the session expires.
 """
 
 from __future__ import annotations
