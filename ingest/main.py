@@ -56,8 +56,15 @@ def _watch(buffer: Buffer) -> None:
     metrics.OLDEST_UNACKED.set_function(oldest_age)
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """Run one ingest worker until `stop` is set, then flush, acknowledge and disconnect."""
+RETIRE_IDLE_SECONDS = 2.0  # retiring: once unsubscribed, this long without a message means drained
+
+
+async def run(settings: Settings, stop: asyncio.Event, *, retire: bool = False) -> None:
+    """Run one ingest worker until `stop` is set, then flush, acknowledge and disconnect.
+
+    With `retire`, the worker instead takes what its session holds without subscribing, stops
+    by itself once that is stored, and ends its session: how to remove a worker for good.
+    """
     database_url = settings.require_database_url()
     buffer = Buffer(
         batch_rows=settings.ingest_batch_rows,
@@ -67,7 +74,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     _watch(buffer)
     await asyncio.to_thread(_policies, settings, database_url)
     writer = Writer(database_url)
-    receiver = Receiver(settings, buffer)
+    receiver = Receiver(settings, buffer, retire=retire)
     try:
         serve_metrics(settings.metrics_port)
     except OSError as exc:  # another service of this process may already serve the registry
@@ -92,8 +99,19 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             if not thread.is_alive():
                 raise RuntimeError("the ingest writer thread died")
+            if retire and _drained(receiver, buffer):
+                log.info("retiring: everything the session held is stored")
+                break
     finally:
-        await asyncio.to_thread(_shutdown, buffer, writer, receiver, thread)
+        await asyncio.to_thread(_shutdown, buffer, writer, receiver, thread, retire)
+
+
+def _drained(receiver: Receiver, buffer: Buffer) -> bool:
+    return (
+        receiver.unsubscribed.is_set()
+        and buffer.held == 0
+        and time.monotonic() - receiver.last_received >= RETIRE_IDLE_SECONDS
+    )
 
 
 def _policies(settings: Settings, database_url: str) -> None:
@@ -107,7 +125,9 @@ def _policies(settings: Settings, database_url: str) -> None:
         log.warning("could not apply telemetry policies", extra={"error": str(exc)})
 
 
-def _shutdown(buffer: Buffer, writer: Writer, receiver: Receiver, thread: threading.Thread) -> None:
+def _shutdown(
+    buffer: Buffer, writer: Writer, receiver: Receiver, thread: threading.Thread, retire: bool
+) -> None:
     buffer.close()  # new messages are refused: unacknowledged, the broker keeps them
     deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
     # Flush what is held while the database answers; with it away, leave everything to the broker.
@@ -116,7 +136,8 @@ def _shutdown(buffer: Buffer, writer: Writer, receiver: Receiver, thread: thread
     writer.abandon.set()
     if thread.is_alive():
         thread.join(SHUTDOWN_FLUSH_SECONDS)
-    receiver.stop()
+    # A retiring worker ends its session only when nothing it took is left unacknowledged.
+    receiver.stop(end_session=retire and _drained(receiver, buffer) and not writer.failing)
     if not thread.is_alive():
         writer.close()
     log.info("ingest worker stopped", extra={"left_to_broker": buffer.pending})

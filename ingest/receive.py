@@ -17,6 +17,8 @@ import time
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -41,9 +43,12 @@ _OTHER = metrics.RECEIVED.labels("invalid")  # refused by the parser
 class Receiver:
     """Receives telemetry and status into a Buffer; acknowledges only what was committed."""
 
-    def __init__(self, settings: Settings, buffer: Buffer) -> None:
+    def __init__(self, settings: Settings, buffer: Buffer, *, retire: bool = False) -> None:
         self._settings = settings
         self._buffer = buffer
+        self._retire = retire  # take what the session holds, unsubscribe, end the session at stop
+        self.unsubscribed = threading.Event()
+        self.last_received = time.monotonic()
         self._protocol = settings.mqtt_protocol
         client = paho_client(
             settings.mqtt,
@@ -59,6 +64,7 @@ class Receiver:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message  # what paho itself decodes (QoS 2: never here)
         self._client.deliver = self._deliver
@@ -94,10 +100,16 @@ class Receiver:
         )
         self._client.loop_start()
 
-    def stop(self) -> None:
-        """Disconnect (the session and its unacknowledged messages stay with the broker)."""
+    def stop(self, *, end_session: bool = False) -> None:
+        """Disconnect; the session and its unacknowledged messages stay with the broker unless
+        `end_session` (MQTT 5: session expiry 0 on DISCONNECT)."""
         self._stopping = True
-        self._client.disconnect()
+        properties = None
+        if end_session and self._protocol == 5:
+            properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 0
+            log.info("ending the MQTT session", extra={"client_id": self._settings.ingest_client_id})
+        self._client.disconnect(properties=properties)
         self._client.loop_stop()
         with self._lock:
             self._connected = False
@@ -129,6 +141,13 @@ class Receiver:
         with self._lock:
             self._generation += 1
             self._connected = True
+        if self._retire:
+            # The session's queued messages arrive anyway; new ones go to the rest of the group.
+            client.unsubscribe(self.subscriptions)
+            log.info(
+                "retiring: unsubscribing, taking what the session holds", extra={"topics": self.subscriptions}
+            )
+            return
         # Subscribing again is harmless and covers a session that expired while we were away.
         if self._protocol == 5:
             subscription: list[tuple[str, Any]] = [(s, SubscribeOptions(qos=1)) for s in self.subscriptions]
@@ -146,6 +165,10 @@ class Receiver:
                 "note": note,
             },
         )
+
+    def _on_unsubscribe(self, *_args: Any) -> None:
+        metrics.CONNECTED.set(1)
+        self.unsubscribed.set()
 
     def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
         log.warning("MQTT broker unreachable; retrying", extra={"mqtt": repr(self._settings.mqtt)})
@@ -183,6 +206,7 @@ class Receiver:
 
     def _take(self, raw_topic: bytes, payload: bytes, mid: int, qos: int, retain: bool) -> None:
         received = time.time()
+        self.last_received = time.monotonic()
         try:
             topic = raw_topic.decode("utf-8")
         except UnicodeDecodeError:

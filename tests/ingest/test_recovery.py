@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import psutil
 import psycopg
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from packfleet.settings import Settings
 from tests import services
@@ -49,6 +55,23 @@ def _assert_each_reading_stored_once(url: str, serials: list[str], per_battery: 
     assert {serial: (n, distinct) for serial, n, distinct, _ in counts} == {
         s: (per_battery, per_battery) for s in serials
     }
+
+
+def _session_present(broker: services.Mosquitto, client_id: str) -> bool:
+    """Whether the broker still keeps a session for this client id (it must not be created here)."""
+    flags: list[bool] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.on_connect = lambda _c, _u, f, _r, _p: flags.append(f.session_present)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0  # and leave none behind
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    client.loop_start()
+    try:
+        wait_for(lambda: flags, timeout=5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return flags[0]
 
 
 def _count(url: str) -> int:
@@ -193,3 +216,42 @@ def test_stopping_during_an_outage_is_prompt_and_leaves_everything_to_the_broker
         _assert_each_reading_stored_once(url, serials, 40)
     finally:
         again.stop()
+
+
+def test_a_retired_worker_hands_over_its_share_and_leaves_no_session_behind(
+    fresh_database_url: str, own_mosquitto: services.Mosquitto, tmp_path: Path
+) -> None:
+    # Mosquitto keeps giving a stopped worker's session its share of a shared subscription.
+    url = fresh_database_url
+    serials = provision(url, 10)
+    messages = readings(serials, 60)
+    first, second = messages[:300], messages[300:]
+    env_a = worker_env(url, own_mosquitto)
+    env_b = {
+        **env_a,
+        "PACKFLEET_INGEST_CLIENT_ID": f"ingest-test-{uuid.uuid4().hex[:8]}",
+        "PACKFLEET_METRICS_PORT": str(services.free_port()),
+    }
+    a = WorkerProcess(env_a, tmp_path / "a.log").start()
+    b = WorkerProcess(env_b, tmp_path / "b.log").start()
+    try:
+        a.kill()  # its session stays subscribed and collects half of what follows
+        _publish_in_background(own_mosquitto, first).join(30)
+        wait_for(lambda: _count(url) >= len(first) // 3, timeout=20)
+        assert _count(url) < len(first), "the stopped worker's share should be waiting in its session"
+        retiring = subprocess.run(
+            [sys.executable, "-m", "ingest", "--retire"],
+            env=env_a,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+            check=False,
+        )
+        assert retiring.returncode == 0, retiring.stdout.decode()[-3000:]
+        assert _count(url) == len(first)
+        assert not _session_present(own_mosquitto, env_a["PACKFLEET_INGEST_CLIENT_ID"])
+        _publish_in_background(own_mosquitto, second).join(30)  # all of it for the one left
+        wait_for(lambda: _count(url) >= len(messages), timeout=20)
+        _assert_each_reading_stored_once(url, serials, 60)
+    finally:
+        assert b.stop() == 0
