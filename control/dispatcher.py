@@ -10,6 +10,7 @@ device treats a repeated id as already done.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -42,6 +43,14 @@ def command_payload(row: Row) -> bytes:
         expires_at=row["expires_at"],
     )
     return command.model_dump_json().encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _expiry_properties(seconds: int) -> Properties:
+    """PUBLISH properties with this message expiry; paho only reads them, and building one is slow."""
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.MessageExpiryInterval = seconds
+    return properties
 
 
 class Dispatcher:
@@ -166,9 +175,8 @@ class Dispatcher:
         properties = None
         if self._protocol == 5:
             # The broker drops it for a device that stays away past expiry: no stale switch-off.
-            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             remaining = (row["expires_at"] - datetime.now(UTC)).total_seconds()
-            properties.MessageExpiryInterval = max(1, int(remaining))
+            properties = _expiry_properties(max(1, int(remaining)))
         await client.publish(
             topics.command(row["serial_number"]),
             command_payload(row),
