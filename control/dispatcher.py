@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import aiomqtt
@@ -31,6 +31,7 @@ BATCH = 500
 PUBLISH_TIMEOUT_S = 10.0
 MAX_IDLE_S = 1.0
 MAX_CONFIRMING = 4  # batches awaiting PUBACKs at once
+RETRY_HOLD_BACKLOG = 1000  # unread device messages beyond which retries wait
 
 
 def command_payload(row: Row) -> bytes:
@@ -57,9 +58,17 @@ class Dispatcher:
     """Publishes due commands through whichever MQTT client is connected at the moment."""
 
     def __init__(
-        self, pool: Pool, *, protocol: int, retry_base_s: float, retry_max_s: float, actor: str = "control"
+        self,
+        pool: Pool,
+        *,
+        protocol: int,
+        retry_base_s: float,
+        retry_max_s: float,
+        actor: str = "control",
+        unread_acks: Callable[[], int] = lambda: 0,
     ) -> None:
         self._pool = pool
+        self._unread_acks = unread_acks
         self.actor = actor  # who the audit trail says published: this process
         self._protocol = protocol
         self._retry_base_s = retry_base_s
@@ -140,7 +149,10 @@ class Dispatcher:
         """Claim due head commands and record the attempt, in one committed transaction."""
         at = datetime.now(UTC)
         async with self._pool.connection() as conn, conn.transaction():
-            rows = await queries.claim_due(conn, limit=BATCH)
+            # Acks we have not read yet may answer the commands a retry would re-send: while we are
+            # that far behind, send only new commands, or a big fan-out feeds itself with re-sends.
+            behind = self._unread_acks() > RETRY_HOLD_BACKLOG
+            rows = await queries.claim_due(conn, limit=BATCH, first_sends_only=behind)
             if rows:
                 await self._record(conn, rows, at)
         return rows

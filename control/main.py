@@ -58,14 +58,16 @@ async def run(
     client_id = client_id or DEFAULT_CLIENT_ID
     async with open_pool(url, name="control", min_size=2, max_size=6) as untyped_pool:
         pool = cast(Pool, untyped_pool)  # open_pool's connections return dict rows
+        # The worker wakes the dispatcher when a command ends; the dispatcher asks how far behind it is.
+        inbound = InboundWorker(pool, wake_dispatcher=lambda: dispatcher.wake.set())
         dispatcher = Dispatcher(
             pool,
             protocol=settings.mqtt_protocol,
             retry_base_s=settings.command_retry_base_seconds,
             retry_max_s=settings.command_retry_max_seconds,
             actor=f"control:{client_id}",
+            unread_acks=inbound.queue.qsize,
         )
-        inbound = InboundWorker(pool, wake_dispatcher=dispatcher.wake.set)
         worker_stop = asyncio.Event()
         worker = asyncio.create_task(inbound.run(worker_stop), name="control-inbound")
         helpers = [

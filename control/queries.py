@@ -214,7 +214,7 @@ async def restore_desired(conn: AsyncConnection[Row], *, command: Row) -> None:
 # --- the dispatcher -------------------------------------------------------------------------------
 
 
-async def claim_due(conn: AsyncConnection[Row], *, limit: int) -> list[Row]:
+async def claim_due(conn: AsyncConnection[Row], *, limit: int, first_sends_only: bool = False) -> list[Row]:
     """Lock the due head command of each battery that has one; skip what another process holds.
 
     A head is a battery's oldest open command (no older open one exists), so at most one command
@@ -229,7 +229,7 @@ async def claim_due(conn: AsyncConnection[Row], *, limit: int) -> list[Row]:
     cur = await conn.execute(
         """SELECT c.id, c.battery_id, c.action, c.spec, c.status, c.attempts, c.created_at, c.expires_at
            FROM commands c
-           WHERE c.status IN ('queued', 'sent', 'delivered')
+           WHERE c.status IN ('queued', 'sent', 'delivered') AND (NOT %s OR c.status = 'queued')
              AND c.next_attempt_at <= clock_timestamp() AND c.expires_at > clock_timestamp()
              AND NOT EXISTS (SELECT 1 FROM commands older
                              WHERE older.battery_id = c.battery_id AND older.seq < c.seq
@@ -237,7 +237,7 @@ async def claim_due(conn: AsyncConnection[Row], *, limit: int) -> list[Row]:
            ORDER BY c.next_attempt_at
            LIMIT %s
            FOR UPDATE OF c SKIP LOCKED""",
-        (limit,),
+        (first_sends_only, limit),
     )
     rows = await cur.fetchall()
     await conn.execute("SET LOCAL enable_nestloop TO DEFAULT")

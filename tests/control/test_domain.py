@@ -178,3 +178,40 @@ def test_control_over_mqtt_3_uses_plain_subscriptions(database_url, mosquitto, d
         ) >= 1
     finally:
         runner.stop()
+
+
+def test_claim_takes_only_first_sends_when_asked(database_url, db) -> None:
+    from control.queries import claim_due
+
+    dealer = factories.dealer(db)
+    fresh, resend = (
+        factories.battery(db, dealer_id=dealer["id"]),
+        factories.battery(db, dealer_id=dealer["id"]),
+    )
+
+    async def go() -> tuple[dict, set, set]:
+        async with await _connect(database_url) as conn:
+            issued = await issue_commands(
+                conn,
+                battery_ids=[fresh["id"], resend["id"]],
+                action="disable",
+                spec="both",
+                reason="x",
+                requested_by=None,
+                source="test",
+            )
+            await conn.commit()
+            mine = {c["battery_id"]: c["id"] for c in issued.commands}
+            await conn.execute(
+                "UPDATE commands SET status = 'sent', attempts = 1 WHERE id = %s", (mine[resend["id"]],)
+            )
+            await conn.commit()
+            async with conn.transaction():  # a claim only locks; the commit lets go
+                only_new = {r["id"] for r in await claim_due(conn, limit=1000, first_sends_only=True)}
+            async with conn.transaction():
+                everything = {r["id"] for r in await claim_due(conn, limit=1000)}
+            return mine, only_new & set(mine.values()), everything & set(mine.values())
+
+    mine, only_new, everything = asyncio.run(go())
+    assert only_new == {mine[fresh["id"]]}
+    assert everything == {mine[fresh["id"]], mine[resend["id"]]}
