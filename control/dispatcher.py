@@ -151,7 +151,8 @@ class Dispatcher:
         async with self._pool.connection() as conn, conn.transaction():
             # Acks we have not read yet may answer the commands a retry would re-send: while we are
             # that far behind, send only new commands, or a big fan-out feeds itself with re-sends.
-            behind = self._unread_acks() > RETRY_HOLD_BACKLOG
+            unread = self._unread_acks() + (len(self._client.messages) if self._client is not None else 0)
+            behind = unread > RETRY_HOLD_BACKLOG
             rows = await queries.claim_due(conn, limit=BATCH, first_sends_only=behind)
             if rows:
                 await self._record(conn, rows, at)
