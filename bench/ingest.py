@@ -243,7 +243,9 @@ class IngestProcess:
         deadline = time.monotonic() + 30
         while metric(self.metrics_port, "ingest_mqtt_connected") != 1.0:
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("ingest worker did not start; see ingest.log")
+                self.log.flush()
+                tail = self.log_path.read_text()[-4000:]
+                raise RuntimeError(f"ingest worker did not start (exit {self.proc.poll()}):\n{tail}")
             time.sleep(0.05)
 
     def connected_at(self) -> float:
@@ -267,7 +269,7 @@ class IngestProcess:
             time.sleep(0.1)
 
     def stop(self) -> float:
-        rss = peak_rss_mib(self.proc.pid)
+        rss = peak_rss_mib(self.proc.pid) if self.proc.poll() is None else float("nan")
         self.proc.terminate()
         self.proc.wait(60)
         self.log.close()
