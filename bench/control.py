@@ -63,9 +63,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 20) -> None:
+def wait_port(port: int, timeout: float = 20, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            break
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -240,16 +242,22 @@ def main() -> None:
                 stderr=subprocess.STDOUT,
             )
         )
-        procs.append(
-            subprocess.Popen(
+        for _attempt in range(3):  # another process may take the spare port before the API binds it
+            api = subprocess.Popen(
                 [sys.executable, "-m", "packfleet", "api", "--port", str(api_port)],
                 env=env,
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        )
-        wait_port(api_port)
+            try:
+                wait_port(api_port, proc=api)
+                break
+            except TimeoutError:
+                api.kill()
+                api.wait()
+                api_port = free_port()
+        procs.append(api)
         time.sleep(1.0)  # control connects and subscribes
 
         headers = {"Authorization": f"Bearer {token}"}
