@@ -252,11 +252,13 @@ class Device:
     def now(self) -> float:
         return time.time() + self.skew_s
 
-    def record(self, values: tuple[float, float, float, float, float, float]) -> None:
+    def record(
+        self, values: tuple[float, float, float, float, float, float], *, at: float | None = None
+    ) -> None:
         """Take one reading: publish it, or keep it while offline or holding back a burst."""
         voltage, current, soc, temperature, lat, lon = values
         reading = {
-            "ts": iso(self.now()),
+            "ts": iso((time.time() if at is None else at) + self.skew_s),
             "voltage": voltage,
             "current": current,
             "soc": soc,

@@ -19,6 +19,8 @@ from device_sim.multiplex import SharedConnection
 
 log = logging.getLogger(__name__)
 
+MAX_BEHIND_S = 120.0  # beyond this the simulator is simply overloaded: skip ahead rather than catch up
+
 
 def raise_fd_limit(wanted: int) -> int:
     """Raise the soft open-files limit towards `wanted` (within the hard limit); return the new soft limit."""
@@ -137,20 +139,32 @@ class Fleet:
     async def _tick(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
+        wall_offset = time.time() - next_at  # readings are stamped with their scheduled time
         slot = 0
+        warned_at = 0.0
         while not stop.is_set():
             next_at += self.tick
             # Sleep first: the first readings come one tick in, once most devices are connected.
             delay = next_at - loop.time()
-            if delay < -5 * self.tick:
-                log.warning("simulator is falling behind", extra={"behind_s": round(-delay, 1)})
+            if delay < -MAX_BEHIND_S:
+                log.warning(
+                    "simulator fell %.0f s behind: skipping ahead", -delay, extra={"behind_s": -delay}
+                )
                 next_at = loop.time()
+            elif delay < -5 * self.tick and loop.time() - warned_at > 10:
+                # Late (a reconnect storm, a busy machine): catch up tick by tick, so every reading
+                # is still taken, stamped when it was due, like a device whose upload is late.
+                warned_at = loop.time()
+                log.warning(
+                    "simulator is %.1f s behind, catching up", -delay, extra={"behind_s": round(-delay, 1)}
+                )
             await asyncio.sleep(max(0.0, delay))
             # A fixed dt (not the measured one) keeps a seeded run's readings reproducible.
             self.model.step(self.tick * self.time_scale)
             members = self._slot_members[slot]
+            at = next_at + wall_offset
             for index, values in zip(members.tolist(), self.model.readings(members), strict=True):
-                self.devices[index].record(values)
+                self.devices[index].record(values, at=at)
             slot = (slot + 1) % self.slots
 
     async def _shutdown(self) -> None:
