@@ -240,12 +240,14 @@ class IngestProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ingest"], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + 30
+        # Under load, with a backlog flooding in, the metrics endpoint can answer slowly.
+        deadline = time.monotonic() + 120
         while metric(self.metrics_port, "ingest_mqtt_connected") != 1.0:
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.log.flush()
+                code = self.proc.poll()
+                self.stop()
                 tail = self.log_path.read_text()[-4000:]
-                raise RuntimeError(f"ingest worker did not start (exit {self.proc.poll()}):\n{tail}")
+                raise RuntimeError(f"ingest worker did not start (exit {code}):\n{tail}")
             time.sleep(0.05)
 
     def connected_at(self) -> float:
@@ -269,9 +271,16 @@ class IngestProcess:
             time.sleep(0.1)
 
     def stop(self) -> float:
-        rss = peak_rss_mib(self.proc.pid) if self.proc.poll() is None else float("nan")
+        if self.proc.poll() is not None:
+            self.log.close()
+            return float("nan")
+        rss = peak_rss_mib(self.proc.pid)
         self.proc.terminate()
-        self.proc.wait(60)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.log.close()
         return rss
 

@@ -95,7 +95,11 @@ class WorkerProcess:
                 raise AssertionError(f"worker exited with {proc.returncode}:\n{self.logs()[-3000:]}")
             return self.metric("ingest_mqtt_connected") == 1.0
 
-        wait_for(ready, timeout=20)
+        try:
+            wait_for(ready, timeout=30)
+        except BaseException:
+            self.stop()  # never leave a worker process behind a failed test
+            raise
         return self
 
     def metric(self, name: str, labels: str = "") -> float | None:
