@@ -152,7 +152,9 @@ def test_list_search_sort_filter_and_total(client: TestClient, dealer: dict, db:
     assert bad_sort.status_code == 400 and bad_sort.json()["code"] == "VALIDATION_ERROR"
     assert client.get("/api/battery_pack", params={"order": "sideways"}, headers=headers).status_code == 400
     for field in ("asset_tag", "owner_name", "health_score", "created_at", "status_label", "location"):
-        sorted_page = client.get("/api/battery_pack", params={"sort": field, "order": "DESC"}, headers=headers)
+        sorted_page = client.get(
+            "/api/battery_pack", params={"sort": field, "order": "DESC"}, headers=headers
+        )
         assert sorted_page.status_code == 200 and len(sorted_page.json()) == 6
     by_owner_first = client.get("/api/battery_pack", params={"sort": "owner_name"}, headers=headers).json()
     assert by_owner_first[0]["asset_tag"] == tags[4]  # the one owned pack; unowned (NULL) sort last
