@@ -11,8 +11,8 @@ from prometheus_client import make_asgi_app
 from api.auth.router import router as auth_router
 from api.batteries.router import router as batteries_router
 from api.battery_packs.router import router as battery_packs_router
-from api.consumers.router import router as consumers_router
 from api.commands.router import router as commands_router
+from api.consumers.router import router as consumers_router
 from api.errors import install_error_handlers
 from api.ratelimit import build_rate_limits
 from packfleet.db import open_pool
