@@ -33,7 +33,9 @@ from schemas import topics
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLIENT_ID = "packfleet-control"
+# One MQTT session per host (a container's hostname survives its restarts); a second control
+# process on the same host needs its own id (PACKFLEET_CONTROL_CLIENT_ID with `python -m control`).
+DEFAULT_CLIENT_ID = f"packfleet-control-{socket.gethostname()}"[:64]
 SHARE_GROUP = "control"
 SESSION_EXPIRY_S = 30
 EXPIRY_SWEEP_S = 1.0
