@@ -102,12 +102,18 @@ class WorkerProcess:
             raise
         return self
 
-    def metric(self, name: str, labels: str = "") -> float | None:
-        """A value from the worker's Prometheus endpoint; None if it does not answer."""
-        try:
-            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=1).text
-        except httpx.HTTPError:
-            return None
+    def metric(self, name: str, labels: str = "", *, patience: float = 0.0) -> float | None:
+        """A value from the worker's Prometheus endpoint; None if it does not answer (within
+        `patience` seconds: a busy worker on a loaded machine can be slow to)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+                break
+            except httpx.HTTPError:
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.1)
         wanted = f"{name}{{{labels}}}" if labels else name
         for line in text.splitlines():
             if line.startswith(wanted + " "):
