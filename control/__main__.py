@@ -1,6 +1,6 @@
 """`python -m control`: one control process configured by PACKFLEET_* variables.
 
-`PACKFLEET_CONTROL_CLIENT_ID` names its MQTT session (default `packfleet-control`); give each
+`PACKFLEET_CONTROL_CLIENT_ID` names its MQTT session (default `packfleet-control-<hostname>`); give each
 process that runs at the same time its own, and a restarted one the same as before, so that the
 broker hands it the acks queued while it was away.
 """
@@ -8,10 +8,9 @@ broker hands it the acks queued while it was away.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 
-from control.main import DEFAULT_CLIENT_ID, run
+from control.main import run
 from packfleet.logs import setup_logging
 from packfleet.settings import Settings
 
@@ -23,7 +22,7 @@ async def _main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run(settings, stop, client_id=os.environ.get("PACKFLEET_CONTROL_CLIENT_ID", DEFAULT_CLIENT_ID))
+    await run(settings, stop)
 
 
 if __name__ == "__main__":

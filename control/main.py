@@ -34,7 +34,7 @@ from schemas import topics
 log = logging.getLogger(__name__)
 
 # One MQTT session per host (a container's hostname survives its restarts); a second control
-# process on the same host needs its own id (PACKFLEET_CONTROL_CLIENT_ID with `python -m control`).
+# process on the same host needs its own id (PACKFLEET_CONTROL_CLIENT_ID).
 DEFAULT_CLIENT_ID = f"packfleet-control-{socket.gethostname()}"[:64]
 SHARE_GROUP = "control"
 SESSION_EXPIRY_S = 30
@@ -57,7 +57,7 @@ async def run(
     """Run the control service until `stop` is set; `on_connected` is called once subscribed."""
     serve_metrics(settings.metrics_port)
     url = settings.require_database_url()
-    client_id = client_id or DEFAULT_CLIENT_ID
+    client_id = client_id or settings.control_client_id or DEFAULT_CLIENT_ID
     async with open_pool(url, name="control", min_size=2, max_size=6) as untyped_pool:
         pool = cast(Pool, untyped_pool)  # open_pool's connections return dict rows
         # The worker wakes the dispatcher when a command ends; the dispatcher asks how far behind it is.

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     ingest_share_group: str = "ingest"
 
     # control
+    control_client_id: str | None = None  # MQTT session; default packfleet-control-<hostname>
     command_ttl_seconds: int = Field(default=24 * 3600, ge=1)
     command_retry_base_seconds: float = Field(default=5.0, gt=0)
     command_retry_max_seconds: float = Field(default=300.0, gt=0)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import uvicorn
 from pydantic import SecretStr
+
+from api.app import create_app
 from control.main import run as run_control
 from device_sim.main import SimOptions
 from device_sim.main import run as run_sim
 from ingest.main import run as run_ingest
-
-from api.app import create_app
 from packfleet.accounts import token_for_phone
 from packfleet.db import connect
 from packfleet.demo import ADMIN_PHONE, DEALER_PHONE, seed_demo

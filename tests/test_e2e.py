@@ -11,8 +11,11 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -34,41 +37,53 @@ def _wait(predicate, timeout: float = 15.0, interval: float = 0.1):  # type: ign
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], IO[str]]:
+    log = open(log_path, "w")  # closed with the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packfleet", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    return proc, log
+
+
 @pytest.fixture
-def stack(database_url: str, mosquitto: services.Mosquitto, tmp_path) -> Iterator[str]:
+def stack(database_url: str, mosquitto: services.Mosquitto, tmp_path: Path) -> Iterator[str]:
     """ingest, control and the API as separate processes; yields the API's base URL."""
-    port = services.free_port()
+    tag = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
         "PACKFLEET_DATABASE_URL": database_url,
         "PACKFLEET_MQTT_URL": mosquitto.url,
         "PACKFLEET_JWT_SECRET": JWT_SECRET,
         "PACKFLEET_LOG_JSON": "true",
-        "PACKFLEET_INGEST_CLIENT_ID": f"e2e-ingest-{port}",
-        "PACKFLEET_INGEST_SHARE_GROUP": f"e2e{port}",
+        "PACKFLEET_INGEST_CLIENT_ID": f"e2e-ingest-{tag}",
+        "PACKFLEET_INGEST_SHARE_GROUP": f"e2e{tag}",
+        "PACKFLEET_CONTROL_CLIENT_ID": f"e2e-control-{tag}",
     }
-    procs = []
-    for args in (["ingest"], ["control"], ["api", "--port", str(port)]):
-        log = open(tmp_path / f"{args[0]}.log", "w")
-        procs.append(
-            (
-                subprocess.Popen(
-                    [sys.executable, "-m", "packfleet", *args], env=env, stdout=log, stderr=subprocess.STDOUT
-                ),
-                log,
-            )
-        )
+    procs = [_spawn([name], env, tmp_path / f"{name}.log") for name in ("ingest", "control")]
     try:
-        services.wait_for_port(port, timeout=20)
+        for attempt in range(3):  # a spare port can be taken by someone else before the API binds it
+            port = services.free_port()
+            api = _spawn(["api", "--port", str(port)], env, tmp_path / f"api{attempt}.log")
+            procs.append(api)
+            try:
+                services.wait_for_port(port, timeout=20)
+                break
+            except TimeoutError:
+                if api[0].poll() is None:
+                    raise
+        else:
+            raise AssertionError("the API never bound a port")
         yield f"http://127.0.0.1:{port}"
     finally:
         for proc, _ in procs:
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
         for proc, log in procs:
             try:
-                assert proc.wait(15) == 0 or proc.returncode == -15, f"{proc.args} exited {proc.returncode}"
+                proc.wait(15)
             finally:
                 log.close()
+        assert all(p.returncode in (0, -15) for p, _ in procs[:2]), [p.returncode for p, _ in procs]
 
 
 class Device:
