@@ -74,6 +74,12 @@ def _session_present(broker: services.Mosquitto, client_id: str) -> bool:
     return flags[0]
 
 
+def _ingest_backends(url: str) -> int:
+    sql = """SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'packfleet-ingest'"""
+    return int(scalar(url, sql))
+
+
 def _count(url: str) -> int:
     return int(scalar(url, "SELECT count(*) FROM telemetry"))
 
@@ -91,6 +97,8 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(
     try:
         wait_for(lambda: _count(url) >= 3000, timeout=30)
         worker.kill()  # mid-batch: some rows committed and unacknowledged, some in memory only
+        # A COMMIT the server had already received still completes: count once its backend is gone.
+        wait_for(lambda: not _ingest_backends(url), timeout=10)
         at_kill = _count(url)
         assert at_kill < len(messages), "the kill came too late to prove anything"
         publisher.join(60)  # the broker keeps what arrives meanwhile for the worker's session
