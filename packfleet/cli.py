@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -75,11 +76,15 @@ def api(
 
 
 @app.command()
-def ingest() -> None:
+def ingest(
+    retire: Annotated[
+        bool, typer.Option(help="store what this worker's MQTT session holds, then end the session for good")
+    ] = False,
+) -> None:
     """Run an ingest worker (telemetry and status from MQTT into the database)."""
     from ingest.main import run
 
-    _serve(run, _settings())
+    _serve(functools.partial(run, retire=retire), _settings())
 
 
 @app.command()

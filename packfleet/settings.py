@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -63,7 +64,9 @@ class Settings(BaseSettings):
     ingest_batch_rows: int = Field(default=2000, ge=1)
     ingest_batch_ms: int = Field(default=200, ge=1)
     ingest_max_buffered: int = Field(default=50_000, ge=100)
-    ingest_client_id: str = "packfleet-ingest"
+    # One persistent MQTT session per worker: a container's hostname survives its restarts; two
+    # workers on one host need ids of their own (two with one id knock each other off the broker).
+    ingest_client_id: str = Field(default_factory=lambda: f"packfleet-ingest-{socket.gethostname()}"[:64])
     ingest_share_group: str = "ingest"
 
     # control
