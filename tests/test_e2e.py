@@ -58,6 +58,7 @@ def stack(database_url: str, mosquitto: services.Mosquitto, tmp_path: Path) -> I
         "PACKFLEET_INGEST_CLIENT_ID": f"e2e-ingest-{tag}",
         "PACKFLEET_INGEST_SHARE_GROUP": f"e2e{tag}",
         "PACKFLEET_CONTROL_CLIENT_ID": f"e2e-control-{tag}",
+        "PACKFLEET_RATE_LIMIT_API": "10000/minute",  # the tests poll as fast as a dashboard never would
     }
     procs = [_spawn([name], env, tmp_path / f"{name}.log") for name in ("ingest", "control")]
     try:
