@@ -101,3 +101,18 @@ def test_up_serves_telemetry_and_stops_clean_then_reuses_data(tmp_path: Path) ->
     finally:
         _stop(proc, signal.SIGTERM)
     assert not _postgres_running(data_dir)
+
+
+def test_a_killed_up_leaves_postgres_that_the_next_up_adopts_and_stops(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pf"
+    proc, _, _ = _start(data_dir)
+    proc.kill()  # SIGKILL: no chance to stop the embedded server
+    proc.wait(10)
+    assert _postgres_running(data_dir)
+    proc, values, _ = _start(data_dir)
+    try:
+        headers = {"Authorization": f"Bearer {values['PACKFLEET_TOKEN']}"}
+        assert httpx.get(f"{values['PACKFLEET_API']}/api/batteries", headers=headers).status_code == 200
+    finally:
+        _stop(proc, signal.SIGINT)
+    assert not _postgres_running(data_dir), "the adopted PostgreSQL was left running"
