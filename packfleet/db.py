@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 
@@ -31,6 +31,6 @@ async def open_pool(
         await pool.close()
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
-    """One synchronous connection, for CLI commands and migrations."""
-    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[DictRow]:
+    """One synchronous connection whose rows are dicts, for CLI commands and demo data."""
+    return psycopg.Connection.connect(url, autocommit=autocommit, row_factory=dict_row)
