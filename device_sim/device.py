@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as paho
 from pydantic import ValidationError
 
+from device_sim.connection import Connection
 from device_sim.faults import Dice, Faults
 from device_sim.model import FleetModel
 from device_sim.transport import Driver
@@ -85,8 +86,11 @@ class Link:
     connect_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONNECTS_IN_FLIGHT))
 
 
-class Device:
+class Device(Connection):
     """A battery: model state lives in the fleet arrays at `index`; this holds its MQTT life."""
+
+    refused = "broker refused the device"
+    log = log
 
     def __init__(
         self, *, serial: str, index: int, model: FleetModel, link: Link, faults: Faults, seed: int
@@ -94,20 +98,16 @@ class Device:
         self.serial = serial
         self.index = index
         self.model = model
-        self.link = link
         self.dice = Dice(faults, seed)
+        super().__init__(link=link, rng=self.dice.rng)
         self.faults = faults
         self.fw = FIRMWARE
         self.skew_s = self.dice.clock_skew()
-        self.client: paho.Client | None = None
         self.connected = False
         self.backlog: deque[dict[str, Any]] = deque()
         self.holding = 0  # readings still to hold back in a backlog burst
         self._inflight: dict[int, list[dict[str, Any]]] = {}  # mid -> readings not yet PUBACKed
         self._commands: OrderedDict[str, dict[str, Any] | None] = OrderedDict()  # id -> final ack
-        self._retry_s = 1.0
-        self._reconnect: asyncio.TimerHandle | None = None
-        self._offline_until = 0.0
         self.shared: SharedConnection | None = None  # set in multiplexed mode
         self._topic_telemetry = topics.telemetry(serial)
         self._topic_status = topics.status(serial)
@@ -116,8 +116,10 @@ class Device:
 
     # Connection.
 
-    async def connect(self) -> bool:
-        """Connect once; True when the broker accepted (on_connect ran), False otherwise."""
+    def _log_extra(self) -> dict[str, Any]:
+        return {"serial": self.serial}
+
+    def _new_client(self) -> paho.Client:
         link = self.link
         user: str | None
         password: str | None
@@ -129,39 +131,9 @@ class Device:
             client_id=self.serial, protocol=link.protocol, username=user, password=password
         )
         client.will_set(self._topic_status, WILL, qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
-        self.client = client
-        accepted = link.driver.loop.create_future()
-        client.user_data_set(accepted)
-        try:
-            async with link.connect_gate:
-                await link.driver.connect(client, link.host, link.port, protocol=link.protocol)
-                return await asyncio.wait_for(accepted, timeout=30)
-        except (OSError, TimeoutError) as exc:
-            link.stats.connect_failures += 1
-            log.debug("connect failed", extra={"serial": self.serial, "error": repr(exc)})
-            self._drop_client()
-            self._schedule_reconnect()
-            return False
+        return client
 
-    def _on_connect(self, client: paho.Client, accepted: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if client is not self.client:
-            return
-        ok = not reason.is_failure
-        if not accepted.done():
-            accepted.set_result(ok)
-        if not ok:
-            self.link.stats.connect_failures += 1
-            log.warning("broker refused the device", extra={"serial": self.serial, "reason": str(reason)})
-            client.disconnect()
-            return
-        if self.link.stopping:
-            client.disconnect()
-            return
-        self._retry_s = 1.0
+    def _up(self, client: paho.Client) -> None:
         client.subscribe(self._topic_cmd, qos=1)
         self.attach(client)
 
@@ -187,40 +159,8 @@ class Device:
             self.backlog.extendleft(reversed(self._inflight[mid]))
         self._inflight.clear()
 
-    def _on_disconnect(
-        self, client: paho.Client, accepted: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        if client is not self.client:
-            return
-        if not accepted.done():
-            accepted.set_result(False)
-        self.link.driver.forget(client)
+    def _down(self) -> None:
         self.detach()
-        if not self.link.stopping:
-            self._schedule_reconnect()
-
-    def _schedule_reconnect(self) -> None:
-        if self.link.stopping or self._reconnect is not None:
-            return
-        loop = self.link.driver.loop
-        delay = max(self._retry_s * self.dice.rng.uniform(0.5, 1.5), self._offline_until - time.time())
-        self._retry_s = min(self._retry_s * 2, 30.0)
-        self._reconnect = loop.call_later(delay, self._reconnect_now)
-
-    def _reconnect_now(self) -> None:
-        self._reconnect = None
-        if not self.link.stopping:
-            self._drop_client()
-            asyncio.ensure_future(self.connect())
-
-    def _drop_client(self) -> None:
-        if self.client is not None:
-            self.link.driver.forget(self.client)
-            sock = self.client.socket()
-            if sock is not None:
-                self.client.on_disconnect = None
-                self.client.disconnect()
-        self.client = None
 
     def flap(self) -> None:
         """Drop the TCP connection without a DISCONNECT, as a device losing its network does."""
@@ -237,9 +177,7 @@ class Device:
 
     def go_offline(self) -> paho.MQTTMessageInfo | None:
         """A clean shutdown: say so in the retained status (the will only fires on a drop)."""
-        if self._reconnect is not None:
-            self._reconnect.cancel()
-            self._reconnect = None
+        self._cancel_reconnect()
         if not self.connected or self.client is None:
             return None
         info = self.publish_status(online=False)
