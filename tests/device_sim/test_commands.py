@@ -92,8 +92,11 @@ def test_repeated_command_id_is_acked_again_but_not_applied_twice(
         assert repeat["stage"] == "applied" and repeat["enabled"] is False  # the answer it gave then
         # ...but the battery stayed enabled: no new status, nothing switched off.
         assert len(cloud.seen(f"batteries/{serial}/status")) == statuses_before
-    final = cloud.json(f"batteries/{serial}/status")[-1]
-    assert final["online"] is False and final["enabled"] is True
+    # The offline status is published as the simulator stops: wait for it rather than race it.
+    final = cloud.wait(
+        lambda: (last := cloud.json(f"batteries/{serial}/status")[-1])["online"] is False and last
+    )
+    assert final["enabled"] is True
 
 
 def test_invalid_command_is_rejected_with_an_error(
