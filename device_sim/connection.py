@@ -7,6 +7,7 @@ once it is up or down; those are the hooks below.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import random
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Connection:
+class Connection(abc.ABC):
     """Connects `client` over `link`, and after a failure or a drop schedules a reconnect."""
 
     refused = "broker refused the connection"  # logged when the CONNACK says no
@@ -35,28 +36,31 @@ class Connection:
         self._reconnect: asyncio.TimerHandle | None = None
         self._offline_until = 0.0
 
-    # Hooks.
+    # Hooks each kind of connection defines.
 
-    def _log_extra(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _log_extra(self) -> dict[str, Any]: ...
 
+    @abc.abstractmethod
     def _new_client(self) -> paho.Client:
         """A client set up for this connection (credentials, will, limits); callbacks come later."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _up(self, client: paho.Client) -> None:
         """The broker accepted: subscribe and announce."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _down(self) -> None:
         """The connection dropped."""
-        raise NotImplementedError
+        ...
 
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None: ...
 
-    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None: ...
 
     # The connection's life.
 
