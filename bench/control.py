@@ -16,7 +16,6 @@ the project's mosquitto.conf on a spare port. The last line printed is one JSON 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import secrets
@@ -44,23 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from api.auth.tokens import issue_token  # noqa: E402
 from packfleet.migrate import migrate  # noqa: E402
-
-HOST_BOUND = (
-    "listener",
-    "protocol",
-    "password_file",
-    "acl_file",
-    "persistence_location",
-    "allow_anonymous",
-    "log_dest",
-    "per_listener_settings",
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.services import Mosquitto, free_port  # noqa: E402
 
 
 def wait_port(port: int, timeout: float = 20, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -74,35 +57,6 @@ def wait_port(port: int, timeout: float = 20, proc: subprocess.Popen[bytes] | No
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing answered on port {port}")
-
-
-def start_mosquitto(workdir: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    kept = [
-        line
-        for line in (REPO / "mosquitto.conf").read_text().splitlines()
-        if line.strip() and not line.startswith("#") and line.split()[0] not in HOST_BOUND
-    ]
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        "\n".join(
-            kept
-            + [
-                f"user {getpass.getuser()}",
-                f"listener {port} 127.0.0.1",
-                "allow_anonymous true",
-                f"persistence_location {workdir}/",
-                f"log_dest file {workdir}/mosquitto.log",
-                *extra,
-            ]
-        )
-        + "\n"
-    )
-    proc = subprocess.Popen(
-        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    wait_port(port)
-    return proc, port
 
 
 class Devices:
@@ -199,8 +153,10 @@ def main() -> None:
     }
     try:
         migrate(url)
-        broker, mqtt_port = start_mosquitto(work, [])
-        procs.append(broker)
+        broker = Mosquitto(work).start()  # the repo's mosquitto.conf, on a spare port
+        mqtt_port = broker.port
+        assert broker.proc is not None
+        procs.append(broker.proc)
         secret = secrets.token_urlsafe(32)
         with psycopg.connect(url, row_factory=dict_row, autocommit=True) as db:
             dealer = db.execute("INSERT INTO dealers (name) VALUES ('Bench Motors') RETURNING id").fetchone()

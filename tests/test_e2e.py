@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,16 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests import factories, services
 from tests.conftest import JWT_SECRET, token_for
-
-
-def _wait(predicate, timeout: float = 15.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+from tests.services import wait_for
 
 
 def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], IO[str]]:
@@ -168,7 +158,7 @@ def test_reading_to_api_and_command_round_trip(
                     else None
                 )
 
-            body = _wait(latest)
+            body = wait_for(latest)
             assert body["battery"]["serial_number"] == serial
             assert body["telemetry"]["voltage"] == "48.50"
             assert body["telemetry"]["current"] == "12.25"
@@ -191,14 +181,14 @@ def test_reading_to_api_and_command_round_trip(
                 commands = api.get(f"/api/batteries/{serial}/commands").json()
                 return commands if commands and commands[0]["status"] == "succeeded" else None
 
-            commands = _wait(finished)
+            commands = wait_for(finished)
             assert device.commands and device.commands[0]["action"] == "disable"
             done = commands[0]
             assert done["id"] == device.commands[0]["id"]
             for stamp in ("created_at", "sent_at", "delivered_at", "finished_at"):
                 assert done[stamp], f"{stamp} not set"
 
-            detail = _wait(
+            detail = wait_for(
                 lambda: (
                     (b := api.get(f"/api/batteries/{serial}").json())["control"]["reported"]["enabled"]
                     is False
@@ -226,7 +216,7 @@ def test_bad_telemetry_is_dead_lettered_and_ingest_keeps_going(
             "telemetry", {"ts": datetime.now(UTC).isoformat(), "voltage": 48.0, "current": 1.0, "soc": 50.0}
         )
         topic = f"batteries/{serial}/telemetry"
-        rows = _wait(
+        rows = wait_for(
             lambda: (
                 (r := db.execute("SELECT reason FROM dead_letters WHERE topic = %s", (topic,)).fetchall())
                 and len(r) >= 2
@@ -234,7 +224,7 @@ def test_bad_telemetry_is_dead_lettered_and_ingest_keeps_going(
             )
         )
         assert len(rows) == 2 and all(r["reason"] for r in rows)
-        _wait(
+        wait_for(
             lambda: db.execute(
                 "SELECT 1 FROM battery_latest l JOIN batteries b ON b.id = l.battery_id "
                 "WHERE b.serial_number = %s",
