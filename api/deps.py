@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from api.auth.tokens import InvalidToken, Principal, verify_token
+from api.auth.tokens import InvalidToken, Principal, TokenVerifier
 from api.errors import Forbidden, Unauthorized
 from api.ratelimit import limit_api
 from packfleet.settings import Settings
@@ -26,9 +26,9 @@ async def get_pool(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool
 
 
-async def get_conn(pool: Annotated[AsyncConnectionPool, Depends(get_pool)]) -> AsyncIterator[AsyncConnection]:
+async def get_conn(request: Request) -> AsyncIterator[AsyncConnection]:
     """A pooled connection; the service function that uses it owns its transactions."""
-    async with pool.connection() as conn:
+    async with request.app.state.pool.connection() as conn:
         # Autocommit: a read is one round trip (no BEGIN/COMMIT), and every `conn.transaction()`
         # block is a real transaction rather than a savepoint inside an implicit one.
         await conn.set_autocommit(True)
@@ -38,15 +38,23 @@ async def get_conn(pool: Annotated[AsyncConnectionPool, Depends(get_pool)]) -> A
             await conn.set_autocommit(False)  # the pool's other users expect its default
 
 
+def _token_verifier(request: Request) -> TokenVerifier:
+    state = request.app.state
+    verifier = getattr(state, "token_verifier", None)
+    if verifier is None:
+        verifier = state.token_verifier = TokenVerifier(state.settings.require_jwt_secret())
+    return verifier
+
+
 async def get_principal(
     request: Request,
-    settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    # Dependencies are few on purpose: FastAPI spends tens of microseconds on each, per request.
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Valid JWT token is required")
     try:
-        principal = verify_token(credentials.credentials, secret=settings.require_jwt_secret())
+        principal = _token_verifier(request)(credentials.credentials)
     except InvalidToken:
         raise Unauthorized("Valid JWT token is required", error="Invalid or expired token") from None
     request.state.principal = principal

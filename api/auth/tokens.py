@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +48,11 @@ def issue_token(user: dict[str, Any], *, secret: str, ttl: timedelta) -> str:
 
 
 def verify_token(token: str, *, secret: str) -> Principal:
+    return _verify(token, secret=secret)[0]
+
+
+def _verify(token: str, *, secret: str) -> tuple[Principal, float]:
+    """The principal and the token's expiry (epoch seconds)."""
     try:
         # An explicit algorithm list refuses `alg: none` and key-confusion tricks.
         claims = jwt.decode(
@@ -54,12 +61,42 @@ def verify_token(token: str, *, secret: str) -> Principal:
         role = claims["role"]
         if role not in ROLES:
             raise InvalidToken("unknown role")
-        return Principal(
+        principal = Principal(
             user_id=int(claims["sub"]),
             role=role,
             dealer_id=claims.get("dealer_id"),
             consumer_id=claims.get("consumer_id"),
             name=claims.get("name"),
         )
-    except (jwt.PyJWTError, ValueError, KeyError) as exc:
+        return principal, float(claims["exp"])
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
         raise InvalidToken(str(exc)) from exc
+
+
+class TokenVerifier:
+    """`verify_token` with a bounded cache of tokens already verified, each kept until it expires.
+
+    A client sends the same token with every request; verifying it costs more CPU than the rest
+    of a battery lookup (PyJWT checks the HMAC key's form on every call). A cached token is the
+    exact string that passed verification with this secret, so the answer cannot differ; only its
+    expiry is checked again. Failures are not cached.
+    """
+
+    def __init__(self, secret: str, *, size: int = 10_000) -> None:
+        self._secret = secret
+        self._size = size
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    def __call__(self, token: str) -> Principal:
+        hit = self._verified.get(token)
+        if hit is not None:
+            principal, expires = hit
+            if time.time() < expires:
+                return principal
+            del self._verified[token]
+            raise InvalidToken("Signature has expired")
+        principal, expires = _verify(token, secret=self._secret)
+        self._verified[token] = (principal, expires)
+        if len(self._verified) > self._size:
+            self._verified.popitem(last=False)  # the oldest verified first
+        return principal

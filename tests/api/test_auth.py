@@ -189,3 +189,17 @@ def test_bad_tokens_are_401(client: TestClient, db: psycopg.Connection, kind: st
     answer = client.get("/api/batteries", headers=headers)
     assert answer.status_code == 401
     assert set(answer.json()) >= {"error", "details", "code"}
+
+
+def test_a_token_that_expires_after_use_is_refused(client: TestClient, db: psycopg.Connection) -> None:
+    """The API keeps verified tokens; a kept token must still stop working at its expiry."""
+    user = factories.user(db, "admin")
+    token = _token(user, ttl=timedelta(seconds=2))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/batteries", headers=headers).status_code == 200
+    assert client.get("/api/batteries", headers=headers).status_code == 200  # from the kept tokens
+    time.sleep(2.1)
+    answer = client.get("/api/batteries", headers=headers)
+    assert answer.status_code == 401 and answer.json()["error"] == "Invalid or expired token"
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")  # never kept: verified, refused
+    assert client.get("/api/batteries", headers={"Authorization": f"Bearer {tampered}"}).status_code == 401
