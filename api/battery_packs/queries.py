@@ -15,30 +15,12 @@ from psycopg.rows import tuple_row
 from api.battery_packs.models import COLUMNS, SORTS
 
 
-def _iso(column: str) -> str:
-    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-
-
-# The battery-pack object of the API, built by PostgreSQL: lists then pass through Python as text.
-PACK_JSON = f"""json_build_object(
-    'id', b.id, 'asset_tag', b.serial_number, 'company', b.company, 'status_label', b.status_label,
-    'model', b.model, 'manufacturer_name', b.manufacturer_name, 'location', b.location,
-    'warranty_months', b.warranty_months::text,
-    'battery_pack', json_build_object(
-        'battery_cell_chemistry', b.cell_chemistry, 'battery_pack_nominal_voltage', b.nominal_voltage,
-        'battery_pack_nominal_charge_capacity', b.nominal_capacity, 'bms_type', b.bms_type,
-        'battery_cell_type', b.cell_type, 'battery_pack_casing', b.casing),
-    'status', b.status, 'health_score', b.health_score::float8, 'dealer_id', b.dealer_id,
-    'owner_id', b.owner_id, 'owner_name', c.name,
-    'allocation', CASE WHEN a.id IS NOT NULL THEN json_build_object(
-        'target_category', a.target_category, 'target_individual', a.target_individual,
-        'status_label', a.status_label, 'allocated_at', {_iso("a.allocated_at")}) END,
-    'created_at', {_iso("b.created_at")}, 'updated_at', {_iso("b.updated_at")})"""
-
+# The battery-pack object of the API is built by PostgreSQL and kept in battery_pack_views (migration
+# 0033, function battery_pack_json): lists pass the stored texts through Python untouched.
 PACK_FROM = """
     FROM batteries b
+    JOIN battery_pack_views v ON v.battery_id = b.id
     LEFT JOIN consumers c ON c.id = b.owner_id
-    LEFT JOIN battery_allocations a ON a.battery_id = b.id AND a.released_at IS NULL
 """
 
 # One constant condition per filter; only the filters in use are joined into the WHERE clause, so the
@@ -89,7 +71,7 @@ async def list_packs(
     order = f"{SORTS[sort]} {direction} NULLS LAST, b.id {direction}"
     # Two statements rather than count(*) OVER (): the page can then walk an index and stop early.
     async with conn.cursor(row_factory=tuple_row) as cur:
-        page = f"SELECT ({PACK_JSON})::text {PACK_FROM} WHERE {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"  # noqa: E501
+        page = f"SELECT v.body {PACK_FROM} WHERE {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
         await cur.execute(page, {**params, "limit": limit, "offset": offset})  # type: ignore[arg-type]
         rows = [r[0] for r in await cur.fetchall()]
     join = "LEFT JOIN consumers c ON c.id = b.owner_id" if any(params[k] for k in _NEEDS_CONSUMER) else ""
@@ -107,7 +89,7 @@ async def get_pack(conn: AsyncConnection, battery_id: int) -> dict[str, Any] | N
 
 async def pack_json(conn: AsyncConnection, battery_id: int) -> dict[str, Any] | None:
     """The pack as the API shows it."""
-    cur = await conn.execute(f"SELECT {PACK_JSON} AS pack {PACK_FROM} WHERE b.id = %s", (battery_id,))
+    cur = await conn.execute("SELECT body::json AS pack FROM battery_pack_views WHERE battery_id = %s", (battery_id,))
     row = await cur.fetchone()
     return None if row is None else row["pack"]
 

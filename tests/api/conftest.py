@@ -87,3 +87,16 @@ class World:
 @pytest.fixture
 def world(db: psycopg.Connection) -> World:
     return World(db)
+
+
+@pytest.fixture(autouse=True)
+def pack_views_match_their_packs(database_url: str) -> Iterator[None]:
+    """After every API test: each pack's stored object is the one its rows give now (migration 0033)."""
+    yield
+    with psycopg.connect(database_url) as conn:
+        stale = conn.execute(
+            """SELECT b.serial_number FROM batteries b LEFT JOIN battery_pack_views v ON v.battery_id = b.id
+               LEFT JOIN battery_pack_json(ARRAY(SELECT id FROM batteries)) j ON j.battery_id = b.id
+               WHERE v.body IS DISTINCT FROM j.body LIMIT 5"""
+        ).fetchall()
+    assert not stale, f"stale battery_pack_views rows: {stale}"

@@ -376,3 +376,42 @@ def test_empty_uploads_are_refused(client: TestClient, dealer: dict) -> None:  #
         client.post("/api/battery_pack", content=b"{not json", headers=headers).json()["error"]
         == "Invalid JSON"
     )
+
+
+def test_lists_show_every_change_to_a_pack(client: TestClient, db: psycopg.Connection) -> None:
+    """Lists read the stored pack objects (battery_pack_views): each kind of change must reach them,
+    whoever makes it: the API, control (status), a consumer's new name, an allocation."""
+    dealer_row = factories.dealer(db, "View Motors")
+    dealer = factories.user(db, "dealer", dealer_id=dealer_row["id"])
+    consumer = factories.consumer(db, dealer_row["id"], "Ravi R")
+    headers, tag = bearer(dealer), _tag("V")
+
+    def listed() -> dict:  # type: ignore[type-arg]
+        page = client.get("/api/battery_pack", params={"search": tag}, headers=headers)
+        assert page.status_code == 200 and page.headers["X-Total-Count"] == "1", page.text
+        (pack,) = page.json()
+        detail = client.get(f"/api/battery_pack/{tag}", headers=headers).json()
+        assert pack == {k: v for k, v in detail.items() if k != "allocations"}
+        return pack  # type: ignore[no-any-return]
+
+    assert client.post("/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=headers).status_code == 201
+    assert listed()["model"] == "Model X" and listed()["allocation"] is None
+    assert client.patch("/api/battery_pack", json=[{"asset_tag": tag, "model": "Model Y"}], headers=headers).status_code == 200
+    assert listed()["model"] == "Model Y"
+    client.post(
+        f"/api/battery_pack/{tag}/allocate",
+        json={"target_category": "Vehicle", "target_individual": "KA01X1", "status_label": "In Vehicle"},
+        headers=headers,
+    )
+    assert listed()["allocation"]["target_individual"] == "KA01X1"
+    assigned = client.put(f"/api/batteries/{tag}/assign", json={"consumer_id": consumer["id"]}, headers=headers)
+    assert assigned.status_code == 200, assigned.text
+    assert listed()["owner_name"] == "Ravi R"
+    db.execute("UPDATE consumers SET name = 'Ravi Kumar' WHERE id = %s", (consumer["id"],))
+    assert listed()["owner_name"] == "Ravi Kumar"
+    db.execute("UPDATE batteries SET status = 'inactive' WHERE serial_number = %s", (tag,))  # as control does
+    assert listed()["status"] == "inactive"
+    db.execute("DELETE FROM battery_allocations WHERE battery_id = (SELECT id FROM batteries WHERE serial_number = %s)", (tag,))
+    assert listed()["allocation"] is None
+    db.execute("UPDATE batteries SET last_seen_at = now(), online = true WHERE serial_number = %s", (tag,))  # as ingest
+    assert listed()["status"] == "inactive"
