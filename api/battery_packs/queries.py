@@ -74,8 +74,15 @@ async def list_packs(
         page = f"SELECT v.body {PACK_FROM} WHERE {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
         await cur.execute(page, {**params, "limit": limit, "offset": offset})  # type: ignore[arg-type]
         rows = [r[0] for r in await cur.fetchall()]
-    join = "LEFT JOIN consumers c ON c.id = b.owner_id" if any(params[k] for k in _NEEDS_CONSUMER) else ""
-    counting = f"SELECT count(*) AS n FROM batteries b {join} WHERE {where}"  # noqa: S608 - constant fragments
+    if all(value is None for name, value in params.items() if name != "dealer"):
+        # All live packs, or a dealer's: the kept counts answer (migration 0034).
+        if dealer_id is None:
+            counting = "SELECT coalesce(sum(live), 0) AS n FROM battery_live_counts"
+        else:
+            counting = "SELECT coalesce(sum(live), 0) AS n FROM battery_live_counts WHERE dealer_key = %(dealer)s"
+    else:
+        join = "LEFT JOIN consumers c ON c.id = b.owner_id" if any(params[k] for k in _NEEDS_CONSUMER) else ""
+        counting = f"SELECT count(*) AS n FROM batteries b {join} WHERE {where}"  # noqa: S608 - constant fragments
     count = await conn.execute(counting, params)  # type: ignore[arg-type]
     found = await count.fetchone()
     return rows, 0 if found is None else found["n"]
@@ -117,6 +124,14 @@ async def live_by_tags(conn: AsyncConnection, tags: Sequence[str]) -> list[dict[
 
 async def soft_delete(conn: AsyncConnection, battery_ids: Sequence[int], *, actor: str) -> Any:
     """Mark the batteries deleted (telemetry stays); return the deletion time."""
+    # The live counts of their dealers change row by row: lock them first, in the order every
+    # writer uses, so that two deletions over the same dealers cannot deadlock.
+    await conn.execute(
+        """SELECT 1 FROM battery_live_counts
+           WHERE dealer_key IN (SELECT coalesce(dealer_id, 0) FROM batteries WHERE id = ANY(%s))
+           ORDER BY dealer_key FOR UPDATE""",
+        (list(battery_ids),),
+    )
     cur = await conn.execute(
         """WITH gone AS (
                UPDATE batteries SET deleted_at = now(), updated_at = now()

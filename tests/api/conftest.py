@@ -90,13 +90,22 @@ def world(db: psycopg.Connection) -> World:
 
 
 @pytest.fixture(autouse=True)
-def pack_views_match_their_packs(database_url: str) -> Iterator[None]:
-    """After every API test: each pack's stored object is the one its rows give now (migration 0033)."""
+def kept_pack_data_matches_the_packs(database_url: str) -> Iterator[None]:
+    """After every API test: each pack's stored object is the one its rows give now (migration 0033),
+    and the kept live counts per dealer are the counted ones (migration 0034)."""
     yield
     with psycopg.connect(database_url) as conn:
+        miscounted = conn.execute(
+            """SELECT * FROM (SELECT coalesce(dealer_id, 0) AS dealer_key, count(*) AS live FROM batteries
+                              WHERE deleted_at IS NULL GROUP BY 1) counted
+               FULL JOIN (SELECT * FROM battery_live_counts WHERE live <> 0) kept USING (dealer_key)
+               WHERE counted.live IS DISTINCT FROM kept.live LIMIT 5"""
+        ).fetchall()
+        assert not miscounted, f"battery_live_counts differs from the rows: {miscounted}"
         stale = conn.execute(
-            """SELECT b.serial_number FROM batteries b LEFT JOIN battery_pack_views v ON v.battery_id = b.id
-               LEFT JOIN battery_pack_json(ARRAY(SELECT id FROM batteries)) j ON j.battery_id = b.id
-               WHERE v.body IS DISTINCT FROM j.body LIMIT 5"""
+            """WITH fresh AS (SELECT battery_id, body FROM battery_pack_json(ARRAY(SELECT id FROM batteries))),
+                    kept AS (SELECT battery_id, body FROM battery_pack_views)
+               SELECT battery_id FROM ((TABLE fresh EXCEPT TABLE kept) UNION ALL (TABLE kept EXCEPT TABLE fresh)) d
+               LIMIT 5"""
         ).fetchall()
     assert not stale, f"stale battery_pack_views rows: {stale}"

@@ -60,3 +60,39 @@ def test_racing_allocations_leave_one_open(client, world) -> None:  # type: igno
         assert set(pool.map(allocate, range(16))) == {200}
     history = client.get(f"/api/battery_pack/{tag}", headers=bearer(world.admin)).json()["allocations"]
     assert len(history) == 16 and sum(a["released_at"] is None for a in history) == 1
+
+
+def test_racing_deletions_keep_the_live_counts(database_url: str, db: psycopg.Connection) -> None:
+    """Two soft deletions at once over the same four dealers: both succeed, the counts stay exact."""
+    from api.battery_packs import service
+    from tests import factories
+
+    before = db.execute("SELECT coalesce(sum(live), 0) AS n FROM battery_live_counts").fetchone()["n"]
+    dealers = [factories.dealer(db, f"Race {i}")["id"] for i in range(4)]
+    prefix = f"D{uuid.uuid4().hex[:8].upper()}"
+    packs = [
+        r["serial_number"]
+        for r in db.execute(
+            """INSERT INTO batteries (serial_number, dealer_id)
+               SELECT %s || lpad(g::text, 5, '0'), (%s::bigint[])[1 + g %% 4] FROM generate_series(1, 2000) g
+               RETURNING serial_number""",
+            (prefix, dealers),
+        )
+    ]
+    admin = Principal(user_id=1, role="admin")
+
+    async def delete(tags: list[str]) -> object:
+        async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
+            return await service.delete_packs(conn, principal=admin, tags=tags)
+
+    async def race() -> list[object]:
+        return await asyncio.gather(delete(packs[:1000]), delete(packs[1000:]))
+
+    for answer in asyncio.run(race()):
+        assert answer["status"] == "success"  # type: ignore[index]
+    kept = db.execute(
+        "SELECT coalesce(sum(live), 0) AS n FROM battery_live_counts WHERE dealer_key = ANY(%s)", (dealers,)
+    ).fetchone()
+    assert kept["n"] == 0
+    after = db.execute("SELECT coalesce(sum(live), 0) AS n FROM battery_live_counts").fetchone()["n"]
+    assert after == before
