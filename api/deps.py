@@ -27,15 +27,10 @@ async def get_pool(request: Request) -> AsyncConnectionPool:
 
 
 async def get_conn(request: Request) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection; the service function that uses it owns its transactions."""
+    """A pooled connection in autocommit mode (the API's pool): a read is one round trip, and the
+    service function that writes owns its transactions (`async with conn.transaction()`)."""
     async with request.app.state.pool.connection() as conn:
-        # Autocommit: a read is one round trip (no BEGIN/COMMIT), and every `conn.transaction()`
-        # block is a real transaction rather than a savepoint inside an implicit one.
-        await conn.set_autocommit(True)
-        try:
-            yield conn
-        finally:
-            await conn.set_autocommit(False)  # the pool's other users expect its default
+        yield conn
 
 
 def _token_verifier(request: Request) -> TokenVerifier:

@@ -143,6 +143,7 @@ async def _clients(base: str, token: str, paths: list[str], clients: int, start_
                 raise RuntimeError(f"{paths[0]} answered {status}: {body[:200]!r}")
         await asyncio.sleep(max(0.0, start_at - time.time()))
         deadline = time.perf_counter() + seconds
+        busy_before = _machine_busy_seconds()
 
         async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal errors
@@ -155,13 +156,22 @@ async def _clients(base: str, token: str, paths: list[str], clients: int, start_
                     errors += 1
 
         await asyncio.gather(*(worker(r, w) for r, w in connections))
+        busy = _machine_busy_seconds() - busy_before
     finally:
         for _, writer in connections:
             writer.close()
-    return latencies, errors
+    return latencies, errors, busy
 
 
-def _client_process(args: tuple) -> tuple[list[float], int]:  # type: ignore[type-arg]
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, every process: server, database,
+    clients), from /proc/stat; per request, a figure less noisy than latency on a shared machine."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, stat.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _client_process(args: tuple) -> tuple[list[float], int, float]:  # type: ignore[type-arg]
     import uvloop
 
     return uvloop.run(_clients(*args))
@@ -173,14 +183,18 @@ def drive(base: str, token: str, paths: list[str], *, clients: int, procs: int, 
     shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     with multiprocessing.get_context("fork").Pool(procs) as pool:
         parts = pool.map(_client_process, [(base, token, paths, n, start_at, seconds) for n in shares if n])
-    latencies = sorted(x for part, _ in parts for x in part)
-    errors = sum(e for _, e in parts)
+    latencies = sorted(x for part, _, _ in parts for x in part)
+    errors = sum(e for _, e, _ in parts)
+    busy = parts[0][2]  # the client processes measure the same window: one reading of the machine
     return {
         "requests": len(latencies),
         "errors": errors,
         "rps": round(len(latencies) / seconds, 1),
         "p50_ms": round(statistics.median(latencies), 2),
+        "p90_ms": round(latencies[int(len(latencies) * 0.90) - 1], 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+        "max_ms": round(latencies[-1], 2),
+        "cpu_ms_per_request": round(busy * 1000 / len(latencies), 3),
     }
 
 

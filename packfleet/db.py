@@ -12,7 +12,13 @@ from psycopg_pool import AsyncConnectionPool
 
 @asynccontextmanager
 async def open_pool(
-    url: str, *, name: str, min_size: int = 1, max_size: int = 10, open_timeout: float = 30.0
+    url: str,
+    *,
+    name: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    open_timeout: float = 30.0,
+    autocommit: bool = False,
 ) -> AsyncIterator[AsyncConnectionPool]:
     """Open an async pool whose connections return rows as dicts; close it on exit."""
     pool = AsyncConnectionPool(
@@ -22,7 +28,7 @@ async def open_pool(
         name=name,
         open=False,
         timeout=open_timeout,
-        kwargs={"row_factory": dict_row, "application_name": f"packfleet-{name}"},
+        kwargs={"row_factory": dict_row, "application_name": f"packfleet-{name}", "autocommit": autocommit},
     )
     await pool.open(wait=True, timeout=open_timeout)
     try:

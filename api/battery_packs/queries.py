@@ -10,7 +10,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection, sql
-from psycopg.rows import tuple_row
 
 from api.battery_packs.models import COLUMNS, SORTS
 
@@ -63,29 +62,32 @@ async def list_packs(
     descending: bool,
     limit: int,
     offset: int,
-) -> tuple[list[str], int]:
-    """One page of live packs (as JSON texts) and the total that match."""
+) -> tuple[str, int]:
+    """One page of live packs as a JSON array (text, built by PostgreSQL) and the total that match."""
     params = {"dealer": dealer_id, "owner": owner_id, "search": _like(search), **filters}
     where = _where(params)
-    direction = "DESC" if descending else "ASC"
-    order = f"{SORTS[sort]} {direction} NULLS LAST, b.id {direction}"
-    # Two statements rather than count(*) OVER (): the page can then walk an index and stop early.
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        page = f"SELECT v.body {PACK_FROM} WHERE {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
-        await cur.execute(page, {**params, "limit": limit, "offset": offset})  # type: ignore[arg-type]
-        rows = [r[0] for r in await cur.fetchall()]
     if all(value is None for name, value in params.items() if name != "dealer"):
         # All live packs, or a dealer's: the kept counts answer (migration 0034).
-        if dealer_id is None:
-            counting = "SELECT coalesce(sum(live), 0) AS n FROM battery_live_counts"
-        else:
-            counting = "SELECT coalesce(sum(live), 0) AS n FROM battery_live_counts WHERE dealer_key = %(dealer)s"
+        counting = "SELECT coalesce(sum(live), 0) FROM battery_live_counts"
+        if dealer_id is not None:
+            counting += " WHERE dealer_key = %(dealer)s"
     else:
         join = "LEFT JOIN consumers c ON c.id = b.owner_id" if any(params[k] for k in _NEEDS_CONSUMER) else ""
-        counting = f"SELECT count(*) AS n FROM batteries b {join} WHERE {where}"  # noqa: S608 - constant fragments
-    count = await conn.execute(counting, params)  # type: ignore[arg-type]
-    found = await count.fetchone()
-    return rows, 0 if found is None else found["n"]
+        counting = f"SELECT count(*) FROM batteries b {join} WHERE {where}"
+    direction = "DESC" if descending else "ASC"
+    order = f"{SORTS[sort]} {direction} NULLS LAST, b.id {direction}"
+    # One round trip and one row: the page's stored objects joined into an array, and the total.
+    # (Not count(*) OVER (): the page walks an index and stops after `limit` rows.)
+    cur = await conn.execute(
+        f"""SELECT coalesce('[' || string_agg(p.body, ',' ORDER BY p.n) || ']', '[]') AS page,
+                   ({counting}) AS total
+            FROM (SELECT v.body, row_number() OVER (ORDER BY {order}) AS n {PACK_FROM}
+                  WHERE {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s) p""",  # noqa: S608 - constant fragments
+        {**params, "limit": limit, "offset": offset},  # type: ignore[arg-type]
+    )
+    found = await cur.fetchone()
+    assert found is not None  # an aggregate always answers one row
+    return found["page"], found["total"]
 
 
 async def get_pack(conn: AsyncConnection, battery_id: int) -> dict[str, Any] | None:

@@ -97,7 +97,7 @@ async def list_packs(
     dealer_id: int | None = Query(default=None, description="admin only"),
 ) -> Response:
     """A page of battery packs; the number that match is in the X-Total-Count header."""
-    rows, total = await service.list_packs(
+    page, total = await service.list_packs(
         conn,
         principal=principal,
         limit=limit,
@@ -114,10 +114,8 @@ async def list_packs(
         },
         dealer_id=dealer_id,
     )
-    # The rows are JSON already (built by PostgreSQL): join them rather than parse and re-encode.
-    return Response(
-        "[" + ",".join(rows) + "]", media_type="application/json", headers={"X-Total-Count": str(total)}
-    )
+    # The page is JSON already (built by PostgreSQL): pass it on rather than parse and re-encode.
+    return Response(page, media_type="application/json", headers={"X-Total-Count": str(total)})
 
 
 @router.post("", status_code=201, openapi_extra=_BULK_DOC)

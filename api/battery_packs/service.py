@@ -34,7 +34,7 @@ async def list_packs(
     order: str,
     filters: dict[str, str | None],
     dealer_id: int | None,
-) -> tuple[list[str], int]:
+) -> tuple[str, int]:
     if sort not in SORTS:
         raise BadRequest(
             f"sort must be one of: {', '.join(SORTS)}", error="Invalid fields: sort", code="VALIDATION_ERROR"
