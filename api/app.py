@@ -17,6 +17,7 @@ from api.consumers.router import router as consumers_router
 from api.errors import install_error_handlers
 from api.ratelimit import build_rate_limits
 from packfleet.db import open_pool
+from packfleet.logs import setup_logging
 from packfleet.settings import Settings
 
 
@@ -58,3 +59,10 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app configured from PACKFLEET_* variables (uvicorn's factory for several workers)."""
+    settings = Settings()
+    setup_logging(settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)

@@ -1,7 +1,7 @@
 """API benchmark: detail and list latency under concurrent clients, and a 50,000-row CSV import.
 
 Creates its own database on the PostgreSQL server at --admin-url, loads --batteries batteries with a
-latest reading each, starts `uvicorn` (one process, the real app) on a spare port, and drives it with
+latest reading each, starts the real app under `uvicorn` (--workers processes) on a spare port, and drives it with
 --clients concurrent keep-alive HTTP/1.1 clients for --seconds per endpoint. Last line: one JSON object.
 
     python bench/api.py                                   # full run: 10,000 batteries, 50 clients
@@ -35,14 +35,6 @@ sys.path.insert(0, str(REPO))
 
 from api.auth.tokens import issue_token  # noqa: E402
 from packfleet.migrate import migrate  # noqa: E402
-
-
-def app_from_env():  # type: ignore[no-untyped-def]
-    """uvicorn --factory entry point: the real app, configured from PACKFLEET_* variables."""
-    from api.app import create_app
-    from packfleet.settings import Settings
-
-    return create_app(Settings())
 
 
 def _free_port() -> int:
@@ -244,7 +236,7 @@ def main() -> None:
     parser.add_argument("--csv-rows", type=int, default=50_000)
     parser.add_argument("--pool", type=int, default=10, help="API database pool size")
     parser.add_argument("--procs", type=int, default=1, help="client processes the clients are spread over")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="API processes (production: one per core)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
 
@@ -276,7 +268,7 @@ def main() -> None:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "bench.api:app_from_env",
+                "api.app:app_from_environment",
                 "--factory",
                 "--host",
                 "127.0.0.1",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -66,13 +67,29 @@ def migrate() -> None:
 def api(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int | None, typer.Option(help="processes serving the port (one per core)")] = None,
 ) -> None:
     """Serve the REST API."""
-    from api.app import create_app
-
-    settings = _settings(api_host=host, api_port=port)
+    settings = _settings(api_host=host, api_port=port, api_workers=workers)
     settings.require_jwt_secret()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
+    if settings.api_workers == 1:
+        from api.app import create_app
+
+        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
+        return
+    if not settings.redis_url:
+        logging.getLogger(__name__).warning(
+            "several API processes count rate limits each on their own; set PACKFLEET_REDIS_URL to share them"
+        )
+    # Each worker process builds the app from the same PACKFLEET_* environment.
+    uvicorn.run(
+        "api.app:app_from_environment",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        log_config=None,
+    )
 
 
 @app.command()

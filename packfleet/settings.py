@@ -52,6 +52,7 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_workers: int = Field(default=1, ge=1)  # `packfleet api` processes on one port
     metrics_port: int | None = None  # Prometheus exporter of ingest/control; off when unset
     db_pool_max: int = Field(default=10, ge=1)
 

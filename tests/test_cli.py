@@ -1,4 +1,4 @@
-"""The operator commands: migrate, seed-demo, user add, token."""
+"""The operator commands: migrate, seed-demo, user add, token, and `api` with several workers."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import os
 import subprocess
 import sys
 
+import httpx
 import psycopg
+import psutil
 
 from api.auth.tokens import verify_token
-from tests.conftest import JWT_SECRET
+from tests import factories
+from tests.conftest import JWT_SECRET, token_for
 from tests.factories import unique_phone
+from tests.services import free_port, wait_for
 
 
 def packfleet(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -76,3 +80,43 @@ def test_seed_demo_is_idempotent(fresh_database_url: str) -> None:
     with psycopg.connect(fresh_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM batteries").fetchone()[0] == 5
         assert conn.execute("SELECT count(*) FROM dealers").fetchone()[0] == 1
+
+
+def test_api_with_two_worker_processes(database_url: str) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PACKFLEET_DATABASE_URL": database_url,
+        "PACKFLEET_JWT_SECRET": JWT_SECRET,
+        "PACKFLEET_LOG_JSON": "false",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "packfleet", "api", "--port", str(port), "--workers", "2"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert wait_for(healthy, timeout=30)
+        workers = wait_for(lambda: len(psutil.Process(server.pid).children()) >= 2 or None, timeout=10)
+        assert workers
+        with psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+            admin = factories.user(conn, "admin")
+            battery = factories.battery(conn)
+        headers = {"Authorization": f"Bearer {token_for(admin)}"}
+        for _ in range(20):  # new connections: the kernel hands them to either worker
+            answer = httpx.get(f"{base}/api/batteries/{battery['serial_number']}", headers=headers, timeout=5)
+            assert answer.status_code == 200 and answer.json()["battery"]["serial_number"] == battery["serial_number"]
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert server.returncode == 0, stderr[-2000:]
+    assert "PACKFLEET_REDIS_URL" in stderr  # told that each process counts rate limits alone
