@@ -108,10 +108,13 @@ def load(url: str, *, batteries: int) -> tuple[list[str], dict]:  # type: ignore
     return serials, {"id": admin[0], "role": admin[1], "name": admin[2]}
 
 
-async def _clients(base: str, token: str, paths: list[str], clients: int, start_at: float, seconds: float):  # type: ignore[no-untyped-def]
-    """Closed-loop clients, each on its own keep-alive connection, requesting random paths from
-    `start_at` for `seconds`. Plain HTTP/1.1 over asyncio streams: httpx spends more CPU per request
-    than the API under test, and client and server share this machine's cores."""
+async def _clients(base: str, token: str, paths: list[str], clients: int, start_at: float, seconds: float, rate: float):  # type: ignore[no-untyped-def]
+    """Clients, each on its own keep-alive connection, requesting random paths from `start_at` for
+    `seconds`. Closed loop (each sends its next request when the answer arrives) when `rate` is 0;
+    otherwise each sends on a fixed schedule, together `rate` requests/s, and a request's latency
+    counts from when it was due (a late answer delays the next request: that wait counts too).
+    Plain HTTP/1.1 over asyncio streams: httpx spends more CPU per request than the API under test,
+    and client and server share this machine's cores."""
     url = httpx.URL(base)
     host, port = url.host, url.port
     latencies: list[float] = []
@@ -139,9 +142,15 @@ async def _clients(base: str, token: str, paths: list[str], clients: int, start_
 
         async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal errors
+            interval = clients / rate if rate else 0.0
+            due = time.perf_counter() + random.uniform(0, interval)
             while time.perf_counter() < deadline:
                 request = random.choice(requests)
-                started = time.perf_counter()
+                if rate:
+                    await asyncio.sleep(due - time.perf_counter())
+                    started, due = due, due + interval
+                else:
+                    started = time.perf_counter()
                 status, _ = await get(reader, writer, request)
                 latencies.append((time.perf_counter() - started) * 1000)
                 if status != 200:
@@ -169,12 +178,15 @@ def _client_process(args: tuple) -> tuple[list[float], int, float]:  # type: ign
     return uvloop.run(_clients(*args))
 
 
-def drive(base: str, token: str, paths: list[str], *, clients: int, procs: int, seconds: float) -> dict:  # type: ignore[type-arg]
+def drive(base: str, token: str, paths: list[str], *, clients: int, procs: int, seconds: float, rate: float = 0.0) -> dict:  # type: ignore[type-arg]
     """`clients` concurrent clients spread over `procs` processes; latency per request in ms."""
     start_at = time.time() + 2.0 + clients * 0.01
     shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     with multiprocessing.get_context("fork").Pool(procs) as pool:
-        parts = pool.map(_client_process, [(base, token, paths, n, start_at, seconds) for n in shares if n])
+        parts = pool.map(
+            _client_process,
+            [(base, token, paths, n, start_at, seconds, rate * n / clients) for n in shares if n],
+        )
     latencies = sorted(x for part, _, _ in parts for x in part)
     errors = sum(e for _, e, _ in parts)
     busy = parts[0][2]  # the client processes measure the same window: one reading of the machine
@@ -236,6 +248,13 @@ def main() -> None:
     parser.add_argument("--csv-rows", type=int, default=50_000)
     parser.add_argument("--pool", type=int, default=10, help="API database pool size")
     parser.add_argument("--procs", type=int, default=1, help="client processes the clients are spread over")
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=0.5,
+        help="then run each endpoint again with the clients sending at this share of its measured "
+        "throughput (0: skip)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="API processes (production: one per core)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
@@ -303,6 +322,12 @@ def main() -> None:
         pages = ["/api/battery_pack?limit=100"]  # the first page, as the issue asks
         listing = drive(base, token, pages, clients=args.clients, procs=args.procs, seconds=args.seconds)
         print(f"GET /api/battery_pack?limit=100: {listing}", file=sys.stderr)
+        paced = {}
+        if args.paced:  # the same clients, sending at a share of the throughput just measured
+            for name, paths, saturated in (("battery_detail", detail_paths, detail), ("battery_pack_list_100", pages, listing)):
+                rate = round(saturated["rps"] * args.paced, 1)
+                paced[name] = {"rate": rate, **drive(base, token, paths, clients=args.clients, procs=args.procs, seconds=args.seconds, rate=rate)}
+                print(f"{name} at {rate} requests/s: {paced[name]}", file=sys.stderr)
         imported = csv_import(base, token, args.csv_rows) if args.csv_rows else None
         print(f"CSV import: {imported}", file=sys.stderr)
         result = {
@@ -314,6 +339,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "battery_detail": detail,
             "battery_pack_list_100": listing,
+            "paced": paced,
             "csv_import": imported,
         }
     finally:
