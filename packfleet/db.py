@@ -28,7 +28,12 @@ async def open_pool(
         name=name,
         open=False,
         timeout=open_timeout,
-        kwargs={"row_factory": dict_row, "application_name": f"packfleet-{name}", "autocommit": autocommit},
+        kwargs={
+            "row_factory": dict_row,
+            "application_name": f"packfleet-{name}",
+            "autocommit": autocommit,
+            "options": "-c TimeZone=UTC",  # times leave the database as UTC, whatever the server's zone
+        },
     )
     await pool.open(wait=True, timeout=open_timeout)
     try:
