@@ -78,7 +78,10 @@ BEGIN
 END $$;
 
 CREATE TRIGGER batteries_pack_view_update
-    AFTER UPDATE ON batteries FOR EACH ROW
+    AFTER UPDATE OF serial_number, company, status_label, model, manufacturer_name, location,
+        warranty_months, cell_chemistry, nominal_voltage, nominal_capacity, bms_type, cell_type, casing,
+        health_score, dealer_id, owner_id, created_at
+    ON batteries FOR EACH ROW
     WHEN ((OLD.serial_number, OLD.company, OLD.status_label, OLD.model, OLD.manufacturer_name, OLD.location,
            OLD.warranty_months, OLD.cell_chemistry, OLD.nominal_voltage, OLD.nominal_capacity, OLD.bms_type,
            OLD.cell_type, OLD.casing, OLD.health_score, OLD.dealer_id, OLD.owner_id, OLD.created_at)
