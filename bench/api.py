@@ -324,10 +324,16 @@ def main() -> None:
         print(f"GET /api/battery_pack?limit=100: {listing}", file=sys.stderr)
         paced = {}
         if args.paced:  # the same clients, sending at a share of the throughput just measured
-            for name, paths, saturated in (("battery_detail", detail_paths, detail), ("battery_pack_list_100", pages, listing)):
+            for endpoint, paths, saturated in (
+                ("battery_detail", detail_paths, detail),
+                ("battery_pack_list_100", pages, listing),
+            ):
                 rate = round(saturated["rps"] * args.paced, 1)
-                paced[name] = {"rate": rate, **drive(base, token, paths, clients=args.clients, procs=args.procs, seconds=args.seconds, rate=rate)}
-                print(f"{name} at {rate} requests/s: {paced[name]}", file=sys.stderr)
+                run = drive(
+                    base, token, paths, clients=args.clients, procs=args.procs, seconds=args.seconds, rate=rate
+                )
+                paced[endpoint] = {"rate": rate, **run}
+                print(f"{endpoint} at {rate} requests/s: {paced[endpoint]}", file=sys.stderr)
         imported = csv_import(base, token, args.csv_rows) if args.csv_rows else None
         print(f"CSV import: {imported}", file=sys.stderr)
         result = {

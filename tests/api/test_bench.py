@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from tests.services import REPO
@@ -13,6 +14,12 @@ from tests.services import REPO
 
 @pytest.mark.slow
 def test_api_bench_small_run(admin_url: str) -> None:
+    def bench_databases() -> set[str]:
+        with psycopg.connect(admin_url) as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'packfleet_bench_%'")
+            return {r[0] for r in rows}
+
+    before = bench_databases()
     run = subprocess.run(
         [
             sys.executable,
@@ -38,3 +45,6 @@ def test_api_bench_small_run(admin_url: str) -> None:
     assert result["battery_detail"]["errors"] == 0 and result["battery_detail"]["requests"] > 0
     assert result["battery_pack_list_100"]["errors"] == 0
     assert result["csv_import"]["created"] == 2000
+    for endpoint in ("battery_detail", "battery_pack_list_100"):
+        assert result["paced"][endpoint]["errors"] == 0 and result["paced"][endpoint]["requests"] > 0
+    assert bench_databases() == before  # its database is dropped
