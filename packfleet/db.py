@@ -28,18 +28,22 @@ async def open_pool(
         name=name,
         open=False,
         timeout=open_timeout,
-        kwargs={
-            "row_factory": dict_row,
-            "application_name": f"packfleet-{name}",
-            "autocommit": autocommit,
-            "options": "-c TimeZone=UTC",  # times leave the database as UTC, whatever the server's zone
-        },
+        kwargs={"row_factory": dict_row, "application_name": f"packfleet-{name}", "autocommit": autocommit},
+        configure=_utc_session,
     )
     await pool.open(wait=True, timeout=open_timeout)
     try:
         yield pool
     finally:
         await pool.close()
+
+
+async def _utc_session(conn: psycopg.AsyncConnection[DictRow]) -> None:
+    """Times leave the database as UTC whatever the server's zone (a SET rather than a startup
+    option, which connection poolers such as PgBouncer refuse)."""
+    await conn.execute("SET TIME ZONE 'UTC'")
+    if not conn.autocommit:
+        await conn.commit()
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[DictRow]:

@@ -415,3 +415,26 @@ def test_lists_show_every_change_to_a_pack(client: TestClient, db: psycopg.Conne
     assert listed()["allocation"] is None
     db.execute("UPDATE batteries SET last_seen_at = now(), online = true WHERE serial_number = %s", (tag,))  # as ingest
     assert listed()["status"] == "inactive"
+
+
+def test_times_are_utc_whatever_the_servers_zone(fresh_database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+    from psycopg.rows import dict_row
+
+    from api.app import create_app
+    from tests.api.conftest import api_settings
+
+    name = conninfo_to_dict(fresh_database_url)["dbname"]
+    with psycopg.connect(fresh_database_url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET timezone TO 'Asia/Kolkata'").format(sql.Identifier(name)))
+        admin = factories.user(conn, "admin")
+    tag = _tag("Z")
+    with TestClient(create_app(api_settings(fresh_database_url, tmp_path / "documents"))) as client:
+        headers = bearer(admin)
+        assert client.post("/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=headers).status_code == 201
+        (listed,) = client.get("/api/battery_pack", headers=headers).json()
+        detail = client.get(f"/api/battery_pack/{tag}", headers=headers).json()
+        battery = client.get(f"/api/batteries/{tag}", headers=headers).json()["battery"]
+    for when in (listed["created_at"], listed["updated_at"], detail["updated_at"], battery["created_at"]):
+        assert when.endswith("Z") and "+05:30" not in when, when
