@@ -14,10 +14,10 @@ from psycopg import AsyncConnection, sql
 from api.battery_packs.models import COLUMNS, SORTS
 
 
-# The battery-pack object of the API is built by PostgreSQL and kept in battery_pack_views (migration
-# 0033, function battery_pack_tails): lists pass the texts through Python untouched.
-# The pack object: the two fields that change with every command, from the row, then the stored rest.
-# (to_json rather than to_char for the time: a third of the cost of a page; the API's sessions are UTC.)
+# The battery-pack object of the API, built by PostgreSQL: the two fields that change with every
+# command (status, updated_at) from the row, then the rest as kept in battery_pack_views (migration
+# 0033, battery_pack_tails). Lists pass the text through Python untouched. (to_json, not to_char, for
+# the time: to_char was a third of a page's cost; sessions are UTC, packfleet/db.py.)
 PACK_BODY = """'{"status":' || to_json(b.status)::text
     || ',"updated_at":' || replace(to_json(b.updated_at)::text, '+00:00"', 'Z"') || ',' || v.tail"""
 
