@@ -1,8 +1,9 @@
 """API benchmark: detail and list latency under concurrent clients, and a 50,000-row CSV import.
 
 Creates its own database on the PostgreSQL server at --admin-url, loads --batteries batteries with a
-latest reading each, starts the real app under `uvicorn` (--workers processes) on a spare port, and drives it with
---clients concurrent keep-alive HTTP/1.1 clients for --seconds per endpoint. Last line: one JSON object.
+latest reading each, starts the real app under `uvicorn` (--workers processes) on a spare port, and
+drives it with --clients concurrent keep-alive HTTP/1.1 clients for --seconds per endpoint, in a
+closed loop and then paced (--paced). Last line: one JSON object.
 
     python bench/api.py                                   # full run: 10,000 batteries, 50 clients
     python bench/api.py --batteries 1000 --clients 10 --seconds 3 --csv-rows 5000   # small run
@@ -108,7 +109,9 @@ def load(url: str, *, batteries: int) -> tuple[list[str], dict]:  # type: ignore
     return serials, {"id": admin[0], "role": admin[1], "name": admin[2]}
 
 
-async def _clients(base: str, token: str, paths: list[str], clients: int, start_at: float, seconds: float, rate: float):  # type: ignore[no-untyped-def]
+async def _clients(
+    base: str, token: str, paths: list[str], clients: int, start_at: float, seconds: float, rate: float
+):  # type: ignore[no-untyped-def]
     """Clients, each on its own keep-alive connection, requesting random paths from `start_at` for
     `seconds`. Closed loop (each sends its next request when the answer arrives) when `rate` is 0;
     otherwise each sends on a fixed schedule, together `rate` requests/s, and a request's latency
@@ -122,7 +125,9 @@ async def _clients(base: str, token: str, paths: list[str], clients: int, start_
     head = f" HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
     requests = [(f"GET {p}" + head).encode() for p in paths]
 
-    async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+    async def get(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    ) -> tuple[int, bytes]:
         writer.write(request)
         header = await reader.readuntil(b"\r\n\r\n")
         status = int(header[9:12])
@@ -178,7 +183,9 @@ def _client_process(args: tuple) -> tuple[list[float], int, float]:  # type: ign
     return uvloop.run(_clients(*args))
 
 
-def drive(base: str, token: str, paths: list[str], *, clients: int, procs: int, seconds: float, rate: float = 0.0) -> dict:  # type: ignore[type-arg]
+def drive(
+    base: str, token: str, paths: list[str], *, clients: int, procs: int, seconds: float, rate: float = 0.0
+) -> dict:  # type: ignore[type-arg]
     """`clients` concurrent clients spread over `procs` processes; latency per request in ms."""
     start_at = time.time() + 2.0 + clients * 0.01
     shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
@@ -330,7 +337,13 @@ def main() -> None:
             ):
                 rate = round(saturated["rps"] * args.paced, 1)
                 run = drive(
-                    base, token, paths, clients=args.clients, procs=args.procs, seconds=args.seconds, rate=rate
+                    base,
+                    token,
+                    paths,
+                    clients=args.clients,
+                    procs=args.procs,
+                    seconds=args.seconds,
+                    rate=rate,
                 )
                 paced[endpoint] = {"rate": rate, **run}
                 print(f"{endpoint} at {rate} requests/s: {paced[endpoint]}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
@@ -38,7 +39,7 @@ async def open_pool(
         await pool.close()
 
 
-async def _utc_session(conn: psycopg.AsyncConnection[DictRow]) -> None:
+async def _utc_session(conn: psycopg.AsyncConnection[Any]) -> None:
     """Times leave the database as UTC whatever the server's zone (a SET rather than a startup
     option, which connection poolers such as PgBouncer refuse)."""
     await conn.execute("SET TIME ZONE 'UTC'")

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import httpx
-import psycopg
 import psutil
+import psycopg
 
 from api.auth.tokens import verify_token
 from tests import factories
@@ -114,7 +114,10 @@ def test_api_with_two_worker_processes(database_url: str) -> None:
         headers = {"Authorization": f"Bearer {token_for(admin)}"}
         for _ in range(20):  # new connections: the kernel hands them to either worker
             answer = httpx.get(f"{base}/api/batteries/{battery['serial_number']}", headers=headers, timeout=5)
-            assert answer.status_code == 200 and answer.json()["battery"]["serial_number"] == battery["serial_number"]
+            assert (
+                answer.status_code == 200
+                and answer.json()["battery"]["serial_number"] == battery["serial_number"]
+            )
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=30)

@@ -13,7 +13,6 @@ from psycopg import AsyncConnection, sql
 
 from api.battery_packs.models import COLUMNS, SORTS
 
-
 # The battery-pack object of the API, built by PostgreSQL: the two fields that change with every
 # command (status, updated_at) from the row, then the rest as kept in battery_pack_views (migration
 # 0033, battery_pack_tails). Lists pass the text through Python untouched. (to_json, not to_char, for
@@ -78,7 +77,7 @@ async def list_packs(
             counting += " WHERE dealer_key = %(dealer)s"
     else:
         join = "LEFT JOIN consumers c ON c.id = b.owner_id" if any(params[k] for k in _NEEDS_CONSUMER) else ""
-        counting = f"SELECT count(*) FROM batteries b {join} WHERE {where}"
+        counting = f"SELECT count(*) FROM batteries b {join} WHERE {where}"  # noqa: S608 - constant fragments
     direction = "DESC" if descending else "ASC"
     order = f"{SORTS[sort]} {direction} NULLS LAST, b.id {direction}"
     # One round trip and one row: the page's stored objects joined into an array, and the total.
@@ -104,7 +103,7 @@ async def get_pack(conn: AsyncConnection, battery_id: int) -> dict[str, Any] | N
 async def pack_json(conn: AsyncConnection, battery_id: int) -> dict[str, Any] | None:
     """The pack as the API shows it."""
     cur = await conn.execute(
-        f"SELECT ({PACK_BODY})::json AS pack {PACK_FROM} WHERE b.id = %s",  # noqa: S608 - constant fragments
+        f"SELECT ({PACK_BODY})::json AS pack {PACK_FROM} WHERE b.id = %s",
         (battery_id,),
     )
     row = await cur.fetchone()

@@ -103,9 +103,11 @@ def kept_pack_data_matches_the_packs(database_url: str) -> Iterator[None]:
         ).fetchall()
         assert not miscounted, f"battery_live_counts differs from the rows: {miscounted}"
         stale = conn.execute(
-            """WITH fresh AS (SELECT battery_id, tail FROM battery_pack_tails(ARRAY(SELECT id FROM batteries))),
+            """WITH fresh AS (
+                        SELECT battery_id, tail FROM battery_pack_tails(ARRAY(SELECT id FROM batteries))),
                     kept AS (SELECT battery_id, tail FROM battery_pack_views)
-               SELECT battery_id FROM ((TABLE fresh EXCEPT TABLE kept) UNION ALL (TABLE kept EXCEPT TABLE fresh)) d
+               SELECT battery_id
+               FROM ((TABLE fresh EXCEPT TABLE kept) UNION ALL (TABLE kept EXCEPT TABLE fresh)) d
                LIMIT 5"""
         ).fetchall()
     assert not stale, f"stale battery_pack_views rows: {stale}"

@@ -394,9 +394,17 @@ def test_lists_show_every_change_to_a_pack(client: TestClient, db: psycopg.Conne
         assert pack == {k: v for k, v in detail.items() if k != "allocations"}
         return pack  # type: ignore[no-any-return]
 
-    assert client.post("/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=headers).status_code == 201
+    assert (
+        client.post("/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=headers).status_code
+        == 201
+    )
     assert listed()["model"] == "Model X" and listed()["allocation"] is None
-    assert client.patch("/api/battery_pack", json=[{"asset_tag": tag, "model": "Model Y"}], headers=headers).status_code == 200
+    assert (
+        client.patch(
+            "/api/battery_pack", json=[{"asset_tag": tag, "model": "Model Y"}], headers=headers
+        ).status_code
+        == 200
+    )
     assert listed()["model"] == "Model Y"
     client.post(
         f"/api/battery_pack/{tag}/allocate",
@@ -404,16 +412,24 @@ def test_lists_show_every_change_to_a_pack(client: TestClient, db: psycopg.Conne
         headers=headers,
     )
     assert listed()["allocation"]["target_individual"] == "KA01X1"
-    assigned = client.put(f"/api/batteries/{tag}/assign", json={"consumer_id": consumer["id"]}, headers=headers)
+    assigned = client.put(
+        f"/api/batteries/{tag}/assign", json={"consumer_id": consumer["id"]}, headers=headers
+    )
     assert assigned.status_code == 200, assigned.text
     assert listed()["owner_name"] == "Ravi R"
     db.execute("UPDATE consumers SET name = 'Ravi Kumar' WHERE id = %s", (consumer["id"],))
     assert listed()["owner_name"] == "Ravi Kumar"
     db.execute("UPDATE batteries SET status = 'inactive' WHERE serial_number = %s", (tag,))  # as control does
     assert listed()["status"] == "inactive"
-    db.execute("DELETE FROM battery_allocations WHERE battery_id = (SELECT id FROM batteries WHERE serial_number = %s)", (tag,))
+    db.execute(
+        """DELETE FROM battery_allocations
+           WHERE battery_id = (SELECT id FROM batteries WHERE serial_number = %s)""",
+        (tag,),
+    )
     assert listed()["allocation"] is None
-    db.execute("UPDATE batteries SET last_seen_at = now(), online = true WHERE serial_number = %s", (tag,))  # as ingest
+    db.execute(
+        "UPDATE batteries SET last_seen_at = now(), online = true WHERE serial_number = %s", (tag,)
+    )  # as ingest
     assert listed()["status"] == "inactive"
 
 
@@ -432,7 +448,12 @@ def test_times_are_utc_whatever_the_servers_zone(fresh_database_url: str, tmp_pa
     tag = _tag("Z")
     with TestClient(create_app(api_settings(fresh_database_url, tmp_path / "documents"))) as client:
         headers = bearer(admin)
-        assert client.post("/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=headers).status_code == 201
+        assert (
+            client.post(
+                "/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=headers
+            ).status_code
+            == 201
+        )
         (listed,) = client.get("/api/battery_pack", headers=headers).json()
         detail = client.get(f"/api/battery_pack/{tag}", headers=headers).json()
         battery = client.get(f"/api/batteries/{tag}", headers=headers).json()["battery"]

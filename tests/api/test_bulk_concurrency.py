@@ -82,7 +82,9 @@ def test_racing_deletions_keep_the_live_counts(database_url: str, db: psycopg.Co
     admin = Principal(user_id=1, role="admin")
 
     async def delete(tags: list[str]) -> object:
-        async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            database_url, row_factory=dict_row, autocommit=True
+        ) as conn:
             return await service.delete_packs(conn, principal=admin, tags=tags)
 
     async def race() -> list[object]:
