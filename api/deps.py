@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from api.auth.standing import AccountStanding
 from api.auth.tokens import InvalidToken, Principal, TokenVerifier
 from api.errors import Forbidden, Unauthorized
 from api.ratelimit import limit_api
@@ -41,6 +42,16 @@ def _token_verifier(request: Request) -> TokenVerifier:
     return verifier
 
 
+def _standing(request: Request) -> AccountStanding:
+    state = request.app.state
+    standing = getattr(state, "account_standing", None)
+    if standing is None:
+        standing = state.account_standing = AccountStanding(
+            state.pool, recheck_seconds=state.settings.auth_recheck_seconds
+        )
+    return standing
+
+
 async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -52,6 +63,8 @@ async def get_principal(
         principal = _token_verifier(request)(credentials.credentials)
     except InvalidToken:
         raise Unauthorized("Valid JWT token is required", error="Invalid or expired token") from None
+    if not await _standing(request).stands(principal):
+        raise Unauthorized("Valid JWT token is required", error="Account inactive or changed, sign in again")
     request.state.principal = principal
     await limit_api(request, principal.user_id)  # the spec's API limit, per authenticated user
     return principal

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     # Unset: `packfleet up` keeps a generated one in its data dir; other commands refuse to sign.
     jwt_secret: SecretStr | None = None
     jwt_ttl_minutes: int = Field(default=24 * 60, ge=1)
+    auth_recheck_seconds: float = Field(default=30.0, ge=0)  # a deactivated user's token stops within this
     aadhaar_key: SecretStr | None = None  # Fernet key; derived from jwt_secret when unset
 
     api_host: str = "127.0.0.1"

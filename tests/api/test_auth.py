@@ -203,3 +203,31 @@ def test_a_token_that_expires_after_use_is_refused(client: TestClient, db: psyco
     assert answer.status_code == 401 and answer.json()["error"] == "Invalid or expired token"
     tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")  # never kept: verified, refused
     assert client.get("/api/batteries", headers={"Authorization": f"Bearer {tampered}"}).status_code == 401
+
+
+def test_a_deactivated_or_changed_account_loses_its_token(client_for, db: psycopg.Connection) -> None:  # type: ignore[no-untyped-def]
+    """A token describes the account when it was issued; the API rechecks the account itself."""
+    client = client_for(auth_recheck_seconds=0)
+    dealer = factories.dealer(db, "Standing Motors")
+    user = factories.user(db, "dealer", dealer_id=dealer["id"])
+    headers = {"Authorization": f"Bearer {_token(user)}"}
+    assert client.get("/api/batteries", headers=headers).status_code == 200
+    db.execute("UPDATE users SET active = false WHERE id = %s", (user["id"],))
+    refused = client.get("/api/batteries", headers=headers)
+    assert refused.status_code == 401 and "sign in again" in refused.json()["error"]
+    db.execute("UPDATE users SET active = true WHERE id = %s", (user["id"],))
+    assert client.get("/api/batteries", headers=headers).status_code == 200
+    other = factories.dealer(db, "Other Motors")
+    db.execute("UPDATE users SET dealer_id = %s WHERE id = %s", (other["id"], user["id"]))
+    assert client.get("/api/batteries", headers=headers).status_code == 401  # the token names the old dealer
+
+
+def test_the_account_is_rechecked_at_most_every_few_seconds(client_for, db: psycopg.Connection) -> None:  # type: ignore[no-untyped-def]
+    client = client_for(auth_recheck_seconds=1)
+    user = factories.user(db, "admin")
+    headers = {"Authorization": f"Bearer {_token(user)}"}
+    assert client.get("/api/batteries", headers=headers).status_code == 200
+    db.execute("UPDATE users SET active = false WHERE id = %s", (user["id"],))
+    assert client.get("/api/batteries", headers=headers).status_code == 200  # within the recheck time
+    time.sleep(1.1)
+    assert client.get("/api/batteries", headers=headers).status_code == 401
