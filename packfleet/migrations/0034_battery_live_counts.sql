@@ -23,27 +23,22 @@ CREATE FUNCTION battery_live_counts_add(keys bigint[], deltas bigint[]) RETURNS 
 $$;
 
 -- Inserts and (hard) deletes: once per statement, so a bulk import touches each dealer's row once.
-CREATE FUNCTION battery_live_counts_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION battery_live_counts_statement() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM battery_live_counts_add(array_agg(coalesce(dealer_id, 0)), array_agg(1::bigint))
-    FROM new_batteries WHERE deleted_at IS NULL;
+    PERFORM battery_live_counts_add(
+        array_agg(coalesce(dealer_id, 0)),
+        array_agg(CASE TG_OP WHEN 'INSERT' THEN 1::bigint ELSE -1::bigint END))
+    FROM changed_batteries WHERE deleted_at IS NULL;
     RETURN NULL;
 END $$;
 
 CREATE TRIGGER batteries_live_count_insert
-    AFTER INSERT ON batteries REFERENCING NEW TABLE AS new_batteries
-    FOR EACH STATEMENT EXECUTE FUNCTION battery_live_counts_insert();
-
-CREATE FUNCTION battery_live_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM battery_live_counts_add(array_agg(coalesce(dealer_id, 0)), array_agg(-1::bigint))
-    FROM old_batteries WHERE deleted_at IS NULL;
-    RETURN NULL;
-END $$;
+    AFTER INSERT ON batteries REFERENCING NEW TABLE AS changed_batteries
+    FOR EACH STATEMENT EXECUTE FUNCTION battery_live_counts_statement();
 
 CREATE TRIGGER batteries_live_count_delete
-    AFTER DELETE ON batteries REFERENCING OLD TABLE AS old_batteries
-    FOR EACH STATEMENT EXECUTE FUNCTION battery_live_counts_delete();
+    AFTER DELETE ON batteries REFERENCING OLD TABLE AS changed_batteries
+    FOR EACH STATEMENT EXECUTE FUNCTION battery_live_counts_statement();
 
 -- Soft deletes, undeletes and moves to another dealer: row by row (rare, and transition tables
 -- cannot be limited to these columns, so a statement trigger would also run for ingest's updates).
