@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.auth.tokens import issue_token
 from tests import factories
+from tests.api.conftest import clear_of_a_window_edge
 from tests.conftest import JWT_SECRET
 
 
@@ -128,6 +129,7 @@ def test_bad_bodies_are_400_with_fields(client: TestClient) -> None:
 
 def test_auth_rate_limit_per_ip(client_for, db: psycopg.Connection) -> None:  # type: ignore[no-untyped-def]
     client = client_for(rate_limit_auth="5/minute")
+    clear_of_a_window_edge()
     answers = [_login(client, factories.unique_phone()) for _ in range(6)]
     assert [a.status_code for a in answers[:5]] == [200] * 5
     limited = answers[5]
@@ -140,6 +142,7 @@ def test_auth_rate_limit_per_ip(client_for, db: psycopg.Connection) -> None:  # 
 
 def test_auth_rate_limit_per_phone(client_for) -> None:  # type: ignore[no-untyped-def]
     first = client_for(rate_limit_auth="3/minute")
+    clear_of_a_window_edge()
     # A second client on the same app, from other addresses (no second lifespan: same pool).
     phone = factories.unique_phone()
     codes = []
@@ -151,6 +154,7 @@ def test_auth_rate_limit_per_phone(client_for) -> None:  # type: ignore[no-untyp
 
 def test_api_rate_limit_per_user(client_for, db: psycopg.Connection) -> None:  # type: ignore[no-untyped-def]
     client = client_for(rate_limit_api="3/minute")
+    clear_of_a_window_edge()
     dealer, other = factories.user(db, "dealer"), factories.user(db, "dealer")
     headers = {"Authorization": f"Bearer {_token(dealer)}"}
     statuses = [client.get("/api/batteries", headers=headers).status_code for _ in range(4)]

@@ -12,6 +12,7 @@ import pytest
 from api.errors import TooManyRequests
 from api.ratelimit import build_rate_limits
 from tests import services
+from tests.api.conftest import clear_of_a_window_edge
 from tests.conftest import make_settings
 
 
@@ -60,6 +61,7 @@ async def _over_limit(limits, key: str) -> bool:  # type: ignore[no-untyped-def]
 
 def test_two_processes_share_counters_through_redis(redis_url: str) -> None:
     settings = make_settings("postgresql://unused/unused", redis_url=redis_url, rate_limit_api="3/minute")
+    clear_of_a_window_edge()
 
     async def scenario() -> list[bool]:
         first, second = build_rate_limits(settings), build_rate_limits(settings)
@@ -74,6 +76,7 @@ def test_two_processes_share_counters_through_redis(redis_url: str) -> None:
 
 def test_memory_counters_are_per_process() -> None:
     settings = make_settings("postgresql://unused/unused", rate_limit_api="1/minute")
+    clear_of_a_window_edge()
 
     async def scenario() -> list[bool]:
         first, second = build_rate_limits(settings), build_rate_limits(settings)
