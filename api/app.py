@@ -11,6 +11,7 @@ from prometheus_client import make_asgi_app
 
 from api.auth.router import router as auth_router
 from api.batteries.router import router as batteries_router
+from api.battery_packs.page_cache import PackPageCache
 from api.battery_packs.router import router as battery_packs_router
 from api.commands.router import router as commands_router
 from api.consumers.router import router as consumers_router
@@ -28,10 +29,20 @@ def create_app(settings: Settings) -> FastAPI:
             settings.require_database_url(), name="api", max_size=settings.db_pool_max, autocommit=True
         ) as pool:
             app.state.pool = pool
+            app.state.pack_pages = None
+            if settings.api_page_cache_mb:
+                app.state.pack_pages = PackPageCache(
+                    settings.require_database_url(), max_bytes=settings.api_page_cache_mb * 2**20
+                )
+                await app.state.pack_pages.start()
             # What start-up created lives as long as the process: keep it out of the collector's
             # full passes (they paused every request for ~90 ms, now ~6 ms; bench/api.py).
             gc.freeze()
-            yield
+            try:
+                yield
+            finally:
+                if app.state.pack_pages is not None:
+                    await app.state.pack_pages.stop()
 
     app = FastAPI(
         title="packfleet API",

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     api_workers: int = Field(default=1, ge=1)  # `packfleet api` processes on one port
     metrics_port: int | None = None  # Prometheus exporter of ingest/control; off when unset
     db_pool_max: int = Field(default=10, ge=1)
+    # Battery-pack list pages kept per API process until a pack changes (0: build every request)
+    api_page_cache_mb: int = Field(default=32, ge=0)
 
     rate_limit_auth: str = "5/minute"
     rate_limit_api: str = "100/minute"

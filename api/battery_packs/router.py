@@ -80,7 +80,7 @@ async def _read_body(request: Request) -> tuple[str, Any]:
 
 @router.get("", response_model=list[dict[str, Any]])
 async def list_packs(
-    conn: ConnDep,
+    request: Request,
     principal: CurrentUser,
     limit: int = Query(default=100, ge=1, description="page size, capped at 500"),
     offset: int = Query(default=0, ge=0),
@@ -97,8 +97,10 @@ async def list_packs(
     dealer_id: int | None = Query(default=None, description="admin only"),
 ) -> Response:
     """A page of battery packs; the number that match is in the X-Total-Count header."""
+    state = request.app.state
     page, total = await service.list_packs(
-        conn,
+        state.pool,
+        state.pack_pages,
         principal=principal,
         limit=limit,
         offset=offset,

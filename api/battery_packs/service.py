@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from api.auth.tokens import Principal
 from api.batteries import queries as battery_queries
 from api.batteries.service import read_scope, require_writer, visible_battery
 from api.battery_packs import queries
+from api.battery_packs.page_cache import PackPageCache
 from api.battery_packs.models import (
     SORTS,
     AllocateRequest,
@@ -24,7 +26,8 @@ MAX_LIMIT = 500
 
 
 async def list_packs(
-    conn: AsyncConnection,
+    pool: AsyncConnectionPool,
+    pages: PackPageCache | None,
     *,
     principal: Principal,
     limit: int,
@@ -35,6 +38,8 @@ async def list_packs(
     filters: dict[str, str | None],
     dealer_id: int | None,
 ) -> tuple[str, int]:
+    """A page of the packs the caller may see (JSON text) and how many match; from `pages` when
+    nothing has changed since the same page was built."""
     if sort not in SORTS:
         raise BadRequest(
             f"sort must be one of: {', '.join(SORTS)}", error="Invalid fields: sort", code="VALIDATION_ERROR"
@@ -42,18 +47,28 @@ async def list_packs(
     if order.lower() not in ("asc", "desc"):
         raise BadRequest("order must be asc or desc", error="Invalid fields: order")
     dealer, owner = read_scope(principal, dealer_id=dealer_id)
-    rows, total = await queries.list_packs(
-        conn,
-        dealer_id=dealer,
-        owner_id=owner,
-        filters=filters,
-        search=search,
-        sort=sort,
-        descending=order.lower() == "desc",
-        limit=min(limit, MAX_LIMIT),
-        offset=offset,
-    )
-    return rows, total
+    descending = order.lower() == "desc"
+    limit = min(limit, MAX_LIMIT)
+
+    async def build() -> tuple[str, int]:
+        async with pool.connection() as conn:
+            return await queries.list_packs(
+                conn,
+                dealer_id=dealer,
+                owner_id=owner,
+                filters=filters,
+                search=search,
+                sort=sort,
+                descending=descending,
+                limit=limit,
+                offset=offset,
+            )
+
+    if pages is None:
+        return await build()
+    # The key holds the caller's scope: a dealer's page is never another's.
+    key = (dealer, owner, search, sort, descending, limit, offset, *sorted(filters.items()))
+    return await pages.page(key, build)
 
 
 async def pack_detail(conn: AsyncConnection, *, principal: Principal, tag: str) -> dict[str, Any]:
