@@ -56,9 +56,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.rate_limits = build_rate_limits(settings)  # fails at start-up if Redis support is missing
     install_error_handlers(app)
-    app.include_router(auth_router)
+    # Routes are matched in order: the busiest reads first (batteries, packs).
     app.include_router(batteries_router)
     app.include_router(battery_packs_router)
+    app.include_router(auth_router)
     app.include_router(consumers_router)
     app.include_router(commands_router)
     app.mount("/metrics", make_asgi_app())

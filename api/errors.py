@@ -75,7 +75,12 @@ class TooManyRequests(ApiError):
 
 
 _STATUS_NAMES = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 429: TooManyRequests
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    429: TooManyRequests,
 }
 
 

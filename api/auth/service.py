@@ -107,4 +107,3 @@ async def verify_code(
 
 def _locked() -> Unauthorized:
     return Unauthorized("Too many wrong attempts; request a new OTP", error="OTP locked", code="OTP_LOCKED")
-

@@ -66,6 +66,24 @@ SORTS = {
 }
 
 
+class PackListQuery(BaseModel):
+    """The query string of `GET /api/battery_pack` (filters by the spec's names)."""
+
+    limit: int = Field(default=100, ge=1, description="page size, capped at 500")
+    offset: int = Field(default=0, ge=0)
+    search: str | None = Field(
+        default=None, max_length=200, description="asset tag, model, maker, owner, place"
+    )
+    sort: str = Field(default="id", description=f"one of: {', '.join(SORTS)}")
+    order: str = Field(default="asc", description="asc or desc")
+    model_name: str | None = None
+    manufacturer_name: str | None = None
+    owner_name: str | None = None
+    location: str | None = None
+    status_label: str | None = None
+    dealer_id: int | None = Field(default=None, description="admin only")
+
+
 class AllocateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -144,7 +144,7 @@ class PackPageCache:
             try:
                 if (listener := self._listener) is not None:
                     await listener.execute("SELECT 1")  # the notices arrive ahead of its answer
-            except Exception as exc:  # noqa: BLE001 - any failure: stop serving from memory
+            except Exception as exc:
                 await self._lose(exc)
             finally:  # on a lost listener the waiters find `listening` False: built per request
                 waiting.set_result(None)
@@ -171,7 +171,7 @@ class PackPageCache:
                 if listener is not None and listener is not self._listener:
                     await listener.close()
                 raise
-            except Exception as exc:  # noqa: BLE001 - retried below
+            except Exception as exc:
                 if listener is not None and listener is not self._listener:
                     await listener.close()
                 await self._lose(exc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
@@ -11,8 +11,8 @@ from starlette.datastructures import UploadFile
 from api.batteries.models import activity_body
 from api.batteries.service import battery_activity, require_writer
 from api.battery_packs import bulk, service
-from api.battery_packs.models import AllocateRequest
-from api.deps import ConnDep, CurrentUser
+from api.battery_packs.models import AllocateRequest, PackListQuery
+from api.deps import ConnDep, CurrentUser, query_model, query_parameters
 from api.errors import BadRequest
 from api.ratelimit import limit_upload
 
@@ -78,23 +78,11 @@ async def _read_body(request: Request) -> tuple[str, Any]:
     raise BadRequest("Send JSON or a multipart CSV upload", error="Unsupported content type")
 
 
-@router.get("", response_model=list[dict[str, Any]])
+@router.get("", response_model=list[dict[str, Any]], openapi_extra=query_parameters(PackListQuery))
 async def list_packs(
     request: Request,
     principal: CurrentUser,
-    limit: int = Query(default=100, ge=1, description="page size, capped at 500"),
-    offset: int = Query(default=0, ge=0),
-    search: str | None = Query(
-        default=None, max_length=200, description="asset tag, model, maker, owner, place"
-    ),
-    sort: str = Query(default="id", description="one of the listed fields"),
-    order: str = Query(default="asc", description="asc or desc"),
-    model_name: str | None = None,
-    manufacturer_name: str | None = None,
-    owner_name: str | None = None,
-    location: str | None = None,
-    status_label: str | None = None,
-    dealer_id: int | None = Query(default=None, description="admin only"),
+    query: Annotated[PackListQuery, query_model(PackListQuery)],
 ) -> Response:
     """A page of battery packs; the number that match is in the X-Total-Count header."""
     state = request.app.state
@@ -102,19 +90,19 @@ async def list_packs(
         state.pool,
         state.pack_pages,
         principal=principal,
-        limit=limit,
-        offset=offset,
-        search=search,
-        sort=sort,
-        order=order,
+        limit=query.limit,
+        offset=query.offset,
+        search=query.search,
+        sort=query.sort,
+        order=query.order,
         filters={
-            "model": model_name,
-            "manufacturer": manufacturer_name,
-            "owner_name": owner_name,
-            "location": location,
-            "status_label": status_label,
+            "model": query.model_name,
+            "manufacturer": query.manufacturer_name,
+            "owner_name": query.owner_name,
+            "location": query.location,
+            "status_label": query.status_label,
         },
-        dealer_id=dealer_id,
+        dealer_id=query.dealer_id,
     )
     # The page is JSON already (built by PostgreSQL): pass it on rather than parse and re-encode.
     return Response(page, media_type="application/json", headers={"X-Total-Count": str(total)})

@@ -11,7 +11,6 @@ from api.auth.tokens import Principal
 from api.batteries import queries as battery_queries
 from api.batteries.service import read_scope, require_writer, visible_battery
 from api.battery_packs import queries
-from api.battery_packs.page_cache import PackPageCache
 from api.battery_packs.models import (
     SORTS,
     AllocateRequest,
@@ -20,6 +19,7 @@ from api.battery_packs.models import (
     clean_row,
     flatten,
 )
+from api.battery_packs.page_cache import PackPageCache
 from api.errors import BadRequest, Conflict, Forbidden, NotFound
 
 MAX_LIMIT = 500
