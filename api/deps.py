@@ -113,7 +113,8 @@ def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
-CurrentUser = Annotated[Principal, Depends(BearerPrincipal())]
+authenticate = BearerPrincipal()  # also callable directly: api/direct_route.py
+CurrentUser = Annotated[Principal, Depends(authenticate)]
 
 
 def require_roles(*roles: str) -> Callable[[Principal], Principal]:
