@@ -3,7 +3,9 @@
 Creates its own database on the PostgreSQL server at --admin-url, loads --batteries batteries with a
 latest reading each, starts the real app under `uvicorn` (--workers processes) on a spare port, and
 drives it with --clients concurrent keep-alive HTTP/1.1 clients for --seconds per endpoint, in a
-closed loop and then paced (--paced). Last line: one JSON object.
+closed loop and then paced (--paced). While the list is read, --changes-per-s packs change (as
+control's commands change them), so list pages kept by the API are rebuilt meanwhile. Last line:
+one JSON object.
 
     python bench/api.py                                   # full run: 10,000 batteries, 50 clients
     python bench/api.py --batteries 1000 --clients 10 --seconds 3 --csv-rows 5000   # small run
@@ -23,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -209,6 +212,47 @@ def drive(
     }
 
 
+class PackChanges:
+    """While running, change one random pack's status `rate` times a second (as control does on a
+    command), so that list pages kept by the API are rebuilt while clients read them."""
+
+    def __init__(self, url: str, rate: float) -> None:
+        self.url, self.rate, self.done, self.seconds = url, rate, 0, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PackChanges:
+        self.seconds = time.monotonic()
+        if self.rate:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self.rate:
+            self._thread.join()
+        self.seconds = time.monotonic() - self.seconds
+
+    @property
+    def per_s(self) -> float:
+        return round(self.done / self.seconds, 1) if self.seconds else 0.0
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM batteries")]
+            due = time.monotonic()
+            while not self._stop.is_set():
+                conn.execute(
+                    """UPDATE batteries SET updated_at = now(),
+                           status = CASE status WHEN 'active' THEN 'maintenance' ELSE 'active' END
+                       WHERE id = %s""",
+                    (random.choice(ids),),
+                )
+                self.done += 1
+                due += 1 / self.rate
+                self._stop.wait(max(0.0, due - time.monotonic()))
+
+
 def csv_import(base: str, token: str, rows: int) -> dict:  # type: ignore[type-arg]
     prefix = f"CSV{uuid.uuid4().hex[:6].upper()}"
     out = io.StringIO()
@@ -253,7 +297,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0, help="per endpoint")
     parser.add_argument("--csv-rows", type=int, default=50_000)
-    parser.add_argument("--pool", type=int, default=10, help="API database pool size")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=2,
+        help="database connections per API process (2 cores shared with PostgreSQL: more only queue there)",
+    )
     parser.add_argument("--procs", type=int, default=1, help="client processes the clients are spread over")
     parser.add_argument(
         "--paced",
@@ -261,6 +310,12 @@ def main() -> None:
         default=0.5,
         help="then run each endpoint again with the clients sending at this share of its measured "
         "throughput (0: skip)",
+    )
+    parser.add_argument(
+        "--changes-per-s",
+        type=float,
+        default=20.0,
+        help="packs changed per second while the list is read (0: none)",
     )
     parser.add_argument("--workers", type=int, default=2, help="API processes (production: one per core)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
@@ -327,7 +382,10 @@ def main() -> None:
         )
         print(f"GET /api/batteries/{{serial}}: {detail}", file=sys.stderr)
         pages = ["/api/battery_pack?limit=100"]  # the first page, as the issue asks
-        listing = drive(base, token, pages, clients=args.clients, procs=args.procs, seconds=args.seconds)
+        # Packs change meanwhile: the page the API keeps is rebuilt after each change.
+        with PackChanges(url, args.changes_per_s) as changes:
+            listing = drive(base, token, pages, clients=args.clients, procs=args.procs, seconds=args.seconds)
+        listing["pack_changes_per_s"] = changes.per_s
         print(f"GET /api/battery_pack?limit=100: {listing}", file=sys.stderr)
         paced = {}
         if args.paced:  # the same clients, sending at a share of the throughput just measured
@@ -336,15 +394,16 @@ def main() -> None:
                 ("battery_pack_list_100", pages, listing),
             ):
                 rate = round(saturated["rps"] * args.paced, 1)
-                run = drive(
-                    base,
-                    token,
-                    paths,
-                    clients=args.clients,
-                    procs=args.procs,
-                    seconds=args.seconds,
-                    rate=rate,
-                )
+                with PackChanges(url, args.changes_per_s if paths is pages else 0):
+                    run = drive(
+                        base,
+                        token,
+                        paths,
+                        clients=args.clients,
+                        procs=args.procs,
+                        seconds=args.seconds,
+                        rate=rate,
+                    )
                 paced[endpoint] = {"rate": rate, **run}
                 print(f"{endpoint} at {rate} requests/s: {paced[endpoint]}", file=sys.stderr)
         imported = csv_import(base, token, args.csv_rows) if args.csv_rows else None
@@ -354,6 +413,7 @@ def main() -> None:
             "clients": args.clients,
             "workers": args.workers,
             "client_procs": args.procs,
+            "db_pool_per_worker": args.pool,
             "seconds_per_endpoint": args.seconds,
             "cpus": os.cpu_count(),
             "battery_detail": detail,
