@@ -49,7 +49,7 @@ class PackPageCache:
         self._generation = 0
         self._pages: OrderedDict[Hashable, tuple[int, Page]] = OrderedDict()
         self._bytes = 0
-        self._building: dict[tuple[Hashable, int], asyncio.Future[Page]] = {}
+        self._building: dict[tuple[Hashable, int], asyncio.Future[Page | None]] = {}
         self._next_round: asyncio.Future[None] | None = None
         self._rounds: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
@@ -86,19 +86,22 @@ class PackPageCache:
             self._pages.move_to_end(key)
             PAGES.labels("hit").inc()
             return kept[1]
-        # One build per page and generation: the 50 requests that find it changed wait for one query.
+        # One build per page and generation: the requests that find it changed wait for one query.
         building = self._building.get((key, generation))
         if building is not None:
-            PAGES.labels("hit").inc()
-            return await asyncio.shield(building)
+            page = await asyncio.shield(building)
+            if page is not None:
+                PAGES.labels("hit").inc()
+                return page
+            PAGES.labels("bypass").inc()  # that build failed: try on our own
+            return await build()
         PAGES.labels("miss").inc()
-        future: asyncio.Future[Page] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Page | None] = asyncio.get_running_loop().create_future()
         self._building[key, generation] = future
         try:
             page = await build()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters, if any, get it raised; none is fine too
+        except BaseException:
+            future.set_result(None)
             raise
         finally:
             del self._building[key, generation]

@@ -151,6 +151,11 @@ def test_list_search_sort_filter_and_total(client: TestClient, dealer: dict, db:
     )
     assert bad_sort.status_code == 400 and bad_sort.json()["code"] == "VALIDATION_ERROR"
     assert client.get("/api/battery_pack", params={"order": "sideways"}, headers=headers).status_code == 400
+    for bad in ({"limit": "many"}, {"limit": 0}, {"offset": -1}, {"dealer_id": "x"}, {"search": "s" * 201}):
+        answer = client.get("/api/battery_pack", params=bad, headers=headers)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == f"Invalid fields: {next(iter(bad))}"
+        assert answer.json()["code"] == "VALIDATION_ERROR"
     for field in ("asset_tag", "owner_name", "health_score", "created_at", "status_label", "location"):
         sorted_page = client.get(
             "/api/battery_pack", params={"sort": field, "order": "DESC"}, headers=headers
