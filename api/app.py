@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
 from api.auth.router import router as auth_router
+from api.batteries.details import BatteryDetails
 from api.batteries.router import router as batteries_router
 from api.battery_packs.page_cache import PackPageCache
 from api.battery_packs.router import router as battery_packs_router
@@ -29,6 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.require_database_url(), name="api", max_size=settings.db_pool_max, autocommit=True
         ) as pool:
             app.state.pool = pool
+            app.state.battery_details = BatteryDetails(pool)
             app.state.pack_pages = None
             if settings.api_page_cache_mb:
                 app.state.pack_pages = PackPageCache(

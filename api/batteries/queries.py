@@ -146,8 +146,9 @@ async def health_by_status(
     return await cur.fetchall()
 
 
-async def get_battery_detail(conn: AsyncConnection, serial: str) -> dict[str, Any] | None:
-    """The battery, its latest reading and its oldest open command, in one round trip."""
+async def get_battery_details(conn: AsyncConnection, serials: list[str]) -> list[dict[str, Any]]:
+    """Live batteries with these serials, each with its latest reading and oldest open command, in
+    one round trip (api/batteries/details.py gathers the serials of concurrent requests)."""
     cur = await conn.execute(
         f"""SELECT {BATTERY_COLUMNS},
                    l.battery_id IS NOT NULL AS r_present, l.ts AS r_ts, l.voltage AS r_voltage,
@@ -163,7 +164,7 @@ async def get_battery_detail(conn: AsyncConnection, serial: str) -> dict[str, An
                 FROM commands c
                 WHERE c.battery_id = b.id AND c.status IN ('queued', 'sent', 'delivered')
                 ORDER BY c.created_at LIMIT 1) p ON true
-            WHERE b.serial_number = %s AND b.deleted_at IS NULL""",  # noqa: S608 - a constant column list
-        (serial,),
+            WHERE b.serial_number = ANY(%s) AND b.deleted_at IS NULL""",  # noqa: S608 - a constant column list
+        (serials,),
     )
-    return await cur.fetchone()
+    return await cur.fetchall()

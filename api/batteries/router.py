@@ -60,8 +60,9 @@ async def get_battery(request: Request) -> Response:
     """The battery, its latest telemetry and its control state (desired, reported, pending command)."""
     principal = await authenticate(request)
     serial = request.path_params["serial"]
-    async with request.app.state.pool.connection() as conn:
-        found = await service.battery_detail(conn, principal=principal, serial=serial)
+    found = await service.battery_detail(
+        request.app.state.battery_details, principal=principal, serial=serial
+    )
     pending = found["pending"]
     if pending is not None:
         pending = {**pending, "id": str(pending["id"])}

@@ -9,6 +9,7 @@ from psycopg import AsyncConnection
 
 from api.auth.tokens import Principal
 from api.batteries import queries
+from api.batteries.details import BatteryDetails
 from api.batteries.models import BatteryCreate
 from api.errors import BadRequest, Conflict, Forbidden, NotFound
 
@@ -79,11 +80,12 @@ async def list_batteries(
     )
 
 
-async def battery_detail(conn: AsyncConnection, *, principal: Principal, serial: str) -> dict[str, Any]:
-    """The battery with its latest reading and pending command (one query: this is the hot path)."""
+async def battery_detail(details: BatteryDetails, *, principal: Principal, serial: str) -> dict[str, Any]:
+    """The battery with its latest reading and pending command (the hot path: looked up together
+    with those of concurrent requests, api/batteries/details.py)."""
     if principal.role not in ("admin", "dealer", "consumer"):
         raise Forbidden("Insufficient permissions for this operation")
-    row = await queries.get_battery_detail(conn, serial)
+    row = await details.get(serial)
     if row is None or not _can_see(principal, row):
         raise NotFound(f"No battery found with serial number {serial}", error="Battery not found")
     battery = {k: v for k, v in row.items() if not k.startswith(("r_", "p_"))}
