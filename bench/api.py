@@ -146,7 +146,7 @@ async def _clients(
                 raise RuntimeError(f"{paths[0]} answered {status}: {body[:200]!r}")
         await asyncio.sleep(max(0.0, start_at - time.time()))
         deadline = time.perf_counter() + seconds
-        busy_before = _machine_busy_seconds()
+        busy_before, stolen_before = _machine_cpu_seconds()
 
         async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal errors
@@ -165,22 +165,25 @@ async def _clients(
                     errors += 1
 
         await asyncio.gather(*(worker(r, w) for r, w in connections))
-        busy = _machine_busy_seconds() - busy_before
+        busy, stolen = _machine_cpu_seconds()
+        busy, stolen = busy - busy_before, stolen - stolen_before
     finally:
         for _, writer in connections:
             writer.close()
-    return latencies, errors, busy
+    return latencies, errors, busy, stolen
 
 
-def _machine_busy_seconds() -> float:
+def _machine_cpu_seconds() -> tuple[float, float]:
     """CPU seconds the whole machine has spent busy (all cores, every process: server, database,
-    clients), from /proc/stat; per request, a figure less noisy than latency on a shared machine."""
+    clients) and those the hypervisor gave to other machines (steal), from /proc/stat. Busy per
+    request is a figure less noisy than latency on a shared machine; steal says how shared it was."""
     with open("/proc/stat") as stat:
-        user, nice, system, _idle, _iowait, irq, softirq = map(int, stat.readline().split()[1:8])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
-def _client_process(args: tuple) -> tuple[list[float], int, float]:  # type: ignore[type-arg]
+def _client_process(args: tuple) -> tuple[list[float], int, float, float]:  # type: ignore[type-arg]
     import uvloop
 
     return uvloop.run(_clients(*args))
@@ -197,9 +200,9 @@ def drive(
             _client_process,
             [(base, token, paths, n, start_at, seconds, rate * n / clients) for n in shares if n],
         )
-    latencies = sorted(x for part, _, _ in parts for x in part)
-    errors = sum(e for _, e, _ in parts)
-    busy = parts[0][2]  # the client processes measure the same window: one reading of the machine
+    latencies = sorted(x for part, *_ in parts for x in part)
+    errors = sum(part[1] for part in parts)
+    busy, stolen = parts[0][2:]  # the client processes measure the same window: one reading
     return {
         "requests": len(latencies),
         "errors": errors,
@@ -209,6 +212,7 @@ def drive(
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
         "max_ms": round(latencies[-1], 2),
         "cpu_ms_per_request": round(busy * 1000 / len(latencies), 3),
+        "cpu_stolen_share": round(stolen / (seconds * (os.cpu_count() or 1)), 3),
     }
 
 
