@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBearer
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ValidationError
 
 from api.auth.standing import AccountStanding
 from api.auth.tokens import InvalidToken, Principal, TokenVerifier
 from api.errors import Forbidden, Unauthorized
 from api.ratelimit import limit_api
 from packfleet.settings import Settings
-
-QueryModel = TypeVar("QueryModel", bound=BaseModel)
 
 
 async def get_settings(request: Request) -> Settings:  # async: sync deps cost a thread hop
@@ -79,41 +75,10 @@ class BearerPrincipal(HTTPBearer):
         return principal
 
 
-def query_model(model: type[QueryModel]) -> Any:
-    """A dependency that validates the query string into `model` with pydantic itself: FastAPI
-    0.165 re-inspects every parameter's annotation on every request (~15 us per parameter here,
-    a quarter of a list request's CPU; bench/api.py). Errors answer 400 like FastAPI's own. Pair
-    it with `openapi_extra=query_parameters(model)` so that the parameters stay documented."""
-
-    async def parse(request: Request) -> QueryModel:
-        try:
-            return model.model_validate(dict(request.query_params))
-        except ValidationError as exc:
-            errors = [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
-            raise RequestValidationError(errors) from None
-
-    return Depends(parse)
-
-
-def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI parameters of a query model (see query_model)."""
-    schema = model.model_json_schema()
-    required = set(schema.get("required", ()))
-    parameters = []
-    for name, field in schema["properties"].items():
-        description = field.pop("description", None)
-        field.pop("title", None)
-        parameter = {"name": name, "in": "query", "required": name in required, "schema": field}
-        if description:
-            parameter["description"] = description
-        parameters.append(parameter)
-    return {"parameters": parameters}
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
-authenticate = BearerPrincipal()  # also callable directly: api/direct_route.py
+authenticate = BearerPrincipal()  # also called directly, by DirectRoute endpoints (api/direct_route.py)
 CurrentUser = Annotated[Principal, Depends(authenticate)]
 
 

@@ -54,6 +54,15 @@ class BadRequest(ApiError):
     status, code, error = 400, "VALIDATION_ERROR", "Invalid request"
 
 
+class InvalidData(ApiError):
+    """Input the database cannot hold (a NUL character, a number out of range): the caller's error."""
+
+    status, code, error = 400, "INVALID_DATA", "Invalid data"
+
+    def __init__(self) -> None:
+        super().__init__("The request holds a value the database cannot store (for example a NUL character)")
+
+
 class Unauthorized(ApiError):
     status, code, error = 401, "AUTH_REQUIRED", "Authentication required"
 
@@ -109,14 +118,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(psycopg.DataError)
     async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
-        # Input the database cannot hold (a NUL character, a number out of range): the caller's error.
         log.info("data error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        body = {
-            "error": "Invalid data",
-            "details": "The request holds a value the database cannot store (for example a NUL character)",
-            "code": "INVALID_DATA",
-        }
-        return JSONResponse(body, status_code=400)
+        return JSONResponse(InvalidData().body(), status_code=InvalidData.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -17,6 +17,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from api.batteries import queries
+from api.errors import InvalidData
 from schemas.topics import is_valid_serial
 
 Row = dict[str, Any]
@@ -32,8 +33,11 @@ class BatteryDetails:
 
     async def get(self, serial: str) -> Row | None:
         """The live battery with this serial and its latest reading and open command, or None."""
-        if not is_valid_serial(serial):  # no such battery; and one bad value must not fail a batch
-            return None
+        # A value that fails the query would fail the whole batch: answer it here.
+        if "\x00" in serial:
+            raise InvalidData()
+        if not is_valid_serial(serial):
+            return None  # no battery has such a serial
         future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(serial, []).append(future)
         if self._running < self._in_flight:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
@@ -12,7 +12,8 @@ from api.batteries.models import activity_body
 from api.batteries.service import battery_activity, require_writer
 from api.battery_packs import bulk, service
 from api.battery_packs.models import AllocateRequest, PackListQuery
-from api.deps import ConnDep, CurrentUser, query_model, query_parameters
+from api.deps import ConnDep, CurrentUser, authenticate
+from api.direct_route import DirectRoute, direct_openapi, read_query
 from api.errors import BadRequest
 from api.ratelimit import limit_upload
 
@@ -78,13 +79,10 @@ async def _read_body(request: Request) -> tuple[str, Any]:
     raise BadRequest("Send JSON or a multipart CSV upload", error="Unsupported content type")
 
 
-@router.get("", response_model=list[dict[str, Any]], openapi_extra=query_parameters(PackListQuery))
-async def list_packs(
-    request: Request,
-    principal: CurrentUser,
-    query: Annotated[PackListQuery, query_model(PackListQuery)],
-) -> Response:
+async def list_packs(request: Request) -> Response:
     """A page of battery packs; the number that match is in the X-Total-Count header."""
+    principal = await authenticate(request)
+    query = read_query(PackListQuery, request)
     state = request.app.state
     page, total = await service.list_packs(
         state.pool,
@@ -106,6 +104,15 @@ async def list_packs(
     )
     # The page is JSON already (built by PostgreSQL): pass it on rather than parse and re-encode.
     return Response(page, media_type="application/json", headers={"X-Total-Count": str(total)})
+
+
+router.add_api_route(
+    "",
+    list_packs,
+    methods=["GET"],
+    route_class_override=DirectRoute,
+    openapi_extra=direct_openapi(PackListQuery),
+)
 
 
 @router.post("", status_code=201, openapi_extra=_BULK_DOC)

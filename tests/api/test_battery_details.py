@@ -33,7 +33,7 @@ def test_concurrent_lookups_share_queries_and_each_gets_its_own_row(
     async def scenario() -> list[Any]:
         async with open_pool(database_url, name="test", max_size=2, autocommit=True) as pool:
             details = BatteryDetails(pool)
-            asked = [*serials, serials[0], gone, "NO-SUCH-BATTERY", "bad serial\x00"]
+            asked = [*serials, serials[0], gone, "NO-SUCH-BATTERY", "not a serial!"]
             return await asyncio.gather(*(details.get(s) for s in asked))
 
     found = asyncio.run(scenario())

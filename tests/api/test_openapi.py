@@ -30,7 +30,7 @@ def test_routes_that_read_their_own_parameters_document_them(client: TestClient)
     detail = paths["/api/batteries/{serial}"]["get"]  # a DirectRoute (api/direct_route.py)
     assert [(p["name"], p["in"], p["required"]) for p in detail["parameters"]] == [("serial", "path", True)]
     assert detail["security"] == [{"HTTPBearer": []}]
-    listing = paths["/api/battery_pack"]["get"]  # a query model (api/deps.py, query_model)
+    listing = paths["/api/battery_pack"]["get"]  # a DirectRoute with a query model
     names = {p["name"] for p in listing["parameters"] if p["in"] == "query"}
     assert {"limit", "offset", "search", "sort", "order", "location", "status_label", "dealer_id"} <= names
     assert listing["security"] == [{"HTTPBearer": []}]
