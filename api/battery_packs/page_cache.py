@@ -28,6 +28,7 @@ from psycopg import AsyncConnection, Notify
 
 CHANNEL = "packfleet_battery_packs"
 IDLE_ROUND_TRIP_S = 1.0  # reads the notices even when no request asks, and notices a lost connection
+ROUND_TRIP_TIMEOUT_S = 5.0  # a listener slower than this is dropped (pages are built meanwhile)
 RECONNECT_MAX_S = 30.0
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class PackPageCache:
         self._next_round: asyncio.Future[None] | None = None
         self._rounds: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._connected = asyncio.Event()
 
     @property
@@ -68,11 +70,13 @@ class PackPageCache:
             log.warning("battery-pack page cache not listening yet: pages are built per request")
 
     async def stop(self) -> None:
-        for task in (self._keeper, self._rounds):
+        for task in (self._keeper, self._rounds, *self._closing):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        await self._lose(None)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
 
     async def page(self, key: Hashable, build: Callable[[], Awaitable[Page]]) -> Page:
         """The page for `key` (the caller's scope and every query parameter), as `build` would make
@@ -146,10 +150,14 @@ class PackPageCache:
             self._next_round = None
             try:
                 if (listener := self._listener) is not None:
-                    await listener.execute("SELECT 1")  # the notices arrive ahead of its answer
-            except Exception as exc:
-                await self._lose(exc)
-            finally:  # on a lost listener the waiters find `listening` False: built per request
+                    # The notices arrive ahead of its answer. (Not wait_for: it would wait for the
+                    # cancelled query to wind down, on a server that may not answer at all.)
+                    trip = asyncio.ensure_future(listener.execute("SELECT 1"))
+                    done, _ = await asyncio.wait({trip}, timeout=ROUND_TRIP_TIMEOUT_S)
+                    failure = trip.exception() if done else TimeoutError("the listener does not answer")
+                    if failure is not None:
+                        self._drop(failure, trip)
+            finally:  # on a dropped listener the waiters find `listening` False: built per request
                 waiting.set_result(None)
 
     async def _keep_listening(self) -> None:
@@ -158,7 +166,10 @@ class PackPageCache:
             listener = None
             try:
                 listener = await AsyncConnection.connect(
-                    self._url, autocommit=True, application_name="packfleet-api-pack-pages"
+                    self._url,
+                    autocommit=True,
+                    application_name="packfleet-api-pack-pages",
+                    connect_timeout=int(ROUND_TRIP_TIMEOUT_S),
                 )
                 listener.add_notify_handler(self._changed)
                 await listener.execute(f"LISTEN {CHANNEL}")
@@ -177,17 +188,26 @@ class PackPageCache:
             except Exception as exc:
                 if listener is not None and listener is not self._listener:
                     await listener.close()
-                await self._lose(exc)
+                self._drop(exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
-    async def _lose(self, exc: BaseException | None) -> None:
+    def _drop(self, exc: BaseException, trip: asyncio.Future[Any] | None = None) -> None:
+        """Stop serving from memory at once; close the listener in the background."""
         listener, self._listener = self._listener, None
         self._changed()
-        if exc is not None:
-            log.warning(
-                "battery-pack page cache stopped listening; pages are built per request until it is back",
-                extra={"error": repr(exc)},
-            )
+        log.warning(
+            "battery-pack page cache stopped listening; pages are built per request until it is back",
+            extra={"error": repr(exc)},
+        )
         if listener is not None:
-            await listener.close()
+            closing = asyncio.create_task(self._close(listener, trip))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close(listener: AsyncConnection[Any], trip: asyncio.Future[Any] | None) -> None:
+        if trip is not None and not trip.done():
+            trip.cancel()
+            await asyncio.gather(trip, return_exceptions=True)
+        await listener.close()

@@ -4,10 +4,13 @@ the listening connection."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
@@ -100,3 +103,32 @@ def test_the_cache_can_be_turned_off(
     assert client.app.state.pack_pages is None  # type: ignore[attr-defined]
     answer = client.get("/api/battery_pack?limit=500", headers=bearer(world.dealer_a_user))
     assert battery["serial_number"] in {p["asset_tag"] for p in answer.json()}
+
+
+def test_a_listener_that_stops_answering_is_dropped(
+    client: TestClient, world: World, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.battery_packs import page_cache
+
+    monkeypatch.setattr(page_cache, "ROUND_TRIP_TIMEOUT_S", 0.5)
+    battery = _packs(db, world.dealer_a["id"], 1)[0]
+    headers = bearer(world.dealer_a_user)
+    client.get("/api/battery_pack?limit=500", headers=headers)
+    pid = db.execute(
+        """SELECT pid FROM pg_stat_activity
+           WHERE application_name = 'packfleet-api-pack-pages' AND datname = current_database()"""
+    ).fetchone()["pid"]
+    try:
+        os.kill(pid, signal.SIGSTOP)  # the listener's server process hangs (as on a dead network)
+    except PermissionError:
+        pytest.skip("needs to signal the PostgreSQL server's processes")
+    try:
+        db.execute("UPDATE batteries SET status_label = 'Stuck' WHERE id = %s", (battery["id"],))
+        started = time.monotonic()
+        answer = client.get("/api/battery_pack?limit=500", headers=headers)
+        assert time.monotonic() - started < 5
+        labels = {p["asset_tag"]: p["status_label"] for p in answer.json()}
+        assert labels[battery["serial_number"]] == "Stuck"
+        assert not client.app.state.pack_pages.listening  # type: ignore[attr-defined]
+    finally:
+        os.kill(pid, signal.SIGCONT)
