@@ -11,8 +11,8 @@ notices of every transaction committed before a query ahead of the query's answe
 committed before the request arrived has bumped `generation` by then, and pages of an older
 generation are not served. One such round trip serves every request that arrived before it started
 (requests that come in during one wait for the next), so there is one small query in flight at a
-time, whatever the load. Without a listening connection (lost, silent for 5 s, reconnecting) pages are built
-from the database on every request, as with the cache off.
+time, whatever the load. Without a listening connection (lost, silent for 5 s, reconnecting)
+pages are built from the database on every request, as with the cache off.
 """
 
 from __future__ import annotations
