@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -370,6 +371,10 @@ def main() -> None:
                     proc.kill()
         with psycopg.connect(args.admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if sys.exc_info()[0] is None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:  # the broker's and services' logs of a failed run
+            print(f"logs kept in {work}", file=sys.stderr)
     print(json.dumps(result))
 
 
