@@ -6,6 +6,7 @@
     ├── Forbidden            403 the role may not do this
     ├── NotFound             404 absent, or another dealer's (we do not say which)
     ├── Conflict             409 already exists / wrong state
+    ├── PayloadTooLarge      413 a body or upload over its cap
     └── TooManyRequests      429 with Retry-After
 
 Everything else is a 500 whose details never leak internals.
@@ -20,6 +21,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,53 @@ class Conflict(ApiError):
     status, code, error = 409, "CONFLICT", "Conflict"
 
 
+class PayloadTooLarge(ApiError):
+    status, code, error = 413, "PAYLOAD_TOO_LARGE", "Payload too large"
+
+
 class TooManyRequests(ApiError):
     status, code, error = 429, "RATE_LIMITED", "Rate limit exceeded"
+
+
+class ErrorBody(BaseModel):
+    """The spec's error body, the same for every route and every error status."""
+
+    error: str = Field(examples=["Battery not found"])
+    details: Any = Field(
+        default=None,
+        description="a sentence, or a list of `{field, message}` for validation errors",
+        examples=["No battery found with serial number BAT999"],
+    )
+    code: str | None = Field(default=None, examples=["NOT_FOUND"])
+
+
+class RateLimitedBody(ErrorBody):
+    """The spec's 429 body: the error body with the seconds to wait (also in `Retry-After`)."""
+
+    retry_after: int = Field(examples=[60])
+
+
+_DESCRIPTIONS = {
+    400: "Bad request: a malformed body or a field out of its range (`details` names the fields)",
+    401: "Missing, invalid or expired token",
+    403: "The caller's role may not do this",
+    404: "Not found (or not the caller's to see)",
+    405: "Method not allowed on this path",
+    409: "Conflict with the current state (`error` names it)",
+    413: "Body or upload larger than its cap",
+    429: "Rate limit exceeded",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: the spec's error body for each of these statuses."""
+    return {
+        status: {
+            "model": RateLimitedBody if status == 429 else ErrorBody,
+            "description": _DESCRIPTIONS.get(status, "Error"),
+        }
+        for status in statuses
+    }
 
 
 _STATUS_NAMES = {
@@ -89,6 +136,7 @@ _STATUS_NAMES = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    413: PayloadTooLarge,
     429: TooManyRequests,
 }
 

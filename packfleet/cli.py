@@ -48,7 +48,7 @@ def up(
     interval: Annotated[float, typer.Option(help="seconds between a battery's readings")] = 5.0,
 ) -> None:
     """Start everything: embedded broker and database unless configured, migrations, demo data,
-    ingest, control, the API and a simulator."""
+    ingest, control, the scheduler, the API and a simulator."""
     from packfleet.up import main
 
     main(_settings(data_dir=data_dir), simulate=batteries, interval=interval)
@@ -108,6 +108,14 @@ def ingest(
 def control() -> None:
     """Run the control service (publishes commands, tracks acknowledgements, retries, expiry)."""
     from control.main import run
+
+    _serve(run, _settings())
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the scheduled business jobs (every domain's, on one scheduler; run one such process)."""
+    from packfleet.scheduler import run
 
     _serve(run, _settings())
 

@@ -25,6 +25,7 @@ from packfleet.db import connect
 from packfleet.demo import ADMIN_PHONE, DEALER_PHONE, seed_demo
 from packfleet.embedded import EmbeddedBroker, EmbeddedPostgres, port_or_free
 from packfleet.migrate import migrate
+from packfleet.scheduler import run as run_scheduler
 from packfleet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: fl
         tasks.append(asyncio.create_task(server.serve(), name="api"))
         tasks.append(asyncio.create_task(run_ingest(settings, stop), name="ingest"))
         tasks.append(asyncio.create_task(run_control(settings, stop), name="control"))
+        tasks.append(asyncio.create_task(run_scheduler(settings, stop), name="scheduler"))
         if simulate:
             options = SimOptions(serials=serials[:simulate], interval=interval)
             tasks.append(asyncio.create_task(run_sim(settings, stop, options), name="sim"))
