@@ -7,20 +7,21 @@ a case below: each role gets the expected status, and a dealer never sees anothe
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+import tests.api
 from api.app import create_app
 from api.consumers import storage
+from tests.api.authz import LIST, READ_OWN, ROLES, WRITE_OWN, Case, statuses
 from tests.api.conftest import World, bearer
 from tests.conftest import make_settings
 
-ROLES = ("admin", "dealer", "other_dealer", "consumer", "technician", "nbfc")
 PUBLIC = {("POST", "/api/auth/login"), ("POST", "/api/auth/verify-otp")}
 # Routes of the other engineers' areas; only the universal 401 rule is checked here.
 OWNED_PREFIXES = ("/api/auth", "/api/batteries", "/api/battery_pack", "/api/consumers")
@@ -29,26 +30,6 @@ NOT_OURS = {
     ("GET", "/api/batteries/{serial}/commands"),
     ("POST", "/api/battery_pack/{i}/enable"),
 }
-
-Request = tuple[str, dict[str, Any]]  # url, keyword arguments of client.request
-
-
-@dataclass(frozen=True)
-class Case:
-    build: Callable[[World, TestClient], Request]
-    expect: dict[str, int]
-    check: Callable[[World, str, Any], None] | None = None
-
-
-def _statuses(
-    admin: int, dealer: int, other: int, consumer: int, technician: int = 403, nbfc: int = 403
-) -> dict[str, int]:
-    return dict(zip(ROLES, (admin, dealer, other, consumer, technician, nbfc), strict=True))
-
-
-READ_OWN = _statuses(200, 200, 404, 200)  # an object of dealer A, owned by the consumer
-WRITE_OWN = _statuses(200, 200, 404, 403)
-LIST = _statuses(200, 200, 200, 200)
 
 
 def _new_tag() -> str:
@@ -95,7 +76,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/batteries"): Case(lambda w, c: ("/api/batteries", {}), LIST, _no_foreign_batteries),
     ("POST", "/api/batteries"): Case(
         lambda w, c: ("/api/batteries", {"json": {"serial_number": _new_tag()}}),
-        _statuses(201, 201, 201, 403),
+        statuses(201, 201, 201, 403),
     ),
     ("GET", "/api/batteries/health-report"): Case(
         lambda w, c: ("/api/batteries/health-report", {}), LIST, _health_scoped
@@ -111,7 +92,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/battery_pack"): Case(lambda w, c: ("/api/battery_pack", {}), LIST, _no_foreign_batteries),
     ("POST", "/api/battery_pack"): Case(
         lambda w, c: ("/api/battery_pack", {"json": {"asset_tag": _new_tag(), "model": "M"}}),
-        _statuses(201, 201, 201, 403),
+        statuses(201, 201, 201, 403),
     ),
     ("PATCH", "/api/battery_pack"): Case(
         lambda w, c: ("/api/battery_pack", {"json": [{"asset_tag": _serial(w), "location": "Pune"}]}),
@@ -144,7 +125,7 @@ CASES: dict[tuple[str, str], Case] = {
         lambda w, c: (f"/api/battery_pack/{_serial(w)}/activity", {}), READ_OWN
     ),
     ("GET", "/api/consumers"): Case(
-        lambda w, c: ("/api/consumers", {}), _statuses(200, 200, 200, 403), _no_foreign_consumers
+        lambda w, c: ("/api/consumers", {}), statuses(200, 200, 200, 403), _no_foreign_consumers
     ),
     ("POST", "/api/consumers"): Case(
         lambda w, c: (
@@ -158,7 +139,7 @@ CASES: dict[tuple[str, str], Case] = {
             },
         ),
         # a dealer naming another dealer's id is refused; the admin names dealer A
-        _statuses(201, 201, 403, 403),
+        statuses(201, 201, 403, 403),
     ),
     ("PUT", "/api/consumers/{consumer_id}/kyc"): Case(
         lambda w, c: (f"/api/consumers/{w.consumer_a['id']}/kyc", {"json": {"kyc_status": "rejected"}}),
@@ -175,7 +156,7 @@ CASES: dict[tuple[str, str], Case] = {
             f"/api/consumers/{w.consumer_a['id']}/documents",
             {"json": {"document_type": "photo", "document_url": "https://example.com/p.jpg"}},
         ),
-        _statuses(201, 201, 404, 201),
+        statuses(201, 201, 404, 201),
     ),
     ("GET", "/api/consumers/{consumer_id}/documents"): Case(
         lambda w, c: (f"/api/consumers/{w.consumer_a['id']}/documents", {}), READ_OWN
@@ -185,6 +166,21 @@ CASES: dict[tuple[str, str], Case] = {
         READ_OWN,
     ),
 }
+
+
+def _collect_domains() -> None:
+    """Add each `tests/api/authz_<domain>.py` module's prefixes and cases."""
+    global OWNED_PREFIXES
+    for module in pkgutil.iter_modules(tests.api.__path__):
+        if module.name.startswith("authz_"):
+            domain = importlib.import_module(f"tests.api.{module.name}")
+            OWNED_PREFIXES += tuple(domain.PREFIXES)
+            clash = set(domain.CASES) & set(CASES)
+            assert not clash, f"{module.name} repeats cases: {clash}"
+            CASES.update(domain.CASES)
+
+
+_collect_domains()
 
 
 def _routes() -> list[tuple[str, str]]:
