@@ -17,7 +17,9 @@ from api.battery_packs.router import router as battery_packs_router
 from api.commands.router import router as commands_router
 from api.consumers.router import router as consumers_router
 from api.errors import install_error_handlers
+from api.openapi import OPENAPI_PATH, contract_openapi, install_docs
 from api.ratelimit import build_rate_limits
+from api.tags import OPENAPI_TAGS
 from packfleet.db import open_pool
 from packfleet.logs import setup_logging
 from packfleet.settings import Settings
@@ -53,17 +55,25 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="packfleet API",
         version="1.0",
-        description="Battery-as-a-service backend: batteries, battery packs, consumers, commands.",
-        docs_url="/api-docs",
+        description=(
+            "Battery-as-a-service backend: batteries, battery packs, consumers, commands. "
+            "Sign in with `POST /api/auth/login` and `POST /api/auth/verify-otp`, then send the token "
+            "as `Authorization: Bearer <token>`. Every error answers `{error, details, code}`."
+        ),
+        openapi_tags=OPENAPI_TAGS,
+        docs_url=None,  # install_docs serves Swagger UI from the package, not a CDN
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        swagger_ui_oauth2_redirect_url=None,
+        openapi_url=OPENAPI_PATH,
         lifespan=lifespan,
         # Metrics are Prometheus' (/metrics); FastAPI's OpenTelemetry bridge, checked per request, is off.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.rate_limits = build_rate_limits(settings)  # fails at start-up if Redis support is missing
+    app.openapi = contract_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
+    install_docs(app)
     # Routes are matched in order: the busiest reads first (batteries, packs).
     app.include_router(batteries_router)
     app.include_router(battery_packs_router)

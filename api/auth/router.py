@@ -8,12 +8,19 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
 
 from api.auth import service
-from api.auth.models import LoginRequest, VerifyOtpRequest
+from api.auth.models import LoginRequest, LoginToken, OtpSent, VerifyOtpRequest
 from api.deps import ConnDep, PoolDep, SettingsDep
+from api.errors import error_responses
 from api.messaging.providers import provider_for
 from api.ratelimit import limit_auth, rate_limits
+from api.tags import Tag
 
-router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[Depends(limit_auth)])
+router = APIRouter(
+    prefix="/api/auth",
+    tags=[Tag.AUTHENTICATION],
+    dependencies=[Depends(limit_auth)],
+    responses=error_responses(400, 413, 429),
+)
 
 
 async def _limit_phone(request: Request, phone: str) -> None:
@@ -29,7 +36,7 @@ def sms_provider(request: Request):  # type: ignore[no-untyped-def]
     return state.sms_provider
 
 
-@router.post("/login")
+@router.post("/login", summary="Start a login: send an OTP by SMS")
 async def login(
     request: Request,
     body: LoginRequest,
@@ -37,8 +44,9 @@ async def login(
     pool: PoolDep,
     settings: SettingsDep,
     background: BackgroundTasks,
-) -> dict[str, Any]:
-    """Send a login code by SMS. Every phone gets the same answer."""
+) -> OtpSent:
+    """Send a login code by SMS. Every phone gets the same answer (the spec's example also returns
+    the user; that would tell anyone which phones have accounts)."""
     await _limit_phone(request, body.phone)
     found = await service.start_login(
         conn, secret=settings.require_jwt_secret(), phone=body.phone, user_type=body.user_type
@@ -48,10 +56,15 @@ async def login(
         background.add_task(
             service.send_code, pool, provider=sms_provider(request), phone=body.phone, code=code
         )
-    return {"success": True, "message": "OTP sent successfully"}
+    return OtpSent(success=True, message="OTP sent successfully")
 
 
-@router.post("/verify-otp")
+@router.post(
+    "/verify-otp",
+    response_model=LoginToken,
+    summary="Verify the OTP and get a JWT",
+    responses=error_responses(401),
+)
 async def verify_otp(
     request: Request, body: VerifyOtpRequest, conn: ConnDep, settings: SettingsDep
 ) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 
 from api.auth.tokens import Principal
 from api.battery_packs import queries
-from api.battery_packs.models import COLUMNS, FIELDS, RowError, clean_row, flatten
+from api.battery_packs.models import COLUMNS, FIELDS, RowError, blank_to_none, columns_of, validate_pack
 from api.errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -82,17 +82,22 @@ def parse_json_rows(items: list[Any]) -> list[tuple[int, Any]]:
 
 
 def _validate(
-    rows: list[tuple[int, Any]], *, principal: Principal, report: BulkReport, for_update: bool
+    rows: list[tuple[int, Any]], *, principal: Principal, report: BulkReport, for_update: bool, flat: bool
 ) -> list[tuple[Any, ...]]:
-    """Clean every row; return the staged tuples of the good ones, recording the bad ones."""
+    """Clean every row (`flat`: CSV columns); return the staged tuples of the good ones, recording
+    the bad ones."""
     staged: list[tuple[Any, ...]] = []
     seen: dict[str, int] = {}
     for row_no, raw in rows:
         tag = raw.get("asset_tag") if isinstance(raw, dict) else None
+        if not isinstance(tag, str):
+            tag = None
         try:
             if isinstance(raw, dict) and "__cells__" in raw:
                 raise RowError("row", f"has {raw['__cells__']} cells, the header has a different number")
-            values = clean_row(flatten(raw))
+            values = columns_of(
+                validate_pack(blank_to_none(raw) if isinstance(raw, dict) else raw, flat=flat)
+            )
             dealer = values.get("dealer_id")
             if for_update and dealer is not None:
                 raise RowError("dealer_id", "cannot be changed by an update")
@@ -144,7 +149,7 @@ async def bulk_create(
 ) -> dict[str, Any]:
     started = time.monotonic()
     report = BulkReport(rows=len(rows))
-    staged = _validate(rows, principal=principal, report=report, for_update=False)
+    staged = _validate(rows, principal=principal, report=report, for_update=False, flat=source == "csv")
     created = 0
     try:
         async with conn.transaction():
@@ -203,7 +208,7 @@ async def bulk_update(
 ) -> dict[str, Any]:
     started = time.monotonic()
     report = BulkReport(rows=len(rows))
-    staged = _validate(rows, principal=principal, report=report, for_update=True)
+    staged = _validate(rows, principal=principal, report=report, for_update=True, flat=source == "csv")
     updated = 0
     try:
         async with conn.transaction():

@@ -21,18 +21,10 @@ from api.consumers.models import (
     normalise_document_number,
     normalise_document_type,
 )
-from api.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
+from api.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedMedia
 from packfleet.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class PayloadTooLarge(ApiError):
-    status, code, error = 413, "FILE_TOO_LARGE", "File too large"
-
-
-class UnsupportedMediaType(ApiError):
-    status, code, error = 415, "UNSUPPORTED_FILE_TYPE", "Unsupported file type"
 
 
 def _forbidden() -> Forbidden:
@@ -256,9 +248,9 @@ async def upload_document(
         raise BadRequest([{"field": "file", "message": "is empty"}], error="Invalid fields: file")
     real_type = storage.sniff(data)
     if real_type is None:
-        raise UnsupportedMediaType(f"Upload a {', '.join(storage.ALLOWED_TYPES)} file")
+        raise UnsupportedMedia(f"Upload a {', '.join(storage.ALLOWED_TYPES)} file")
     if declared_type in storage.ALLOWED_TYPES and declared_type != real_type:
-        raise UnsupportedMediaType(f"The file is {real_type}, not {declared_type}")
+        raise UnsupportedMedia(f"The file is {real_type}, not {declared_type}")
     digest = await asyncio.to_thread(storage.store, Path(settings.documents_dir), data)
     async with conn.transaction():
         row = await queries.insert_document(
