@@ -18,6 +18,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from api.auth.tokens import Principal
+from api.batteries.service import require_registrar
 from api.battery_packs import queries
 from api.battery_packs.models import COLUMNS, FIELDS, RowError, blank_to_none, columns_of, validate_pack
 from api.errors import BadRequest, Conflict, NotFound
@@ -82,7 +83,7 @@ def parse_json_rows(items: list[Any]) -> list[tuple[int, Any]]:
 
 
 def _validate(
-    rows: list[tuple[int, Any]], *, principal: Principal, report: BulkReport, for_update: bool, flat: bool
+    rows: list[tuple[int, Any]], *, report: BulkReport, for_update: bool, flat: bool
 ) -> list[tuple[Any, ...]]:
     """Clean every row (`flat`: CSV columns); return the staged tuples of the good ones, recording
     the bad ones."""
@@ -101,11 +102,6 @@ def _validate(
             dealer = values.get("dealer_id")
             if for_update and dealer is not None:
                 raise RowError("dealer_id", "cannot be changed by an update")
-            if principal.role == "dealer":
-                if dealer not in (None, principal.dealer_id):
-                    raise RowError("dealer_id", "a dealer creates packs only for itself")
-                if not for_update:
-                    values["dealer_id"] = principal.dealer_id
             tag = values["serial_number"]
             if tag in seen:
                 raise RowError("asset_tag", f"duplicate of row {seen[tag]}")
@@ -147,9 +143,10 @@ async def bulk_create(
     all_or_nothing: bool,
     source: str,
 ) -> dict[str, Any]:
+    require_registrar(principal)
     started = time.monotonic()
     report = BulkReport(rows=len(rows))
-    staged = _validate(rows, principal=principal, report=report, for_update=False, flat=source == "csv")
+    staged = _validate(rows, report=report, for_update=False, flat=source == "csv")
     created = 0
     try:
         async with conn.transaction():
@@ -208,7 +205,7 @@ async def bulk_update(
 ) -> dict[str, Any]:
     started = time.monotonic()
     report = BulkReport(rows=len(rows))
-    staged = _validate(rows, principal=principal, report=report, for_update=True, flat=source == "csv")
+    staged = _validate(rows, report=report, for_update=True, flat=source == "csv")
     updated = 0
     try:
         async with conn.transaction():

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from api.batteries.models import ActivityEntry, activity_body
-from api.batteries.service import battery_activity, require_writer
+from api.batteries.service import battery_activity, require_registrar, require_writer
 from api.battery_packs import bulk, service
 from api.battery_packs.models import (
     SPEC_EXAMPLE,
@@ -170,7 +170,7 @@ async def create_packs(
     """Create one pack (JSON object: 201 with the pack) or many (JSON array, or a CSV file as the
     multipart field `file`: 201 with a report; every row is checked first, and by default all or
     nothing is written). Admins register packs (README: "Who registers batteries")."""
-    require_writer(principal)
+    require_registrar(principal)
     kind, value = await _read_body(request)
     if kind == "json" and isinstance(value, dict):
         if dry_run:

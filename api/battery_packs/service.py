@@ -9,7 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.auth.tokens import Principal
 from api.batteries import queries as battery_queries
-from api.batteries.service import read_scope, require_writer, visible_battery
+from api.batteries.service import read_scope, require_registrar, require_writer, visible_battery
 from api.battery_packs import queries
 from api.battery_packs.models import (
     AllocateRequest,
@@ -76,17 +76,13 @@ async def _detail(conn: AsyncConnection, battery_id: int) -> dict[str, Any]:
 
 
 async def create_pack(conn: AsyncConnection, *, principal: Principal, raw: Any) -> dict[str, Any]:
-    require_writer(principal)
+    require_registrar(principal)
     try:
         values = columns_of(validate_pack(raw))
     except RowError as exc:
         raise BadRequest(
             [{"field": exc.field, "message": exc.message}], error=f"Invalid fields: {exc.field}"
         ) from None
-    if principal.role == "dealer":
-        if values.get("dealer_id") not in (None, principal.dealer_id):
-            raise Forbidden("A dealer creates battery packs only for itself")
-        values["dealer_id"] = principal.dealer_id
     values = {k: v for k, v in values.items() if v is not None}
     async with conn.transaction():
         if values.get("dealer_id") is not None and not await queries.dealer_exists(conn, values["dealer_id"]):
