@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import make_asgi_app
 
 from api.auth.router import router as auth_router
 from api.batteries.details import BatteryDetails
@@ -17,6 +16,7 @@ from api.battery_packs.router import router as battery_packs_router
 from api.commands.router import router as commands_router
 from api.consumers.router import router as consumers_router
 from api.errors import install_error_handlers
+from api.guard import RequestGuard, guarded_metrics
 from api.openapi import OPENAPI_PATH, contract_openapi, install_docs
 from api.ratelimit import build_rate_limits
 from api.tags import OPENAPI_TAGS
@@ -80,7 +80,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(consumers_router)
     app.include_router(commands_router)
-    app.mount("/metrics", make_asgi_app())
+    if settings.metrics_token is not None:  # otherwise /metrics is not on the API's port (README)
+        app.mount("/metrics", guarded_metrics(settings.metrics_token.get_secret_value()))
+    # The token before the body, and every body capped (api/guard.py).
+    app.add_middleware(
+        RequestGuard,
+        json_cap=settings.api_max_json_bytes,
+        upload_cap=max(settings.api_max_csv_bytes, settings.api_max_document_bytes),
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -231,7 +231,7 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> ApiError:
             headers={"Allow": allow},
         )
     if kind is PayloadTooLarge:
-        return PayloadTooLarge("The request body is larger than this route accepts")
+        return PayloadTooLarge(str(exc.detail))
     if kind is NotFound:
         return NotFound(f"No route {request.url.path}", error="Not found")
     if kind is None:

@@ -11,9 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -78,27 +76,12 @@ SORTS = {
 SortField = Literal[tuple(SORTS)]  # type: ignore[valid-type]
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("contains a NUL character")
-    return value
-
-
-def _stripped(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
-
-
-# A text field of a pack: at most 200 characters (surrounding spaces dropped), no NUL.
-Text = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=MAX_TEXT),
-    AfterValidator(_no_nul),
-    Field(json_schema_extra={"pattern": NO_NUL}),
-]
+# A text field of a pack: at most 200 characters (surrounding spaces dropped), no NUL. (Constraints
+# only, checked in pydantic's core: a 50,000-row import validates 550,000 of these.)
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_TEXT, pattern=NO_NUL)]
 # Months of warranty, 0-1200: a number, or digits in a string as the spec writes it ("3").
 WarrantyMonths = Annotated[
     int,
-    BeforeValidator(_stripped),
     Field(ge=0, le=1200),
     WithJsonSchema(
         {
@@ -191,34 +174,30 @@ def _error_field(loc: tuple[Any, ...], *, flat: bool) -> str:
     return ".".join(parts) or "body"
 
 
+_COLUMN_OF = {"asset_tag": "serial_number", **TEXT_COLUMNS}
+
+
 def columns_of(pack: _PackFields) -> dict[str, Any]:
-    """{column: value} of the fields the pack was given (None for an explicit null)."""
-    given = pack.model_dump(exclude_unset=True)
-    out: dict[str, Any] = {}
-    for key, value in given.items():
-        if key == "asset_tag":
-            if value is not None:
-                out["serial_number"] = value
-        elif key == "battery_pack":
-            specs = value or {}
-            out.update({PACK_TEXT[k]: v for k, v in specs.items()})
-        else:
-            out[TEXT_COLUMNS.get(key, key)] = value
+    """{column: value} of the fields the pack was given (None for an explicit null). Reads the
+    model's `__dict__`: this runs once per row of a 50,000-row import."""
+    given = pack.__dict__
+    out = {_COLUMN_OF.get(k, k): given[k] for k in pack.model_fields_set if k != "battery_pack"}
+    specs = given["battery_pack"]
+    if specs is not None:
+        spec_values = specs.__dict__
+        out.update({PACK_TEXT[k]: spec_values[k] for k in specs.model_fields_set})
+    if out.get("serial_number", "") is None:
+        del out["serial_number"]  # an update that names no asset tag
     return out
 
 
 def validate_pack(
-    raw: Any, model: type[_PackFields] = BatteryPackCreate, *, flat: bool = False
+    raw: Any, model: type[_PackFields] = BatteryPackCreate, *, csv: bool = False
 ) -> _PackFields:
-    """The row as `model` (RowError naming the first bad field otherwise). A flat row (CSV) has its
-    technical columns at the top; they are nested under `battery_pack` first."""
+    """The pack as `model` (RowError naming the first bad field otherwise; a CSV row names the
+    column, `bms_type` rather than `battery_pack.bms_type`)."""
     if not isinstance(raw, dict):
         raise RowError("body", "each item must be a JSON object")
-    if flat:
-        specs = {k: raw[k] for k in PACK_TEXT if k in raw}
-        raw = {k: v for k, v in raw.items() if k not in PACK_TEXT}
-        if specs:
-            raw["battery_pack"] = specs
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -227,7 +206,9 @@ def validate_pack(
         message = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = "unknown field"
-        raise RowError(_error_field(tuple(first["loc"]), flat=flat), message) from None
+        elif first["type"] == "string_pattern_mismatch" and first.get("ctx", {}).get("pattern") == NO_NUL:
+            message = "contains a NUL character"
+        raise RowError(_error_field(tuple(first["loc"]), flat=csv), message) from None
 
 
 def blank_to_none(row: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from api.battery_packs.models import (
 from api.deps import ConnDep, CurrentUser, authenticate
 from api.direct_route import DirectRoute, direct_openapi, read_query
 from api.errors import BadRequest, ErrorBody, error_responses, parse_json, validation_error
+from api.guard import read_form, too_large
 from api.openapi import schema_ref
 from api.ratelimit import limit_upload
 from api.shapes import Offset
@@ -38,7 +39,6 @@ router = APIRouter(
     prefix="/api/battery_pack", tags=[Tag.BATTERY_PACKS], responses=error_responses(401, 403, 429)
 )
 
-MAX_CSV_BYTES = 32 * 1024 * 1024
 _CSV_UPLOAD = {
     "schema": {
         "type": "object",
@@ -85,18 +85,20 @@ async def _read_body(request: Request) -> tuple[str, Any]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         await limit_upload(request)
-        form = await request.form(max_files=1, max_fields=10)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise BadRequest(
-                [{"field": "file", "message": "send the CSV as the multipart field `file`"}],
-                error="Invalid fields: file",
-            )
-        data = await upload.read(MAX_CSV_BYTES + 1)
-        if len(data) > MAX_CSV_BYTES:
-            raise BadRequest(
-                f"The CSV file is larger than {MAX_CSV_BYTES // 2**20} MiB", error="File too large"
-            )
+        cap = request.app.state.settings.api_max_csv_bytes
+        form = await read_form(request, cap=cap, what="CSV file", max_files=1, max_fields=10)
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise BadRequest(
+                    [{"field": "file", "message": "send the CSV as the multipart field `file`"}],
+                    error="Invalid fields: file",
+                )
+            data = await upload.read(cap + 1)
+        finally:
+            await form.close()
+        if len(data) > cap:
+            raise too_large("CSV file", cap)
         return "csv", bulk.parse_csv(data)
     if content_type.startswith("application/json") or not content_type:
         return "json", parse_json(await request.body())

@@ -23,7 +23,8 @@ from api.consumers.models import (
     KycUpdate,
 )
 from api.deps import ConnDep, CurrentUser, SettingsDep
-from api.errors import BadRequest, PayloadTooLarge, error_responses, parse_json, validation_error
+from api.errors import BadRequest, error_responses, parse_json, validation_error
+from api.guard import read_form, too_large
 from api.openapi import schema_ref
 from api.ratelimit import limit_upload
 from api.shapes import MAX_ID, Blank, Id, Offset
@@ -45,7 +46,7 @@ _DOCUMENT_DOC = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "PDF, JPEG or PNG, at most 5 MiB",
+                            "description": "PDF, JPEG or PNG, at most PACKFLEET_API_MAX_DOCUMENT_BYTES",
                         },
                         "document_type": {
                             "type": "string",
@@ -147,22 +148,25 @@ async def upload_document(
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         await limit_upload(request)
-        declared_length = int(request.headers.get("content-length") or 0)
-        if declared_length > storage.MAX_DOCUMENT_BYTES + 64 * 1024:
-            raise PayloadTooLarge(f"Documents are at most {storage.MAX_DOCUMENT_BYTES // 2**20} MiB")
-        form = await request.form(max_files=1, max_fields=5)
-        upload = form.get("file")
-        kind = form.get("document_type")
-        number = form.get("document_number")
-        if not isinstance(upload, UploadFile) or not isinstance(kind, str):
-            raise BadRequest(
-                [
-                    {"field": "file", "message": "a file is required"},
-                    {"field": "document_type", "message": "required"},
-                ],
-                error="Invalid fields: file, document_type",
-            )
-        data = await upload.read(storage.MAX_DOCUMENT_BYTES + 1)
+        cap = settings.api_max_document_bytes
+        form = await read_form(request, cap=cap, what="document", max_files=1, max_fields=5)
+        try:
+            upload = form.get("file")
+            kind = form.get("document_type")
+            number = form.get("document_number")
+            if not isinstance(upload, UploadFile) or not isinstance(kind, str):
+                raise BadRequest(
+                    [
+                        {"field": "file", "message": "a file is required"},
+                        {"field": "document_type", "message": "required"},
+                    ],
+                    error="Invalid fields: file, document_type",
+                )
+            data = await upload.read(cap + 1)
+        finally:
+            await form.close()
+        if len(data) > cap:
+            raise too_large("document", cap)
         declared = (upload.content_type or "").split(";")[0].strip() or None
         return await service.upload_document(
             conn,

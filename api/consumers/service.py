@@ -21,7 +21,7 @@ from api.consumers.models import (
     normalise_document_number,
     normalise_document_type,
 )
-from api.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, UnsupportedMedia
+from api.errors import BadRequest, Conflict, Forbidden, NotFound, UnsupportedMedia
 from packfleet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -242,8 +242,6 @@ async def upload_document(
     """Keep an uploaded file (checked by its content, not its name) as a document of the consumer."""
     await visible_consumer(conn, principal=principal, consumer_id=consumer_id)
     kind, number = _check_document(document_type, document_number)
-    if len(data) > storage.MAX_DOCUMENT_BYTES:
-        raise PayloadTooLarge(f"Documents are at most {storage.MAX_DOCUMENT_BYTES // 2**20} MiB")
     if not data:
         raise BadRequest([{"field": "file", "message": "is empty"}], error="Invalid fields: file")
     real_type = storage.sniff(data)
