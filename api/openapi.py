@@ -86,5 +86,10 @@ def install_docs(app: FastAPI) -> None:
             swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS_PATH}/favicon-32x32.png",
-            swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
+            # No validator badge: it would send the document's address to swagger.io (and fail offline).
+            swagger_ui_parameters={
+                "persistAuthorization": True,
+                "displayRequestDuration": True,
+                "validatorUrl": None,
+            },
         )
