@@ -49,3 +49,23 @@ async def message_id_by_dedupe_key(conn: AsyncConnection, dedupe_key: str) -> in
 async def message(conn: AsyncConnection, message_id: int) -> dict[str, Any] | None:
     cur = await conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM sms_outbox WHERE id = %s", (message_id,))  # noqa: S608
     return await cur.fetchone()
+
+
+async def dealer_consumer_by_phone(
+    conn: AsyncConnection, *, dealer_id: int, phone: str
+) -> dict[str, Any] | None:
+    """The dealer's consumer with this phone (a dealer texts only its own consumers)."""
+    cur = await conn.execute(
+        "SELECT id, dealer_id, name, phone FROM consumers WHERE dealer_id = %s AND phone = %s",
+        (dealer_id, phone),
+    )
+    return await cur.fetchone()
+
+
+async def battery_by_id(conn: AsyncConnection, battery_id: int) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        """SELECT id, serial_number, dealer_id, owner_id, status FROM batteries
+           WHERE id = %s AND deleted_at IS NULL""",
+        (battery_id,),
+    )
+    return await cur.fetchone()

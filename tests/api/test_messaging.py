@@ -9,16 +9,21 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 
+from api.app import create_app
 from api.messaging import templates
 from api.messaging.jobs import sms_outbox
 from api.messaging.providers import ConsoleProvider, HttpProvider, SmsError, SmsProvider, provider_for
@@ -26,6 +31,7 @@ from api.messaging.service import InvalidPhone, queue_sms
 from packfleet import outbox
 from packfleet.db import open_pool
 from tests import factories, services
+from tests.api.conftest import World, api_settings, bearer
 from tests.conftest import make_settings
 from tests.sms_gateway import Gateway
 
@@ -285,3 +291,165 @@ def test_templates_carry_the_fields_in_the_gsm_alphabet() -> None:
     gsm |= set("ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
     for sms in (warning, disabled, enabled, templates.otp("123456", valid_minutes=5)):
         assert set(sms.text) <= gsm and len(sms.text) <= 160, sms.text
+
+
+@contextmanager
+def _worker_thread(url: str, provider: SmsProvider) -> Iterator[None]:
+    """The SMS outbox worker, running beside the API under test as the scheduler process runs it."""
+    box = sms_outbox(make_settings(url), provider)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    started = threading.Event()
+
+    async def run() -> None:
+        async with open_pool(url, name="test-sms-worker", max_size=4) as pool:
+            started.set()
+            await outbox.run_workers(pool, url, [box], stop, poll_s=1.0)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+
+
+@pytest.fixture
+def own_world(own_db: psycopg.Connection) -> World:
+    return World(own_db)
+
+
+@pytest.fixture
+def own_client(own_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(api_settings(own_url, tmp_path))) as client:
+        yield client
+
+
+def test_send_sms_answers_sent_with_the_providers_id_and_a_repeated_key_sends_nothing(
+    own_client: TestClient, own_world: World
+) -> None:
+    w, phone = own_world, own_world.consumer_a["phone"]
+    headers = {**bearer(w.dealer_a_user), "Idempotency-Key": "order-42"}
+    with (
+        Gateway().running() as gateway,
+        _worker_thread(own_client.app.state.settings.database_url, _http(gateway)),
+    ):  # type: ignore[attr-defined]
+        first = own_client.post(
+            "/api/messaging/send-sms", json={"to": phone, "message": "Hello"}, headers=headers
+        )
+        again = own_client.post(
+            "/api/messaging/send-sms", json={"to": phone, "message": "Hello"}, headers=headers
+        )
+        other = own_client.post(
+            "/api/messaging/send-sms", json={"to": phone, "message": "Bye"}, headers=headers
+        )
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body == {
+        "success": True,
+        "message_id": "GW1",
+        "status": "sent",
+        "to": phone,
+        "outbox_id": body["outbox_id"],
+        "error": None,
+    }
+    assert again.json() == body and gateway.deliveries() == 1
+    assert other.status_code == 409 and other.json()["code"] == "CONFLICT"
+    row = own_world.conn.execute("SELECT * FROM sms_outbox WHERE id = %s", (body["outbox_id"],)).fetchone()
+    assert (row["consumer_id"], row["requested_by"], row["kind"]) == (
+        w.consumer_a["id"],
+        w.dealer_a_user["id"],
+        "general",
+    )
+
+
+def test_without_a_worker_the_answer_says_queued_and_a_rejection_says_failed(
+    own_client: TestClient, own_world: World
+) -> None:
+    w = own_world
+    sent = own_client.post(
+        "/api/messaging/send-otp?wait=0.2",
+        json={"to": w.consumer_a["phone"], "otp": "4321"},
+        headers=bearer(w.admin),
+    )
+    assert sent.status_code == 200, sent.text
+    assert (sent.json()["status"], sent.json()["message_id"], sent.json()["success"]) == (
+        "queued",
+        None,
+        True,
+    )
+    with (
+        Gateway(reject=True).running() as gateway,
+        _worker_thread(own_client.app.state.settings.database_url, _http(gateway)),
+    ):  # type: ignore[attr-defined]
+        refused = own_client.post(
+            "/api/messaging/battery-status",
+            json={
+                "battery_id": w.battery_a["id"],
+                "consumer_phone": w.consumer_a["phone"],
+                "status": "maintenance",
+            },
+            headers=bearer(w.dealer_a_user),
+        ).json()
+    assert (refused["success"], refused["status"], refused["notification_type"]) == (
+        False,
+        "failed",
+        "battery_status",
+    )
+    assert refused["error"].startswith("rejected: HTTP 400")
+    texts = [r["body"]["message"] for r in gateway.requests]
+    assert f"Your battery {w.battery_a['serial_number']} is now under maintenance." in texts
+    otp_row = w.conn.execute(
+        "SELECT body, status FROM sms_outbox WHERE id = %s", (sent.json()["outbox_id"],)
+    ).fetchone()
+    assert otp_row == {
+        "body": "Your packfleet verification code is XXXX. Do not share it.",
+        "status": "failed",
+    }
+
+
+def test_a_dealer_texts_only_its_own_consumers_and_bad_input_is_400(
+    own_client: TestClient, own_world: World
+) -> None:
+    w, headers = own_world, bearer(own_world.dealer_a_user)
+    stranger = own_client.post(
+        "/api/messaging/send-sms?wait=0",
+        json={"to": factories.unique_phone(), "message": "hi"},
+        headers=headers,
+    )
+    assert stranger.status_code == 404 and stranger.json()["error"] == "Consumer not found"
+    not_theirs = own_client.post(
+        "/api/messaging/battery-status?wait=0",
+        json={"battery_id": w.battery_a["id"], "consumer_phone": w.consumer_b["phone"], "status": "active"},
+        headers=headers,
+    )
+    assert not_theirs.status_code == 404
+    for path, body, field in (
+        ("send-sms", {"to": "9876543210", "message": "hi"}, "to"),
+        ("send-sms", {"to": w.consumer_a["phone"], "message": "   "}, "message"),
+        ("send-sms", {"to": w.consumer_a["phone"], "message": "x" * 1601}, "message"),
+        ("send-otp", {"to": w.consumer_a["phone"], "otp": "12ab56"}, "otp"),
+        (
+            "battery-status",
+            {"battery_id": 0, "consumer_phone": w.consumer_a["phone"], "status": "active"},
+            "battery_id",
+        ),
+        (
+            "battery-status",
+            {"battery_id": 2**63, "consumer_phone": w.consumer_a["phone"], "status": "x"},
+            "battery_id",
+        ),
+    ):
+        answer = own_client.post(f"/api/messaging/{path}?wait=0", json=body, headers=headers)
+        assert answer.status_code == 400, (path, body, answer.text)
+        assert field in {d["field"] for d in answer.json()["details"]}
+    for wait in ("nan", "-1", "11", "1e308"):
+        answer = own_client.post(
+            f"/api/messaging/send-sms?wait={wait}",
+            json={"to": w.consumer_a["phone"], "message": "hi"},
+            headers=headers,
+        )
+        assert answer.status_code == 400, (wait, answer.text)
+    assert w.conn.execute("SELECT count(*) AS n FROM sms_outbox").fetchone()["n"] == 0
