@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from api.messaging import templates
 from api.messaging.jobs import sms_outbox
 from api.messaging.providers import ConsoleProvider, HttpProvider, SmsError, SmsProvider, provider_for
 from api.messaging.service import InvalidPhone, queue_sms
-from packfleet import outbox
+from packfleet import outbox, scheduler
 from packfleet.db import open_pool
 from tests import factories, services
 from tests.api.conftest import World, api_settings, bearer
@@ -453,3 +454,60 @@ def test_a_dealer_texts_only_its_own_consumers_and_bad_input_is_400(
         )
         assert answer.status_code == 400, (wait, answer.text)
     assert w.conn.execute("SELECT count(*) AS n FROM sms_outbox").fetchone()["n"] == 0
+
+
+def test_a_login_code_goes_through_the_outbox_and_is_masked_once_sent(
+    own_client: TestClient, own_world: World
+) -> None:
+    phone = own_world.dealer_a_user["phone"]
+    with (
+        Gateway().running() as gateway,
+        _worker_thread(own_client.app.state.settings.database_url, _http(gateway)),
+    ):  # type: ignore[attr-defined]
+        assert (
+            own_client.post("/api/auth/login", json={"phone": phone, "userType": "dealer"}).status_code == 200
+        )
+        services.wait_for(lambda: gateway.requests, timeout=10)
+    text = gateway.requests[0]["body"]["message"]
+    code = next(word.rstrip(".") for word in text.split() if word.rstrip(".").isdigit())
+    row = own_world.conn.execute("SELECT * FROM sms_outbox WHERE to_phone = %s", (phone,)).fetchone()
+    services.wait_for(
+        lambda: (
+            own_world.conn.execute("SELECT status FROM sms_outbox WHERE id = %s", (row["id"],)).fetchone()[
+                "status"
+            ]
+            == "sent"
+        )
+    )
+    row = own_world.conn.execute("SELECT * FROM sms_outbox WHERE id = %s", (row["id"],)).fetchone()
+    assert row["body"] == re.sub("[0-9]", "X", text) and row["kind"] == "otp"  # every digit: no guessing
+    expires = own_world.conn.execute("SELECT expires_at FROM otp_codes WHERE phone = %s", (phone,)).fetchone()
+    assert row["send_before"] == expires["expires_at"]  # a code is never sent after it died
+    verified = own_client.post("/api/auth/verify-otp", json={"phone": phone, "otp": code})
+    assert verified.status_code == 200, verified.text
+
+
+def test_the_scheduler_process_runs_the_sms_worker(own_url: str, own_db: psycopg.Connection) -> None:
+    message_id = _queue_sync(own_url, to=factories.unique_phone(), text="from the scheduler", dedupe_key=None)
+    sent_before = outbox.OUTCOMES.labels("sms_outbox", "sent")._value.get()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(scheduler.run(make_settings(own_url), stop, jobs=[]))
+        for _ in range(200):
+            if (
+                own_db.execute("SELECT status FROM sms_outbox WHERE id = %s", (message_id,)).fetchone()[
+                    "status"
+                ]
+                == "sent"
+            ):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the pass's gauges
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(run())
+    assert _row(own_db, message_id)["provider"] == "console"
+    assert outbox.OUTCOMES.labels("sms_outbox", "sent")._value.get() == sent_before + 1
+    assert outbox.DEPTH.labels("sms_outbox")._value.get() == 0
