@@ -39,7 +39,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -126,7 +126,6 @@ class Delivered:
     retried: int = 0
     failed: int = 0
     superseded: int = 0  # outcomes not recorded: the claim had run out and the row was taken again
-    ids: list[int] = field(default_factory=list)
 
 
 def table_ddl(table: str, domain_columns: str = "") -> str:
@@ -308,7 +307,6 @@ async def _deliver(pool: Pool, box: Outbox, row: Row, done: Delivered) -> None:
         done.superseded += 1
         log.warning("outbox outcome not recorded: the row was claimed again", extra=fields)
         return
-    done.ids.append(row["id"])
     if error is None:
         done.sent += 1
         OUTCOMES.labels(box.table, "sent").inc()

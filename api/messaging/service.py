@@ -75,6 +75,7 @@ async def queue_sms(
         assert existing is not None  # the conflicting row is committed (or ours)
         return existing
     await notify_workers(conn, queries.TABLE)
+    log.info("sms queued", extra={"outbox_id": message_id, "kind": kind, "dedupe_key": dedupe_key})
     return message_id
 
 
