@@ -27,6 +27,7 @@ from apscheduler.triggers.base import BaseTrigger
 from prometheus_client import Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
+from api.telemetry import jobs as telemetry_jobs
 from packfleet.db import open_pool
 from packfleet.metrics import serve_metrics
 from packfleet.settings import Settings
@@ -58,6 +59,7 @@ class ScheduledJob:
 def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     """Every domain's jobs, as their `jobs` modules declare them for these settings."""
     jobs: list[ScheduledJob] = []
+    jobs += telemetry_jobs.scheduled(settings)
     return jobs
 
 

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     telemetry_compress_after: str = "7 days"
     telemetry_retention: str = "365 days"
 
+    # telemetry queries and rollups (api/telemetry)
+    telemetry_max_points: int = Field(default=10_000, ge=100, le=1_000_000)  # buckets one query answers
+    # Plain PostgreSQL: how often the hours that received readings are re-aggregated, and how many
+    # old readings one retention statement deletes (TimescaleDB's own policies do both there).
+    telemetry_rollup_refresh_seconds: int = Field(default=60, ge=5, le=3600)
+    telemetry_retention_batch_rows: int = Field(default=50_000, ge=1000, le=1_000_000)
+
     storage_dir: Path | None = None  # uploaded documents; default <data_dir>/storage
     log_level: str = "INFO"
     log_json: bool = True
