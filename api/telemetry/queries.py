@@ -123,7 +123,7 @@ def _level_sql(
     group = "battery_id, " if per_battery else ""
     if source == "raw":
         return (
-            f"SELECT {group}{bucket_expr(storage)} AS bucket, {raw_columns(storage, pairs, energy=energy)} "
+            f"SELECT {group}{bucket_expr(storage)} AS bucket, {raw_columns(storage, pairs, energy=energy)} "  # noqa: S608
             f"FROM telemetry WHERE {where.format(t='ts')} GROUP BY {group}bucket"
         )
     table = _LEVEL_TABLE[source]
@@ -133,9 +133,9 @@ def _level_sql(
             cols.append("temperature_readings")
         if energy:
             cols += ["energy_charged_wh", "energy_discharged_wh"]
-        return f"SELECT {group}bucket, {', '.join(cols)} FROM {table} WHERE {where.format(t='bucket')}"
+        return f"SELECT {group}bucket, {', '.join(cols)} FROM {table} WHERE {where.format(t='bucket')}"  # noqa: S608
     return (
-        f"SELECT {group}{bucket_expr(storage, 'bucket')} AS bucket, "
+        f"SELECT {group}{bucket_expr(storage, 'bucket')} AS bucket, "  # noqa: S608
         f"{combined_columns(storage, pairs, energy=energy)} "
         f"FROM {table} WHERE {where.format(t='bucket')} GROUP BY {group}{bucket_expr(storage, 'bucket')}"
     )
@@ -192,11 +192,11 @@ async def stream_readings(
             yield row
 
 
-def _scope(dealer_id: int | None, owner_id: int | None, column: str) -> str:
+def _scope(dealer_id: int | None, owner_id: int | None) -> str:
     if dealer_id is not None:
-        return f" AND {column} IN (SELECT id FROM batteries WHERE dealer_id = %(dealer)s)"
+        return " AND battery_id IN (SELECT id FROM batteries WHERE dealer_id = %(dealer)s)"
     if owner_id is not None:
-        return f" AND {column} IN (SELECT id FROM batteries WHERE owner_id = %(owner)s)"
+        return " AND battery_id IN (SELECT id FROM batteries WHERE owner_id = %(owner)s)"
     return ""
 
 
@@ -212,7 +212,7 @@ async def fleet_buckets(
     owner_id: int | None,
 ) -> list[dict[str, Any]]:
     """Per bucket: batteries reporting, readings, SOC mean and spread across batteries, energy."""
-    where = "{t} >= %(start)s AND {t} < %(end)s" + _scope(dealer_id, owner_id, "battery_id")
+    where = "{t} >= %(start)s AND {t} < %(end)s" + _scope(dealer_id, owner_id)
     pairs = [("soc", "avg")]
     if source == "raw" and interval % timedelta(hours=1) == timedelta(0):
         # Energy is defined per battery-hour: computed from raw readings, hours come first.
@@ -220,7 +220,7 @@ async def fleet_buckets(
             storage, "raw", timedelta(hours=1), pairs, where, energy=True, per_battery=True
         ).replace("%(interval)s", "%(hour)s")
         inner = (
-            f"SELECT battery_id, {bucket_expr(storage, 'bucket')} AS bucket, "
+            f"SELECT battery_id, {bucket_expr(storage, 'bucket')} AS bucket, "  # noqa: S608
             f"{combined_columns(storage, pairs, energy=True)} FROM ({hourly}) h "
             f"GROUP BY battery_id, {bucket_expr(storage, 'bucket')}"
         )
