@@ -33,6 +33,10 @@ class MqttTarget:
         return f"mqtt://{user}{self.host}:{self.port}"
 
 
+class MissingSetting(RuntimeError):
+    """A setting the command needs is not set (the CLI says so in one line)."""
+
+
 class Settings(BaseSettings):
     """Everything a packfleet process can be told; see the README's configuration table."""
 
@@ -93,7 +97,7 @@ class Settings(BaseSettings):
 
     storage_dir: Path | None = None  # uploaded documents; default <data_dir>/storage
     log_level: str = "INFO"
-    log_json: bool = True
+    log_json: bool | None = None  # JSON lines; unset: JSON unless stderr is a terminal
 
     @field_validator("mqtt_protocol", mode="before")
     @classmethod
@@ -127,17 +131,17 @@ class Settings(BaseSettings):
     @property
     def mqtt(self) -> MqttTarget:
         if self.mqtt_url is None:
-            raise RuntimeError("PACKFLEET_MQTT_URL is not set")
+            raise MissingSetting("PACKFLEET_MQTT_URL is not set")
         return MqttTarget(self.mqtt_url)
 
     def require_jwt_secret(self) -> str:
         if self.jwt_secret is None:
-            raise RuntimeError("PACKFLEET_JWT_SECRET is not set")
+            raise MissingSetting("PACKFLEET_JWT_SECRET is not set (at least 16 characters)")
         return self.jwt_secret.get_secret_value()
 
     def require_database_url(self) -> str:
         if self.database_url is None:
-            raise RuntimeError("PACKFLEET_DATABASE_URL is not set (or run `packfleet up`)")
+            raise MissingSetting("PACKFLEET_DATABASE_URL is not set (or run `packfleet up`)")
         return self.database_url
 
     @property
