@@ -105,12 +105,12 @@ function drawHistogram(batteries) {
   chart.replaceChildren();
   const top = Math.max(1, ...bins);
   bins.forEach((n, i) => {
-    const h = (n / top) * 130;
+    const h = (n / top) * 230;
     const x = 10 + i * 38;
-    chart.append(svg("rect", { x, y: 150 - h, width: 32, height: h, fill: socColour(i * 10 + 5) }));
-    const label = svg("text", { x: x + 16, y: 168, "text-anchor": "middle", "font-size": 11 });
+    chart.append(svg("rect", { x, y: 265 - h, width: 32, height: h, fill: socColour(i * 10 + 5) }));
+    const label = svg("text", { x: x + 16, y: 282, "text-anchor": "middle", "font-size": 10 });
     label.textContent = `${i * 10}–${i * 10 + 10}`;
-    const count = svg("text", { x: x + 16, y: 145 - h, "text-anchor": "middle", "font-size": 11 });
+    const count = svg("text", { x: x + 16, y: 260 - h, "text-anchor": "middle", "font-size": 11 });
     count.textContent = n ? String(n) : "";
     chart.append(label, count);
   });
@@ -131,17 +131,19 @@ function drawMap(collection) {
   [w, e, s, n] = [w - pad, e + pad, s - pad, n + pad];
   const k = Math.cos(((s + n) / 2) * Math.PI / 180);
   const scale = Math.min(380 / ((e - w) * k), 280 / (n - s));
-  const x = (lon) => 10 + (lon - w) * k * scale;
-  const y = (lat) => 290 - (lat - s) * scale;
+  const dx = (380 - (e - w) * k * scale) / 2, dy = (280 - (n - s) * scale) / 2; // centred
+  const x = (lon) => 10 + dx + (lon - w) * k * scale;
+  const y = (lat) => 290 - dy - (lat - s) * scale;
+  map.append(svg("rect", { x: x(w), y: y(n), width: x(e) - x(w), height: y(s) - y(n), fill: "#fbfcfd", stroke: "#d9dde5" }));
   const step = Math.pow(10, Math.floor(Math.log10(n - s)));
   for (let lat = Math.ceil(s / step) * step; lat < n; lat += step) {
-    map.append(svg("line", { x1: 0, x2: 400, y1: y(lat), y2: y(lat), stroke: "#e3e6ec" }));
+    map.append(svg("line", { x1: x(w), x2: x(e), y1: y(lat), y2: y(lat), stroke: "#e3e6ec" }));
     const t = svg("text", { x: 2, y: y(lat) - 2, "font-size": 9, fill: "#8a90a0" });
     t.textContent = `${lat.toFixed(3)}°`;
     map.append(t);
   }
   for (let lon = Math.ceil(w / step) * step; lon < e; lon += step) {
-    map.append(svg("line", { y1: 0, y2: 300, x1: x(lon), x2: x(lon), stroke: "#e3e6ec" }));
+    map.append(svg("line", { y1: y(n), y2: y(s), x1: x(lon), x2: x(lon), stroke: "#e3e6ec" }));
   }
   for (const f of features) {
     const [lon, lat] = f.geometry.coordinates;
@@ -243,7 +245,7 @@ async function refreshCommands(serial) {
   if (watched) {
     $("progress").textContent = progressText(watched);
     $("progress").className = `status-${watched.status}`;
-    if (FINAL.has(watched.status)) watching = null;
+    if (FINAL.has(watched.status)) { watching = null; await refreshBatteryState(serial); }
   }
 }
 
