@@ -35,7 +35,18 @@ def _up(data_dir: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACKFLEET_")}
     env["PACKFLEET_API_PORT"] = "0"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "packfleet", "up", "--data-dir", str(data_dir), "--batteries", "4", "--interval", "1"],
+        [
+            sys.executable,
+            "-m",
+            "packfleet",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--batteries",
+            "4",
+            "--interval",
+            "1",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
@@ -83,7 +94,9 @@ def test_log_in_see_the_fleet_open_a_chart_and_disable_a_battery(tmp_path: Path)
             )
             serials = page.locator("#fleet tbody tr td:first-child").all_inner_texts()
             assert {"DEMO0001", "DEMO0002", "DEMO0003", "DEMO0004"} <= set(serials)
-            page.wait_for_function("document.querySelectorAll('#map .battery-dot').length >= 4", timeout=15_000)
+            page.wait_for_function(
+                "document.querySelectorAll('#map .battery-dot').length >= 4", timeout=15_000
+            )
             overview = shots / "dashboard-fleet.png"
             page.screenshot(path=str(overview), full_page=True)
             print(f"\nscreenshot: {overview}")
@@ -91,7 +104,9 @@ def test_log_in_see_the_fleet_open_a_chart_and_disable_a_battery(tmp_path: Path)
             page.click("#fleet tbody tr[data-serial='DEMO0001']")
             page.wait_for_selector("#battery:not([hidden])")
             page.select_option("#range", "1")
-            page.wait_for_function("/^[1-9][0-9]* readings/.test(document.querySelector('#series-note').textContent)")
+            page.wait_for_function(
+                "/^[1-9][0-9]* readings/.test(document.querySelector('#series-note').textContent)"
+            )
 
             page.fill("#reason", "browser test: disable")
             page.click("#disable")

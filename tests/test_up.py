@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -11,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from packfleet.demo import DEALER_PHONE
 
 START_BUDGET_S = 15.0  # the promise made to a newcomer
 
@@ -116,3 +123,88 @@ def test_a_killed_up_leaves_postgres_that_the_next_up_adopts_and_stops(tmp_path:
     finally:
         _stop(proc, signal.SIGINT)
     assert not _postgres_running(data_dir), "the adopted PostgreSQL was left running"
+
+
+def _read_until(fd: int, marker: str, timeout: float = START_BUDGET_S) -> str:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker.encode() not in seen:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{marker!r} not on the terminal: {seen.decode(errors='replace')[-2000:]}")
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+    return seen.decode(errors="replace")
+
+
+def test_on_a_terminal_up_is_a_summary_and_operator_commands_find_it(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pf"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PACKFLEET_")}
+    env["PACKFLEET_API_PORT"] = "0"
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "packfleet", "up", "--data-dir", str(data_dir), "--batteries", "2"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    try:
+        screen = _read_until(primary, "Ctrl-C stops everything")
+        api = re.search(r"PACKFLEET_API=(\S+)", screen)[1]  # type: ignore[index]
+        assert f"{api}/dashboard/#token=" in screen and "api, ingest, control, scheduler" in screen
+        assert '{"ts"' not in screen, "JSON log lines on the terminal"
+        assert "initdb" not in screen.lower() and "migration" not in screen.lower()
+        httpx.post(f"{api}/api/auth/login", json={"phone": DEALER_PHONE, "userType": "dealer"})
+        sms = _read_until(primary, "login code is", timeout=10)
+        line = next(ln for ln in sms.splitlines() if "login code is" in ln)
+        assert line.startswith(f"SMS to {DEALER_PHONE}: Your packfleet login code is")
+
+        # A second shell with no settings but the data dir: the running stack's database and secret.
+        second = {**env, "PACKFLEET_DATA_DIR": str(data_dir)}
+        run = functools.partial(
+            subprocess.run, capture_output=True, text=True, timeout=60, env=second, cwd=tmp_path
+        )
+        added = run(
+            [
+                sys.executable,
+                "-m",
+                "packfleet",
+                "user",
+                "add",
+                "--phone",
+                "+919800000777",
+                "--name",
+                "Ops",
+                "--role",
+                "admin",
+            ]
+        )
+        assert added.returncode == 0, added.stderr
+        token = run([sys.executable, "-m", "packfleet", "token", "--phone", "+919800000777"])
+        assert token.returncode == 0, token.stderr
+        me = httpx.get(
+            f"{api}/api/telemetry/latest", headers={"Authorization": f"Bearer {token.stdout.strip()}"}
+        )
+        assert me.status_code == 200 and len(me.json()) == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        os.close(primary)
+    log = (data_dir / "packfleet.log").read_text().splitlines()
+    assert all(json.loads(x)["msg"] is not None for x in log) and any("migration" in x for x in log)
+    alone = subprocess.run(
+        [sys.executable, "-m", "packfleet", "token", "--phone", "+919800000777"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PACKFLEET_DATA_DIR": str(data_dir)},
+    )
+    assert alone.returncode == 2
+    assert alone.stderr.strip().splitlines() == [
+        f"error: no database: set PACKFLEET_DATABASE_URL, or start `packfleet up` (none runs from {data_dir})"
+    ]
