@@ -29,6 +29,7 @@ from api.telemetry.queries import Storage
 
 DEFAULT_SPAN = timedelta(hours=24)
 MAX_SPAN = timedelta(days=3660)
+RAW_INDEX = {name: i for i, name in enumerate(queries.RAW_COLUMNS.split(", "))}
 DIGITS = 4  # readings are float4 (about 7 significant digits): 48.29999923706055 answers 48.3
 
 
@@ -108,7 +109,8 @@ async def battery_series(
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        points = [{"ts": r["ts"], **{f: _round(r[f]) for f in fields}} for r in rows]
+        at = [RAW_INDEX[f] for f in fields]
+        points = [{"ts": r[0], **dict(zip(fields, (r[i] for i in at), strict=True))} for r in rows]
         return {
             **body,
             "from": start,
@@ -117,7 +119,7 @@ async def battery_series(
             "agg": None,
             "source": "raw",
             "points": points,
-            "next_cursor": Cursor(rows[-1]["ts"]).encode() if more else None,
+            "next_cursor": Cursor(rows[-1][0]).encode() if more else None,
         }
     step = interval_of(interval)
     check_points(start, end, step, max_points)
@@ -169,13 +171,12 @@ async def export_csv(pool: AsyncConnectionPool, series: dict[str, Any]) -> Async
             yield ",".join([serial, *(csv_cell(p[k]) for k in ("ts", "readings", *fields))]) + "\r\n"
         return
     yield ",".join(["serial_number", "ts", *fields]) + "\r\n"
-    index = {name: i for i, name in enumerate(queries.RAW_COLUMNS.split(", "))}
     async with pool.connection() as conn, conn.transaction():
         lines: list[str] = []
         async for row in queries.stream_readings(
             conn, battery_id=series["battery_id"], start=series["from"], end=series["to"]
         ):
-            values = [csv_cell(row[0]), *(csv_cell(_round(row[index[f]])) for f in fields)]
+            values = [csv_cell(row[0]), *(csv_cell(row[RAW_INDEX[f]]) for f in fields)]
             lines.append(f"{serial},{','.join(values)}\r\n")
             if len(lines) >= 500:
                 yield "".join(lines)
