@@ -204,3 +204,24 @@ def test_plain_retention_deletes_old_readings_in_batches(fresh_database_url: str
     with psycopg.connect(fresh_database_url) as db:
         assert db.execute("SELECT count(*) FROM telemetry").fetchone()[0] == 100
     assert asyncio.run(prune()).deleted == 0
+
+
+@pytest.mark.timescale
+def test_timescale_rollups_are_continuous_aggregates_with_refresh_policies(db: psycopg.Connection) -> None:
+    if not db.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+        pytest.skip("TimescaleDB is not loaded on this server (shared_preload_libraries)")
+    views = {
+        r["view_name"]: r["materialized_only"]
+        for r in db.execute(
+            "SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates"
+        )
+    }
+    assert views == {"telemetry_hourly": False, "telemetry_daily": False}  # real-time, both
+    policies = {
+        r["hypertable_name"]: r["schedule_interval"]
+        for r in db.execute(
+            """SELECT hypertable_name, schedule_interval FROM timescaledb_information.jobs
+               WHERE proc_name = 'policy_refresh_continuous_aggregate'"""
+        )
+    }
+    assert policies == {"telemetry_hourly": timedelta(minutes=5), "telemetry_daily": timedelta(hours=1)}
