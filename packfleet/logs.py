@@ -28,7 +28,7 @@ class JsonFormatter(logging.Formatter):
     """Render a record, and any `extra=` fields given to it, as one JSON line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
+        line: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
