@@ -9,13 +9,13 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from packfleet.demo import ADMIN_PHONE
+from tests.test_up import start_up
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("PACKFLEET_CHROMIUM", "/usr/bin/chromium")
@@ -32,31 +32,8 @@ def _browser() -> object:
 
 
 def _up(data_dir: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PACKFLEET_")}
-    env["PACKFLEET_API_PORT"] = "0"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "packfleet",
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--batteries",
-            "4",
-            "--interval",
-            "1",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("PACKFLEET_API="):
-            return proc, line.strip().partition("=")[2]
-    raise AssertionError(f"packfleet up exited with {proc.wait()}: {log.read_text()[-2000:]}")
+    proc, values, _ = start_up(data_dir, batteries=4, stderr=log.open("w"))
+    return proc, values["PACKFLEET_API"]
 
 
 def _otp(log: Path, timeout: float = 15.0) -> str:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -22,7 +23,10 @@ from packfleet.demo import DEALER_PHONE
 START_BUDGET_S = 15.0  # the promise made to a newcomer
 
 
-def _start(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str], float]:
+def start_up(
+    data_dir: Path, *, batteries: int = 5, stderr: Any = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], dict[str, str], float]:
+    """`packfleet up` with no settings but a free API port; its printed PACKFLEET_* values."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACKFLEET_")}
     env["PACKFLEET_API_PORT"] = "0"
     started = time.monotonic()
@@ -35,13 +39,13 @@ def _start(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str], float
             "--data-dir",
             str(data_dir),
             "--batteries",
-            "5",
+            str(batteries),
             "--interval",
             "1",
         ],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
     )
     values: dict[str, str] = {}
@@ -73,7 +77,7 @@ def _postgres_running(data_dir: Path) -> bool:
 
 def test_up_serves_telemetry_and_stops_clean_then_reuses_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "pf"
-    proc, values, ready_s = _start(data_dir)
+    proc, values, ready_s = start_up(data_dir)
     try:
         assert ready_s < START_BUDGET_S, f"ready after {ready_s:.1f}s"
         assert values["PACKFLEET_MQTT_URL"].startswith("mqtt://127.0.0.1:")
@@ -98,7 +102,7 @@ def test_up_serves_telemetry_and_stops_clean_then_reuses_data(tmp_path: Path) ->
             _stop(proc, signal.SIGINT)
     assert not _postgres_running(data_dir), "embedded PostgreSQL left running"
 
-    proc, values, _ = _start(data_dir)
+    proc, values, _ = start_up(data_dir)
     try:
         api = values["PACKFLEET_API"]
         headers = {"Authorization": f"Bearer {values['PACKFLEET_TOKEN']}"}
@@ -112,11 +116,11 @@ def test_up_serves_telemetry_and_stops_clean_then_reuses_data(tmp_path: Path) ->
 
 def test_a_killed_up_leaves_postgres_that_the_next_up_adopts_and_stops(tmp_path: Path) -> None:
     data_dir = tmp_path / "pf"
-    proc, _, _ = _start(data_dir)
+    proc, _, _ = start_up(data_dir)
     proc.kill()  # SIGKILL: no chance to stop the embedded server
     proc.wait(10)
     assert _postgres_running(data_dir)
-    proc, values, _ = _start(data_dir)
+    proc, values, _ = start_up(data_dir)
     try:
         headers = {"Authorization": f"Bearer {values['PACKFLEET_TOKEN']}"}
         assert httpx.get(f"{values['PACKFLEET_API']}/api/batteries", headers=headers).status_code == 200
