@@ -33,6 +33,7 @@ from prometheus_client import Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
 from api.messaging import jobs as messaging_jobs
+from api.telemetry import jobs as telemetry_jobs
 from packfleet.db import open_pool
 from packfleet.metrics import serve_metrics
 from packfleet.outbox import Outbox, run_workers
@@ -65,6 +66,7 @@ class ScheduledJob:
 def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     """Every domain's jobs, as their `jobs` modules declare them for these settings."""
     jobs: list[ScheduledJob] = []
+    jobs += telemetry_jobs.scheduled(settings)
     return jobs
 
 

@@ -33,6 +33,10 @@ class MqttTarget:
         return f"mqtt://{user}{self.host}:{self.port}"
 
 
+class MissingSetting(RuntimeError):
+    """A setting the command needs is not set (the CLI says so in one line)."""
+
+
 class Settings(BaseSettings):
     """Everything a packfleet process can be told; see the README's configuration table."""
 
@@ -104,9 +108,16 @@ class Settings(BaseSettings):
     telemetry_compress_after: str = "7 days"
     telemetry_retention: str = "365 days"
 
+    # telemetry queries and rollups (api/telemetry)
+    telemetry_max_points: int = Field(default=10_000, ge=100, le=1_000_000)  # buckets one query answers
+    # Plain PostgreSQL: how often the hours that received readings are re-aggregated, and how many
+    # old readings one retention statement deletes (TimescaleDB's own policies do both there).
+    telemetry_rollup_refresh_seconds: int = Field(default=60, ge=5, le=3600)
+    telemetry_retention_batch_rows: int = Field(default=50_000, ge=1000, le=1_000_000)
+
     storage_dir: Path | None = None  # uploaded documents; default <data_dir>/storage
     log_level: str = "INFO"
-    log_json: bool = True
+    log_json: bool | None = None  # JSON lines; unset: JSON unless stderr is a terminal
 
     @field_validator("mqtt_protocol", mode="before")
     @classmethod
@@ -140,17 +151,17 @@ class Settings(BaseSettings):
     @property
     def mqtt(self) -> MqttTarget:
         if self.mqtt_url is None:
-            raise RuntimeError("PACKFLEET_MQTT_URL is not set")
+            raise MissingSetting("PACKFLEET_MQTT_URL is not set")
         return MqttTarget(self.mqtt_url)
 
     def require_jwt_secret(self) -> str:
         if self.jwt_secret is None:
-            raise RuntimeError("PACKFLEET_JWT_SECRET is not set")
+            raise MissingSetting("PACKFLEET_JWT_SECRET is not set (at least 16 characters)")
         return self.jwt_secret.get_secret_value()
 
     def require_database_url(self) -> str:
         if self.database_url is None:
-            raise RuntimeError("PACKFLEET_DATABASE_URL is not set (or run `packfleet up`)")
+            raise MissingSetting("PACKFLEET_DATABASE_URL is not set (or run `packfleet up`)")
         return self.database_url
 
     @property
