@@ -73,11 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(consumers_router)
     app.include_router(commands_router)
-<<<<<<< HEAD
     app.include_router(messaging_router)
-=======
     app.include_router(telemetry_router)
->>>>>>> issue-14
     app.mount("/metrics", make_asgi_app())
     app.mount("/dashboard", dashboard_files(), name="dashboard")
 
