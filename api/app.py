@@ -15,11 +15,14 @@ from api.battery_packs.page_cache import PackPageCache
 from api.battery_packs.router import router as battery_packs_router
 from api.commands.router import router as commands_router
 from api.consumers.router import router as consumers_router
+from api.dashboard import dashboard_files
 from api.errors import install_error_handlers
 from api.guard import RequestGuard, guarded_metrics
+from api.messaging.router import router as messaging_router
 from api.openapi import OPENAPI_PATH, contract_openapi, install_docs
 from api.ratelimit import build_rate_limits
 from api.tags import OPENAPI_TAGS
+from api.telemetry.router import router as telemetry_router
 from packfleet.db import open_pool
 from packfleet.logs import setup_logging
 from packfleet.settings import Settings
@@ -80,8 +83,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(consumers_router)
     app.include_router(commands_router)
+    app.include_router(messaging_router)
+    app.include_router(telemetry_router)
     if settings.metrics_token is not None:  # otherwise /metrics is not on the API's port (README)
         app.mount("/metrics", guarded_metrics(settings.metrics_token.get_secret_value()))
+    app.mount("/dashboard", dashboard_files(), name="dashboard")
     # The token before the body, and every body capped (api/guard.py).
     app.add_middleware(
         RequestGuard,

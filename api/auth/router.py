@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, Depends, Request
 
 from api.auth import service
 from api.auth.models import LoginRequest, LoginToken, OtpSent, VerifyOtpRequest
-from api.deps import ConnDep, PoolDep, SettingsDep
+from api.deps import ConnDep, SettingsDep
 from api.errors import error_responses
-from api.messaging.providers import provider_for
 from api.ratelimit import limit_auth, rate_limits
 from api.tags import Tag
 
@@ -28,34 +27,15 @@ async def _limit_phone(request: Request, phone: str) -> None:
     await limits_.hit(limits_.auth, "auth-phone", phone)
 
 
-def sms_provider(request: Request):  # type: ignore[no-untyped-def]
-    """The app's SMS provider, chosen from its settings on first use."""
-    state = request.app.state
-    if getattr(state, "sms_provider", None) is None:
-        state.sms_provider = provider_for(state.settings)
-    return state.sms_provider
-
-
 @router.post("/login", summary="Start a login: send an OTP by SMS")
-async def login(
-    request: Request,
-    body: LoginRequest,
-    conn: ConnDep,
-    pool: PoolDep,
-    settings: SettingsDep,
-    background: BackgroundTasks,
-) -> OtpSent:
-    """Send a login code by SMS. Every phone gets the same answer (the spec's example also returns
-    the user; that would tell anyone which phones have accounts)."""
+async def login(request: Request, body: LoginRequest, conn: ConnDep, settings: SettingsDep) -> OtpSent:
+    """Send a login code by SMS (queued with the code, in one transaction). Every phone gets the
+    same answer (the spec's example also returns the user; that would tell anyone which phones
+    have accounts)."""
     await _limit_phone(request, body.phone)
-    found = await service.start_login(
+    await service.start_login(
         conn, secret=settings.require_jwt_secret(), phone=body.phone, user_type=body.user_type
     )
-    if found is not None:
-        code, _user = found
-        background.add_task(
-            service.send_code, pool, provider=sms_provider(request), phone=body.phone, code=code
-        )
     return OtpSent(success=True, message="OTP sent successfully")
 
 

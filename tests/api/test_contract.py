@@ -166,6 +166,12 @@ DEVIATIONS: dict[str, tuple[str, Callable[[Any], Any]]] = {
         lambda b: {k: v.replace(" ", "T", 1) for k, v in b.items()},
     ),
 }
+for _sms in ("send-sms", "send-otp", "battery-status"):
+    DEVIATIONS[f"POST /api/messaging/{_sms}"] = (
+        "we add the message's own id (its outbox row), which a client can follow while the provider's "
+        "message_id is still null",
+        lambda b: {**b, "outbox_id": 42},
+    )
 EXAMPLES = spec_examples()
 
 
