@@ -19,7 +19,7 @@ from api.dashboard import dashboard_files
 from api.errors import install_error_handlers
 from api.guard import RequestGuard, guarded_metrics
 from api.messaging.router import router as messaging_router
-from api.openapi import OPENAPI_PATH, contract_openapi, install_docs
+from api.openapi import OPENAPI_PATH, contract_openapi, install_docs, operation_id
 from api.ratelimit import build_rate_limits
 from api.tags import OPENAPI_TAGS
 from api.telemetry.router import router as telemetry_router
@@ -68,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         openapi_url=OPENAPI_PATH,
+        generate_unique_id_function=operation_id,
         lifespan=lifespan,
         # Metrics are Prometheus' (/metrics); FastAPI's OpenTelemetry bridge, checked per request, is off.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -223,6 +224,10 @@ def blank_to_none(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 class PackListQuery(BaseModel):
     """The query string of `GET /api/battery_pack` (filters by the spec's names; empty is no filter)."""
 
@@ -232,7 +237,9 @@ class PackListQuery(BaseModel):
         default=None, max_length=200, description="asset tag, model, maker, owner, place"
     )
     sort: SortField = "id"
-    order: Literal["asc", "desc", "ASC", "DESC"] = "asc"
+    order: Annotated[Literal["asc", "desc"], BeforeValidator(_lower)] = Field(
+        default="asc", description="asc or desc (either case)"
+    )
     model_name: Annotated[str | None, Blank] = Field(default=None, max_length=MAX_TEXT)
     manufacturer_name: Annotated[str | None, Blank] = Field(default=None, max_length=MAX_TEXT)
     owner_name: Annotated[str | None, Blank] = Field(default=None, max_length=MAX_TEXT)

@@ -32,7 +32,8 @@ from api.errors import Conflict, error_responses
 from api.shapes import Offset
 from api.tags import Tag
 
-router = APIRouter(prefix="/api", tags=[Tag.COMMANDS], responses=error_responses(401, 403, 429))
+# Tags per route: battery control and pack enable are in the spec's sections of their resources.
+router = APIRouter(prefix="/api", responses=error_responses(401, 403, 429))
 
 Commander = Annotated[Principal, Depends(require_roles(*service.COMMANDING_ROLES))]
 MAX_WAIT_S = 30.0
@@ -58,6 +59,7 @@ async def control_battery(
 @router.get(
     "/batteries/{serial}/commands",
     response_model=list[Command],
+    tags=[Tag.COMMANDS],
     summary="List the commands sent to a battery",
     responses=error_responses(400, 404),
 )
@@ -124,6 +126,7 @@ async def battery_pack_enable(
     "/commands/bulk",
     status_code=202,
     response_model=BulkStatus,
+    tags=[Tag.COMMANDS],
     summary="Roll a command out to many batteries",
     responses=error_responses(400, 404, 413),
 )
@@ -144,6 +147,7 @@ async def create_bulk(
 @router.get(
     "/commands/bulk/{bulk_id:uuid}",
     response_model=BulkStatus,
+    tags=[Tag.COMMANDS],
     summary="Follow a bulk roll-out",
     responses=error_responses(404),
 )
@@ -156,6 +160,7 @@ async def get_bulk(conn: ConnDep, principal: Commander, bulk_id: UUID) -> dict[s
 @router.get(
     "/commands/{command_id:uuid}",
     response_model=CommandDetail,
+    tags=[Tag.COMMANDS],
     summary="Get a command and its audit trail",
     responses=error_responses(404),
 )
@@ -168,6 +173,7 @@ async def get_command(conn: ConnDep, principal: Commander, command_id: UUID) -> 
 @router.post(
     "/commands/{command_id:uuid}/cancel",
     response_model=CommandDetail,
+    tags=[Tag.COMMANDS],
     summary="Cancel a queued or sent command",
     responses=error_responses(400, 404, 409, 413),
 )

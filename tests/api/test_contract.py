@@ -69,6 +69,12 @@ def test_every_route_declares_its_answers(method: str, path: str, op: dict[str, 
     assert op.get("tags") and set(op["tags"]) <= {t.value for t in Tag}, f"tags {op.get('tags')}"
 
 
+def test_operation_ids_are_unique() -> None:
+    """Generated clients name their functions by operation id (the endpoint's name)."""
+    ids = [op["operationId"] for _, _, op in OPERATIONS]
+    assert sorted(i for i in set(ids) if ids.count(i) > 1) == []
+
+
 def test_every_api_route_of_the_app_is_in_the_document() -> None:
     """No /api route hides from the coverage above by leaving the document (pages and probes
     outside /api, such as /api-docs and /healthz, may)."""
