@@ -24,13 +24,13 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from prometheus_client import make_asgi_app
 from starlette.datastructures import FormData, Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import BearerPrincipal, principal_of
-from api.errors import ApiError, PayloadTooLarge, Unauthorized
+from api.errors import ApiError, BadRequest, PayloadTooLarge, Unauthorized
 
 MULTIPART_OVERHEAD = 64 * 1024
 # Methods whose requests carry no body unless a header says so (HTTP/2 may stream one without a length).
@@ -125,7 +125,10 @@ async def read_form(request: Request, *, cap: int, what: str, max_files: int, ma
             yield chunk
 
     parser = MultiPartParser(request.headers, stream(), max_files=max_files, max_fields=max_fields)
-    return await parser.parse()
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:  # no boundary, too many files or fields: its message says which
+        raise BadRequest(exc.message, error="Invalid multipart body") from None
 
 
 def guarded_metrics(token: str) -> ASGIApp:

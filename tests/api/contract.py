@@ -46,6 +46,22 @@ def answer_schema(op: dict[str, Any], status: int) -> dict[str, Any] | None:
     return response.get("content", {}).get("application/json", {}).get("schema")  # type: ignore[no-any-return]
 
 
+def component(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema itself, or the component its `$ref` names."""
+    ref = schema.get("$ref")
+    return document()["components"]["schemas"][ref.rsplit("/", 1)[-1]] if ref else schema
+
+
+def request_example(op: dict[str, Any]) -> Any:
+    """The JSON body the document shows for an operation (its own example, or its model's)."""
+    content = op.get("requestBody", {}).get("content", {}).get("application/json")
+    if content is None:
+        return None
+    if "example" in content:
+        return content["example"]
+    return (component(content["schema"]).get("examples") or [None])[0]
+
+
 def problems(schema: dict[str, Any], instance: Any) -> list[str]:
     """Why `instance` does not conform to `schema` (its `$ref`s resolved in the document); formats
     (date-time, uuid) are checked too."""

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,12 @@ from tests.conftest import token_for
 from tests.services import free_port, wait_for
 
 
-@pytest.fixture
-def live_api(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """The API served by uvicorn on a spare port, on the session database."""
+@contextmanager
+def serve(database_url: str, storage: Path) -> Iterator[str]:
+    """The API served by uvicorn on a spare port (a thread of this process); its base URL."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(api_settings(database_url, tmp_path / "documents")),
+        create_app(api_settings(database_url, storage / "documents")),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -38,10 +39,18 @@ def live_api(database_url: str, tmp_path: Path) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    wait_for(lambda: server.started, timeout=20)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        wait_for(lambda: server.started, timeout=20)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_api(database_url: str, tmp_path: Path) -> Iterator[str]:
+    with serve(database_url, tmp_path) as url:
+        yield url
 
 
 def _document(tmp_path: Path, *options: str) -> Path:

@@ -17,7 +17,16 @@ from api.app import create_app
 from api.tags import Tag
 from tests.api.authz import ROLES
 from tests.api.conftest import World, bearer
-from tests.api.contract import Example, answer_schema, document, operation, problems, spec_dir, spec_examples
+from tests.api.contract import (
+    Example,
+    answer_schema,
+    document,
+    operation,
+    problems,
+    request_example,
+    spec_dir,
+    spec_examples,
+)
 from tests.api.test_authorization import CASES
 from tests.conftest import make_settings
 
@@ -293,18 +302,7 @@ def test_real_command_answers_conform(client: TestClient, world: World) -> None:
     _conforms("GET", "/api/commands/{command_id}", missing)
 
 
-def _request_example(op: dict[str, Any]) -> Any:
-    content = op.get("requestBody", {}).get("content", {}).get("application/json")
-    if content is None:
-        return None
-    if "example" in content:
-        return content["example"]
-    ref = content["schema"].get("$ref", "")
-    component = document()["components"]["schemas"].get(ref.rsplit("/", 1)[-1], {})
-    return (component.get("examples") or [None])[0]
-
-
-WITH_EXAMPLES = [(m, p, op) for m, p, op in OPERATIONS if _request_example(op) is not None]
+WITH_EXAMPLES = [(m, p, op) for m, p, op in OPERATIONS if request_example(op) is not None]
 
 
 @pytest.mark.parametrize(
@@ -321,7 +319,7 @@ def test_documented_request_examples_are_accepted(
         "consumer_id": world.consumer_a["id"],
     }
     url = re.sub(r"\{([^}]*)\}", lambda m: str(values.get(m[1], uuid.UUID(int=1))), path)
-    example = _request_example(op)
+    example = request_example(op)
     if isinstance(example, dict) and example.get("asset_tag") and "{i}" in path:
         example = {**example, "asset_tag": values["i"]}  # the pack's own tag
     answer = client.request(method, url, json=example, headers=bearer(world.dealer_a_user))
