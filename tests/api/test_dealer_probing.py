@@ -39,6 +39,7 @@ PROBES: list[tuple[str, str, dict[str, Any]]] = [
         "/api/commands/bulk",
         {"json": {"action": "disable", "serials": ["{serial}"], "reason": "probe"}},
     ),
+    ("GET", "/api/telemetry/{serial}", {}),
 ]
 
 
@@ -72,3 +73,30 @@ def test_another_dealers_serial_answers_as_a_serial_that_does_not_exist(
     assert expected[0] in (403, 404), expected
     assert _answer(client, headers, probe, theirs) == expected
     assert _answer(client, headers, probe, deleted["serial_number"]) == expected
+
+
+def test_another_dealers_consumers_and_battery_ids_answer_as_unknown_ones(
+    client: TestClient, world: World
+) -> None:
+    """Messages: a dealer texting another dealer's consumer, or notifying about another dealer's
+    battery, learns what it learns of a phone or an id that exists nowhere."""
+    headers = bearer(world.dealer_a_user)
+
+    def sms(phone: str) -> tuple[int, str]:
+        answer = client.post(
+            "/api/messaging/send-sms",
+            params={"wait": 0},
+            json={"to": phone, "message": "hi"},
+            headers=headers,
+        )
+        return answer.status_code, answer.text.replace(phone, "PHONE")
+
+    def notice(battery_id: int) -> tuple[int, str]:
+        body = {"battery_id": battery_id, "consumer_phone": world.consumer_a["phone"], "status": "active"}
+        answer = client.post("/api/messaging/battery-status", params={"wait": 0}, json=body, headers=headers)
+        return answer.status_code, answer.text.replace(str(battery_id), "ID")
+
+    assert sms(world.consumer_b["phone"]) == sms(factories.unique_phone())
+    assert sms(world.consumer_b["phone"])[0] == 404
+    assert notice(world.battery_b["id"]) == notice(2**62)
+    assert notice(world.battery_b["id"])[0] == 404
