@@ -46,9 +46,16 @@ def _needs_token(dependant: Any) -> bool:
     return any(_needs_token(d) for d in dependant.dependencies)
 
 
-def _declared_length(headers: Headers) -> int | None:
-    value = headers.get("content-length")
-    return int(value) if value is not None and value.isdigit() else None
+def _body_headers(scope: Scope) -> tuple[int | None, bool]:
+    """(Content-Length, whether Transfer-Encoding is sent), read from the raw headers in one pass:
+    this runs on every request, the hot GETs included."""
+    length, chunked = None, False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = int(value) if value.isdigit() else None
+        elif name == b"transfer-encoding":
+            chunked = True
+    return length, chunked
 
 
 def too_large(what: str, cap: int) -> PayloadTooLarge:
@@ -77,17 +84,14 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        declared = _declared_length(headers)
-        if declared == 0 or (
-            declared is None and scope["method"] in _BODILESS and "transfer-encoding" not in headers
-        ):
+        declared, chunked = _body_headers(scope)
+        if declared == 0 or (declared is None and not chunked and scope["method"] in _BODILESS):
             await self.app(scope, receive, send)  # no body: nothing to guard (the hot GETs)
             return
         try:
             if self._route_needs_token(scope):
                 await principal_of(Request(scope))  # kept in the request's state for the route
-            multipart = headers.get("content-type", "").startswith("multipart/form-data")
+            multipart = Headers(scope=scope).get("content-type", "").startswith("multipart/form-data")
             cap, what = (self.upload_cap, "upload") if multipart else (self.json_cap, "request body")
             if declared is not None and declared > cap:
                 raise too_large(what, cap)
