@@ -32,11 +32,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import BearerPrincipal, principal_of
 from api.errors import ApiError, BadRequest, PayloadTooLarge, Unauthorized
 
+# Boundaries and part headers around an uploaded file, and the form's small fields.
 MULTIPART_OVERHEAD = 64 * 1024
 # Methods whose requests carry no body unless a header says so (HTTP/2 may stream one without a length).
-_BODILESS = frozenset(
-    ("GET", "HEAD", "OPTIONS")
-)  # boundaries and part headers around the file, and the small fields
+_BODILESS = frozenset(("GET", "HEAD", "OPTIONS"))
 
 
 def _needs_token(dependant: Any) -> bool:

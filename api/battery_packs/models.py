@@ -1,8 +1,8 @@
 """Battery-pack fields: the spec's names and their columns, the request and response models.
 
 One model (`BatteryPackCreate`) validates the single JSON body, each item of a JSON array and each
-CSV row (its flat columns nested as in JSON first), so all three accept and refuse the same things,
-the OpenAPI document says what that is, and errors are reported by the spec's field names.
+CSV row (its technical columns nested as in JSON by bulk.parse_csv), so all three accept and refuse
+the same things, the OpenAPI document says what that is, and errors name the spec's fields.
 """
 
 from __future__ import annotations
@@ -192,15 +192,13 @@ def columns_of(pack: _PackFields) -> dict[str, Any]:
     return out
 
 
-def validate_pack(
-    raw: Any, model: type[_PackFields] = BatteryPackCreate, *, csv: bool = False
-) -> _PackFields:
-    """The pack as `model` (RowError naming the first bad field otherwise; a CSV row names the
-    column, `bms_type` rather than `battery_pack.bms_type`)."""
+def validate_pack(raw: Any, *, csv: bool = False) -> BatteryPackCreate:
+    """The pack (RowError naming the first bad field otherwise; a CSV row names the column,
+    `bms_type` rather than `battery_pack.bms_type`)."""
     if not isinstance(raw, dict):
         raise RowError("body", "each item must be a JSON object")
     try:
-        return model.model_validate(raw)
+        return BatteryPackCreate.model_validate(raw)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         first = next((e for e in errors if e["loc"][:1] == ("asset_tag",)), errors[0])
@@ -213,7 +211,7 @@ def validate_pack(
 
 
 def blank_to_none(row: dict[str, Any]) -> dict[str, Any]:
-    """An empty cell (CSV) or string (bulk JSON) is no value."""
+    """An empty string in a bulk JSON row is no value, as an empty CSV cell is."""
     out: dict[str, Any] = {}
     for key, value in row.items():
         if isinstance(value, str) and not value.strip():
