@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import psutil
@@ -125,7 +126,7 @@ def test_api_with_two_worker_processes(database_url: str) -> None:
     assert "PACKFLEET_REDIS_URL" in stderr  # told that each process counts rate limits alone
 
 
-def test_a_missing_or_bad_setting_is_one_line_not_a_traceback(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_or_bad_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACKFLEET_")}
     env["PACKFLEET_DATA_DIR"] = str(tmp_path)  # no `packfleet up` runs from there
 
