@@ -121,13 +121,10 @@ class Settings(BaseSettings):
     finance_late_fee_percent: Decimal = Field(default=Decimal("0"), ge=0, le=100, decimal_places=2)
     finance_late_fee_after_days: int = Field(default=0, ge=0, le=365)
 
-    # NBFC (api/nbfc): lenders' API, the outbox that calls it, webhooks
+    # NBFC (api/nbfc): lenders' API (called from nbfc_outbox), webhooks
     nbfc_api_url: str | None = Field(default=None, pattern=r"^https?://")  # lenders without their own URL
     nbfc_api_key: SecretStr | None = None  # sent as a bearer token to the lender's API
-    nbfc_timeout_s: float = Field(default=10.0, gt=0, le=120)
-    nbfc_max_attempts: int = Field(default=10, ge=1, le=100)
-    nbfc_retry_base_s: float = Field(default=5.0, gt=0, le=3600)
-    nbfc_retry_max_s: float = Field(default=3600.0, gt=0, le=86_400)
+    nbfc_timeout_s: float = Field(default=10.0, gt=0, le=120)  # one call; attempts and backoff: outbox_*
     nbfc_webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
 
     storage_dir: Path | None = None  # uploaded documents; default <data_dir>/storage
