@@ -235,10 +235,16 @@ def payoff(instalments: Sequence[InstalmentState], on: date, policy: PenaltyPoli
 
 
 def allocate(
-    instalments: Sequence[InstalmentState], amount: Decimal, on: date, policy: PenaltyPolicy
+    instalments: Sequence[InstalmentState],
+    amount: Decimal,
+    on: date,
+    policy: PenaltyPolicy,
+    *,
+    received_on: date | None = None,
 ) -> Split:
-    """Split a payment made on `on`: due instalments oldest first (penalty → interest → principal),
-    then the principal not yet due; what exceeds even that is `excess`."""
+    """Split a payment recorded on `on`: due instalments oldest first (penalty → interest →
+    principal), then the principal not yet due; what exceeds even that is `excess`. Late fees are
+    judged on the day the money was received (`received_on`, default `on`)."""
     if amount <= 0:
         raise ValueError("a payment is a positive amount")
     left = amount
@@ -247,7 +253,7 @@ def allocate(
     for inst in due_by(instalments, on):
         if left == 0:
             break
-        penalty_owed = inst.penalty_as_of(on, policy)
+        penalty_owed = inst.penalty_as_of(received_on or on, policy)
         if penalty_owed != inst.penalty:
             charged[inst.id] = penalty_owed
         parts = []
@@ -292,3 +298,31 @@ def future_after_prepayment(
 def overdue_days(due_date: date, today: date) -> int:
     """Whole days past the due date (0 on the due date itself)."""
     return max((today - due_date).days, 0)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a loan stands on a day."""
+
+    outstanding_principal: Decimal
+    overdue_amount: Decimal  # owed on instalments past their due date, late fees included
+    overdue_instalments: int
+    next_due: InstalmentState | None  # the oldest instalment with something outstanding
+    next_due_amount: Decimal | None
+    payoff: Decimal
+    remaining: int  # instalments with something outstanding
+
+
+def position(instalments: Sequence[InstalmentState], today: date, policy: PenaltyPolicy) -> Position:
+    unpaid = sorted((i for i in instalments if i.outstanding > 0), key=lambda i: (i.due_date, i.emi_number))
+    owed = {i.id: i.outstanding + i.penalty_as_of(today, policy) - i.penalty for i in unpaid}
+    overdue = [i for i in unpaid if i.due_date < today]
+    return Position(
+        outstanding_principal=sum((i.principal - i.principal_paid for i in instalments), ZERO),
+        overdue_amount=sum((owed[i.id] for i in overdue), ZERO),
+        overdue_instalments=len(overdue),
+        next_due=unpaid[0] if unpaid else None,
+        next_due_amount=owed[unpaid[0].id] if unpaid else None,
+        payoff=payoff(instalments, today, policy),
+        remaining=len(unpaid),
+    )
