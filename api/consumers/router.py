@@ -79,7 +79,9 @@ async def update_kyc(
 async def consumer_finance(
     conn: ConnDep, principal: CurrentUser, settings: SettingsDep, consumer_id: int
 ) -> dict[str, Any]:
-    return await service.consumer_finance(conn, principal=principal, settings=settings, consumer_id=consumer_id)
+    return await service.consumer_finance(
+        conn, principal=principal, settings=settings, consumer_id=consumer_id
+    )
 
 
 @router.get("/{consumer_id}/profile")

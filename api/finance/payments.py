@@ -16,9 +16,9 @@ from api.finance import overdue, queries
 from api.finance.access import scope_for, within
 from api.finance.loans import business_today, penalty_policy, states, summary_body
 from api.finance.models import PaymentCreate
+from api.finance.overdue_queries import enable_of_payment
 from api.finance.schedule import allocate, future_after_prepayment
 from api.finance.service import visible_loan
-from api.finance.overdue_queries import enable_of_payment
 from packfleet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,14 @@ async def record_payment(
     today, policy = business_today(settings), penalty_policy(settings)
     paid_on = body.paid_on or today
     if paid_on > today:
-        raise BadRequest([{"field": "paid_on", "message": "is in the future"}], error="Invalid fields: paid_on")
+        raise BadRequest(
+            [{"field": "paid_on", "message": "is in the future"}], error="Invalid fields: paid_on"
+        )
     async with conn.transaction():
         loan = await visible_loan(conn, principal=principal, loan_id=loan_id, lock=True)
-        existing = await queries.payment_by_reference(conn, dealer_id=loan["dealer_id"], reference=body.reference)
+        existing = await queries.payment_by_reference(
+            conn, dealer_id=loan["dealer_id"], reference=body.reference
+        )
         if existing is not None:
             _same_payment(existing, loan_id=loan_id, body=body)
             return await result(conn, existing["id"], settings=settings), False
@@ -55,13 +59,15 @@ async def record_payment(
             raise Conflict(f"Loan {loan_id} is closed: nothing is owed", error="Loan is closed")
         if paid_on < loan["created_at"].date():
             raise BadRequest(
-                [{"field": "paid_on", "message": "is before the loan existed"}], error="Invalid fields: paid_on"
+                [{"field": "paid_on", "message": "is before the loan existed"}],
+                error="Invalid fields: paid_on",
             )
         rows = await queries.instalments_of(conn, [loan_id])
         split = allocate(states(rows), body.amount, today, policy, received_on=paid_on)
         if split.excess > 0:
             raise Conflict(
-                f"The loan is closed by {body.amount - split.excess:.2f}; this payment is {split.excess:.2f} more",
+                f"The loan is closed by {body.amount - split.excess:.2f}; "
+                f"this payment is {split.excess:.2f} more",
                 error="Payment exceeds what is owed",
                 code="OVERPAYMENT",
             )
@@ -108,7 +114,9 @@ async def record_payment(
             conn, loan_id=loan_id, today=today, actor=principal.actor, payment_id=payment_id
         )
         answer = await result(conn, payment_id, settings=settings)
-    log.info("payment recorded", extra={"loan_id": loan_id, "payment_id": payment_id, "amount": str(body.amount)})
+    log.info(
+        "payment recorded", extra={"loan_id": loan_id, "payment_id": payment_id, "amount": str(body.amount)}
+    )
     return answer, True
 
 
@@ -176,17 +184,22 @@ async def reverse_payment(
     async with conn.transaction():
         loan = await queries.get_loan(conn, payment["loan_id"], lock=True)
         assert loan is not None
-        if await queries.insert_reversal(conn, payment_id=payment_id, reason=reason, reversed_by=principal.actor):
+        if await queries.insert_reversal(
+            conn, payment_id=payment_id, reason=reason, reversed_by=principal.actor
+        ):
             await queries.take_back_allocations(conn, payment_id)
             if payment["prepaid_principal"]:
-                await _reschedule(conn, loan=loan, change=-payment["prepaid_principal"], today=today, actor=principal.actor)
+                await _reschedule(
+                    conn, loan=loan, change=-payment["prepaid_principal"], today=today, actor=principal.actor
+                )
             if loan["status"] == "closed":
                 try:
                     async with conn.transaction():
                         await queries.set_loan_status(conn, loan["id"], closed=False)
                 except psycopg.errors.UniqueViolation:
                     raise Conflict(
-                        f"Battery {loan['battery_serial']} has another running loan now", error="Loan cannot reopen"
+                        f"Battery {loan['battery_serial']} has another running loan now",
+                        error="Loan cannot reopen",
                     ) from None
             await queries.audit(
                 conn,
@@ -194,7 +207,11 @@ async def reverse_payment(
                 action="payment_reversed",
                 loan_id=loan["id"],
                 payment_id=payment_id,
-                detail={"reason": reason, "amount": str(payment["amount"]), "reference": payment["reference"]},
+                detail={
+                    "reason": reason,
+                    "amount": str(payment["amount"]),
+                    "reference": payment["reference"],
+                },
             )
             log.info("payment reversed", extra={"payment_id": payment_id, "loan_id": loan["id"]})
         answer = await result(conn, payment_id, settings=settings)

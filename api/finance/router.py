@@ -71,7 +71,9 @@ async def list_applications(
 
 
 @router.get("/applications/{application_id}", summary="Get a finance application", responses=READ_ERRORS)
-async def get_application(conn: ConnDep, principal: CurrentUser, application_id: ApplicationId) -> Application:
+async def get_application(
+    conn: ConnDep, principal: CurrentUser, application_id: ApplicationId
+) -> Application:
     row = await service.get_application(conn, principal=principal, application_id=application_id)
     return Application.model_validate(row)
 
@@ -155,7 +157,9 @@ async def collection_report(
     conn: ConnDep,
     principal: CurrentUser,
     settings: SettingsDep,
-    start_date: Annotated[date | None, Query(description="first day (default: 29 days before end_date)")] = None,
+    start_date: Annotated[
+        date | None, Query(description="first day (default: 29 days before end_date)")
+    ] = None,
     end_date: Annotated[date | None, Query(description="last day (default: today)")] = None,
 ) -> CollectionReport:
     """Recorded payments per day received (reversed ones excluded)."""
@@ -207,7 +211,9 @@ async def loan_audit(conn: ConnDep, principal: CurrentUser, loan_id: LoanId) -> 
 async def loan_payments(
     conn: ConnDep, principal: CurrentUser, loan_id: LoanId, limit: Limit = 100, offset: Offset = 0
 ) -> list[Payment]:
-    rows = await payments.loan_payments(conn, principal=principal, loan_id=loan_id, limit=limit, offset=offset)
+    rows = await payments.loan_payments(
+        conn, principal=principal, loan_id=loan_id, limit=limit, offset=offset
+    )
     return [Payment.model_validate(r) for r in rows]
 
 

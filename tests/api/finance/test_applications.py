@@ -87,9 +87,10 @@ def test_only_allowed_transitions(client: TestClient, world: World) -> None:
     application = apply(client, world, battery=fresh_battery(world))
     url = f"/api/finance/applications/{application['id']}"
     admin = bearer(world.admin)
-    assert client.put(f"{url}/disburse", headers=admin, json={"disbursement_date": str(today())}).json()[
-        "error"
-    ] == "Application is pending"
+    assert (
+        client.put(f"{url}/disburse", headers=admin, json={"disbursement_date": str(today())}).json()["error"]
+        == "Application is pending"
+    )
     rejected = client.put(f"{url}/approve", headers=admin, json={"status": "rejected", "note": "income"})
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
     again = client.put(f"{url}/approve", headers=admin, json={"status": "approved"})
@@ -99,7 +100,9 @@ def test_only_allowed_transitions(client: TestClient, world: World) -> None:
     other = apply(client, world, battery=fresh_battery(world))
     for user in (world.dealer_a_user, world.consumer_a_user):
         answer = client.put(
-            f"/api/finance/applications/{other['id']}/approve", headers=bearer(user), json={"status": "approved"}
+            f"/api/finance/applications/{other['id']}/approve",
+            headers=bearer(user),
+            json={"status": "approved"},
         )
         assert answer.status_code == 403
 
@@ -112,7 +115,10 @@ def test_disbursement_moves_the_due_dates(client: TestClient, world: World) -> N
     assert answer.status_code == 200 and answer.json()["status"] == "disbursed"
     assert answer.json()["disbursement_date"] == str(on)
     loan = client.get(f"/api/finance/loans/{application['loan_id']}", headers=bearer(world.admin)).json()
-    assert [i["due_date"] for i in loan["instalments"][:2]] == [str(add_months(on, 1)), str(add_months(on, 2))]
+    assert [i["due_date"] for i in loan["instalments"][:2]] == [
+        str(add_months(on, 1)),
+        str(add_months(on, 2)),
+    ]
     assert loan["schedule_start"] == str(on) and loan["disbursement_date"] == str(on)
     twice = client.put(f"{url}/disburse", headers=bearer(world.admin), json={"disbursement_date": str(on)})
     assert twice.status_code == 409 and twice.json()["error"] == "Application is disbursed"
@@ -126,8 +132,11 @@ def test_consumer_finance_lists_the_emis(client: TestClient, world: World) -> No
     ).json()
     mine = [e for e in finance["emi_schedules"] if e["loan_id"] == application["loan_id"]]
     assert len(mine) == 12 and mine[0]["amount"] == "1000.00" and mine[0]["status"] == "pending"
-    assert {"id": application["id"], "amount": 12000, "tenure_months": 12, "status": "approved"}.items() <= next(
-        a for a in finance["applications"] if a["id"] == application["id"]
-    ).items()
+    assert {
+        "id": application["id"],
+        "amount": 12000,
+        "tenure_months": 12,
+        "status": "approved",
+    }.items() <= next(a for a in finance["applications"] if a["id"] == application["id"]).items()
     assert finance["total_applications"] == len(finance["applications"])
     assert finance["total_emi_due"] >= 12
