@@ -56,21 +56,21 @@ def fresh_battery(world: World) -> dict[str, Any]:
 def loan(
     client: TestClient, world: World, *, months_ago: int = 0, days_ago: int = 0, **terms: Any
 ) -> dict[str, Any]:
-    """An approved loan on a fresh battery, its schedule started `months_ago` months and
-    `days_ago` days before today (so that many instalments are already due)."""
+    """An approved loan on a fresh battery whose first EMI fell due `months_ago - 1` months and
+    `days_ago` days ago (so `months_ago` instalments are due, the last one `days_ago` days ago)."""
     battery = fresh_battery(world)
     application = approve(client, world, apply(client, world, battery=battery, **terms)["id"])
     loan_id = application["loan_id"]
-    if months_ago or days_ago:
-        start = add_months(today(), -months_ago) - timedelta(days=days_ago)
-        backdate(world.conn, loan_id, start)
+    if months_ago:
+        backdate(world.conn, loan_id, add_months(today(), 1 - months_ago) - timedelta(days=days_ago))
     answer = client.get(f"/api/finance/loans/{loan_id}", headers=bearer(world.admin))
     assert answer.status_code == 200, answer.text
     return {**answer.json(), "battery": battery}
 
 
-def backdate(conn: psycopg.Connection, loan_id: int, start: date) -> None:
-    """Move a loan's schedule (and its creation) so that it ran from `start`."""
+def backdate(conn: psycopg.Connection, loan_id: int, first_due: date) -> None:
+    """Move a loan's schedule (and its creation) so that its first EMI fell due on `first_due`."""
+    start = add_months(first_due, -1)
     with conn.transaction():
         conn.execute(
             "UPDATE loans SET schedule_start = %s, created_at = %s WHERE id = %s", (start, start, loan_id)
@@ -78,7 +78,7 @@ def backdate(conn: psycopg.Connection, loan_id: int, start: date) -> None:
         for row in conn.execute("SELECT id, emi_number FROM loan_instalments WHERE loan_id = %s", (loan_id,)):
             conn.execute(
                 "UPDATE loan_instalments SET due_date = %s WHERE id = %s",
-                (add_months(start, row["emi_number"]), row["id"]),
+                (add_months(first_due, row["emi_number"] - 1), row["id"]),
             )
 
 

@@ -62,7 +62,9 @@ def test_overpayment_prepays_keeping_the_emi(client: TestClient, world: World) -
     after = _loan(client, world, made["id"])
     assert after["emi"] == made["emi"] and after["remaining_instalments"] < 11
     remaining = [i for i in after["instalments"] if i["status"] != "paid"]
-    assert all(Decimal(i["amount"]) == emi for i in remaining[:-1]) and Decimal(remaining[-1]["amount"]) <= emi
+    assert (
+        all(Decimal(i["amount"]) == emi for i in remaining[:-1]) and Decimal(remaining[-1]["amount"]) <= emi
+    )
     principal_paid = Decimal(made["instalments"][0]["principal"])
     assert Decimal(after["outstanding_principal"]) == 12000 - principal_paid - 5000
     assert sum(Decimal(i["principal"]) for i in remaining) == Decimal(after["outstanding_principal"])
@@ -97,7 +99,9 @@ def test_same_reference_is_one_payment(client: TestClient, world: World) -> None
     assert [p["reference"] for p in listed] == [ref]
 
 
-def test_the_same_reference_racing_from_two_connections(client: TestClient, world: World, database_url: str) -> None:
+def test_the_same_reference_racing_from_two_connections(
+    client: TestClient, world: World, database_url: str
+) -> None:
     made = loan(client, world, months_ago=2, days_ago=1, amount=12000, tenure=12, rate=0)
     settings = make_settings(database_url)
     dealer = world.dealer_a_user
@@ -105,7 +109,9 @@ def test_the_same_reference_racing_from_two_connections(client: TestClient, worl
     body = PaymentCreate(reference=_ref(), amount=Decimal("1500"))
 
     async def one() -> tuple[dict, bool]:
-        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True, row_factory=dict_row) as c:
+        async with await psycopg.AsyncConnection.connect(
+            database_url, autocommit=True, row_factory=dict_row
+        ) as c:
             return await payments.record_payment(
                 c, principal=principal, settings=settings, loan_id=made["id"], body=body
             )
@@ -151,7 +157,11 @@ def test_reversal_reopens_what_it_paid_once(client: TestClient, world: World) ->
     first = client.post(url, headers=bearer(world.admin), json={"reason": "wrong loan"})
     second = client.post(url, headers=bearer(world.admin), json={"reason": "again"})
     assert first.status_code == second.status_code == 200
-    assert first.json()["payment"]["reversal_reason"] == second.json()["payment"]["reversal_reason"] == "wrong loan"
+    assert (
+        first.json()["payment"]["reversal_reason"]
+        == second.json()["payment"]["reversal_reason"]
+        == "wrong loan"
+    )
     assert second.json()["loan"]["overdue_amount"] == "2000.00"
     report = client.get("/api/finance/collection-report", headers=bearer(world.dealer_a_user)).json()
     assert body["payment"]["reference"] not in str(report)  # reversed payments are not collections
