@@ -221,6 +221,15 @@ async def run(
     }
 
 
+async def follow_up(conn: AsyncConnection, *, settings: Settings, actor: str) -> dict[str, int]:
+    """Only the follow-up of the open disables (operators' overrides, retries, discharge at rest)."""
+    async with conn.transaction():
+        now = await _now(conn)
+        return await _follow_up(
+            conn, settings=settings, scope=Scope(), now=now, today=business_today(settings), actor=actor
+        )
+
+
 async def _now(conn: AsyncConnection) -> datetime:
     cur = await conn.execute("SELECT now() AS now")
     row = await cur.fetchone()
