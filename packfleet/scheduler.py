@@ -32,6 +32,7 @@ from apscheduler.triggers.base import BaseTrigger
 from prometheus_client import Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
+from api.finance import jobs as finance_jobs
 from api.messaging import jobs as messaging_jobs
 from api.telemetry import jobs as telemetry_jobs
 from packfleet.db import open_pool
@@ -67,6 +68,7 @@ def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     """Every domain's jobs, as their `jobs` modules declare them for these settings."""
     jobs: list[ScheduledJob] = []
     jobs += telemetry_jobs.scheduled(settings)
+    jobs += finance_jobs.scheduled(settings)
     return jobs
 
 
