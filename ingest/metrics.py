@@ -12,6 +12,10 @@ READINGS_DUPLICATE = Counter(
     "ingest_readings_duplicate", "Readings already stored (a redelivery or a repeat), skipped"
 )
 STATUS_UPDATES = Counter("ingest_status_updates", "Status messages applied to batteries")
+STATUS_CONTRADICTIONS = Counter(
+    "ingest_status_contradictions",
+    "Statuses that newly contradict the battery's desired state while no command is pending",
+)
 REJECTED = Counter("ingest_rejected", "Messages sent to the dead-letter table", ["reason"])
 BATCH_ROWS = Histogram(
     "ingest_batch_rows",
