@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -47,6 +48,7 @@ class Receiver:
         self._settings = settings
         self._buffer = buffer
         self._retire = retire  # take what the session holds, unsubscribe, end the session at stop
+        self._max_age = timedelta(days=settings.ingest_max_reading_age_days)
         self.unsubscribed = threading.Event()
         self.last_received = time.monotonic()
         self._protocol = settings.mqtt_protocol
@@ -211,7 +213,7 @@ class Receiver:
             topic = raw_topic.decode("utf-8")
         except UnicodeDecodeError:
             topic = repr(raw_topic)  # the broker should not let one through, but never die of it
-        parsed = parse(topic, payload)
+        parsed = parse(topic, payload, max_age=self._max_age)
         kind = type(parsed)
         (_TELEMETRY if kind is ParsedReadings else _STATUS if kind is StatusUpdate else _OTHER).inc()
         message = Message(

@@ -157,6 +157,10 @@ def test_a_real_will_message_marks_the_battery_offline(
         (json.dumps({"ts": NOW.isoformat(), "voltage": 48.0, "soc": 50}).encode(), "missing_field"),
         (json.dumps(reading(NOW, 101.0)).encode(), "out_of_range"),
         (FUTURE, "future_ts"),
+        (
+            json.dumps({"ts": 0, "voltage": 48.0, "current": 1.0, "soc": 50}).encode(),
+            "old_ts",
+        ),  # a reset clock
         (json.dumps({"readings": []}).encode(), "bad_batch"),
         (b'{"pad": "' + b"x" * (256 * 1024) + b'"}', "too_large"),
     ],
