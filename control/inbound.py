@@ -31,13 +31,18 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 
 
+TOO_LARGE_PAYLOAD_BYTES = 1024  # of a payload refused for its size, only this much is kept
+DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     topic: str
     reason: str
     detail: str | None
-    payload: bytes
+    payload: bytes  # what is kept of it
     received_at: datetime
+    payload_size: int
 
 
 @dataclass(frozen=True)
@@ -71,15 +76,17 @@ def parse(topic: str, payload: bytes, received_at: datetime, *, retained: bool =
 
 def parse_ack(topic: str, serial: str, payload: bytes, received_at: datetime) -> Ack | DeadLetter:
     if len(payload) > MAX_PAYLOAD_BYTES:
-        return DeadLetter(topic, "too_large", f"{len(payload)} bytes", payload, received_at)
+        return _dead_letter(topic, "too_large", f"{len(payload)} bytes", payload, received_at)
     try:
         ack = CommandAck.model_validate_json(payload)
     except ValidationError as exc:
         try:
             json.loads(payload)
         except ValueError:
-            return DeadLetter(topic, "invalid_json", str(exc.errors()[0]["msg"])[:500], payload, received_at)
-        return DeadLetter(topic, "invalid_ack", _describe(exc), payload, received_at)
+            return _dead_letter(
+                topic, "invalid_json", str(exc.errors()[0]["msg"])[:500], payload, received_at
+            )
+        return _dead_letter(topic, "invalid_ack", _describe(exc), payload, received_at)
     return Ack(
         serial=serial,
         id=ack.id,
@@ -180,6 +187,7 @@ class InboundWorker:
                                 "reason": d.reason,
                                 "detail": d.detail,
                                 "payload": d.payload,
+                                "payload_size": d.payload_size,
                                 "received_at": d.received_at,
                             }
                             for d in letters
@@ -304,4 +312,9 @@ def _at(item: tuple[Report, str | None]) -> datetime:
 
 
 def _letter(ack: Ack, reason: str, detail: str) -> DeadLetter:
-    return DeadLetter(ack.topic, reason, detail, ack.payload, ack.received_at)
+    return _dead_letter(ack.topic, reason, detail, ack.payload, ack.received_at)
+
+
+def _dead_letter(topic: str, reason: str, detail: str, payload: bytes, received_at: datetime) -> DeadLetter:
+    kept = TOO_LARGE_PAYLOAD_BYTES if reason == "too_large" else DEAD_LETTER_PAYLOAD_BYTES
+    return DeadLetter(topic, reason, detail, payload[:kept], received_at, len(payload))

@@ -441,7 +441,7 @@ async def insert_dead_letters(conn: AsyncConnection[Row], letters: Sequence[Row]
             [d["reason"] for d in letters],
             [d["detail"] for d in letters],
             [d["received_at"] for d in letters],
-            [d["payload"][: 64 * 1024] for d in letters],
-            [len(d["payload"]) for d in letters],
+            [d["payload"] for d in letters],
+            [d["payload_size"] for d in letters],
         ),
     )

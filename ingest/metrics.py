@@ -29,6 +29,7 @@ FLUSH_SECONDS = Histogram(
 )
 DB_ERRORS = Counter("ingest_db_errors", "Failed batch writes (retried)", ["kind"])
 QUEUE_DEPTH = Gauge("ingest_queue_depth", "Readings and messages held, not yet acknowledged")
+QUEUE_BYTES = Gauge("ingest_queue_bytes", "Bytes the held messages take (payloads, dead letters, readings)")
 OLDEST_UNACKED = Gauge(
     "ingest_oldest_unacked_seconds", "Age of the oldest received message not yet acknowledged"
 )

@@ -24,6 +24,9 @@ from schemas import topics
 from schemas.device import MAX_BATCH_READINGS, MAX_PAYLOAD_BYTES, Reading, Status
 
 DEAD_LETTER_PAYLOAD_BYTES: Final = 64 * 1024
+# Of a payload refused for its size only a prefix is kept: enough to see what it was, and a device
+# sending megabytes cannot fill the dead-letter table (or the buffer) with them.
+TOO_LARGE_PAYLOAD_BYTES: Final = 1024
 
 # Dead-letter reasons: short, stable labels (they are metric label values too).
 TOO_LARGE: Final = "too_large"
@@ -73,7 +76,7 @@ class DeadLetter:
     topic: str
     reason: str
     detail: str
-    payload: bytes  # the first 64 KiB
+    payload: bytes  # the first 64 KiB (1 KiB of one refused for its size)
     payload_size: int
 
 
@@ -103,9 +106,8 @@ Parsed = ParsedReadings | StatusUpdate | DeadLetter
 
 def dead_letter(topic: str, payload: bytes, reason: str, detail: str) -> DeadLetter:
     """A dead letter whose text columns PostgreSQL will take whatever the message held."""
-    return DeadLetter(
-        _storable(topic), reason, _storable(detail[:2000]), payload[:DEAD_LETTER_PAYLOAD_BYTES], len(payload)
-    )
+    kept = TOO_LARGE_PAYLOAD_BYTES if reason == TOO_LARGE else DEAD_LETTER_PAYLOAD_BYTES
+    return DeadLetter(_storable(topic), reason, _storable(detail[:2000]), payload[:kept], len(payload))
 
 
 def _storable(text: str) -> str:

@@ -318,7 +318,14 @@ class Writer:
         log.error("database refused a message", extra={"topic": message.topic, "error": str(exc)})
         if isinstance(message.parsed, DeadLetter) and message.parsed.reason == DB_REJECTED:
             return True  # even its dead letter was refused: logged above, nothing more to try
-        letter = dead_letter(message.topic, message.payload, DB_REJECTED, f"{type(exc).__name__}: {exc}")
+        detail = f"{type(exc).__name__}: {exc}"
+        if isinstance(message.parsed, DeadLetter):  # its payload is what the letter kept
+            refused = message.parsed
+            letter = DeadLetter(
+                refused.topic, DB_REJECTED, detail[:2000], refused.payload, refused.payload_size
+            )
+        else:
+            letter = dead_letter(message.topic, message.payload, DB_REJECTED, detail)
         substitute = Message(
             message.topic,
             message.payload,
@@ -329,5 +336,6 @@ class Writer:
             message.received,
             message.generation,
             message.weight,
+            message.nbytes,
         )
         return self.write([substitute])

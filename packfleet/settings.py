@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # ingest: bounds on what a device can make the worker hold or keep
     # Readings older than this are refused (dead letter `old_ts`): a BMS whose clock reset says 1970.
     ingest_max_reading_age_days: int = Field(default=30, ge=1, le=3650)
+    # What the worker holds unacknowledged, in MiB, beside ingest_max_buffered (readings): at either
+    # bound it stops reading and the broker keeps the rest.
+    ingest_max_buffered_mb: int = Field(default=64, ge=1, le=65536)
 
     # control
     control_client_id: str | None = None  # MQTT session; default packfleet-control-<hostname>

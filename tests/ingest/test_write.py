@@ -25,7 +25,7 @@ def msg(serial: str, soc: float, *, age_s: int = 0, mid: int = 1, kind: str = "t
     body = {"ts": (NOW - timedelta(seconds=age_s)).isoformat(), "voltage": 48.0, "current": 1.0, "soc": soc}
     payload = json.dumps(body).encode()
     parsed = parse(topic, payload)
-    return Message(topic, payload, parsed, mid, 1, False, time.time(), 1, message_weight(parsed, payload))
+    return Message(topic, payload, parsed, mid, 1, False, time.time(), 1, message_weight(parsed))
 
 
 @pytest.fixture
