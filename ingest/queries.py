@@ -6,10 +6,11 @@ Functions take the connection first and never commit: the writer owns the transa
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 # One row per reading; ON COMMIT DELETE ROWS empties it at the end of every batch.
@@ -162,3 +163,17 @@ def update_statuses(conn: psycopg.Connection[Any], statuses: dict[int, str]) -> 
 def insert_dead_letters(conn: psycopg.Connection[Any], letters: Sequence[tuple[Any, ...]]) -> None:
     with conn.cursor() as cur:
         cur.executemany(INSERT_DEAD_LETTER, letters)
+
+
+# Oldest first, through dead_letters_received_idx; rows another purge holds are left to it.
+PURGE_DEAD_LETTERS = """
+DELETE FROM dead_letters WHERE id IN (
+    SELECT id FROM dead_letters WHERE received_at < now() - %s::interval
+    ORDER BY received_at LIMIT %s FOR UPDATE SKIP LOCKED)
+"""
+
+
+async def purge_dead_letters(conn: AsyncConnection[Any], *, older_than: timedelta, limit: int) -> int:
+    """Delete up to `limit` dead letters received more than `older_than` ago; how many went."""
+    cur = await conn.execute(PURGE_DEAD_LETTERS, (older_than, limit))
+    return cur.rowcount

@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.messaging import jobs as messaging_jobs
 from api.telemetry import jobs as telemetry_jobs
+from ingest import jobs as ingest_jobs
 from packfleet.db import open_pool
 from packfleet.metrics import serve_metrics
 from packfleet.outbox import Outbox, run_workers
@@ -67,6 +68,7 @@ def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     """Every domain's jobs, as their `jobs` modules declare them for these settings."""
     jobs: list[ScheduledJob] = []
     jobs += telemetry_jobs.scheduled(settings)
+    jobs += ingest_jobs.scheduled(settings)
     return jobs
 
 

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     # What the worker holds unacknowledged, in MiB, beside ingest_max_buffered (readings): at either
     # bound it stops reading and the broker keeps the rest.
     ingest_max_buffered_mb: int = Field(default=64, ge=1, le=65536)
+    # Dead letters (ingest's and control's) are deleted after this many days (the scheduler's
+    # ingest.purge_dead_letters, hourly), so a misbehaving device cannot fill the disk.
+    dead_letter_retention_days: int = Field(default=14, ge=1, le=3650)
 
     # control
     control_client_id: str | None = None  # MQTT session; default packfleet-control-<hostname>
