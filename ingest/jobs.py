@@ -8,13 +8,13 @@ from typing import Final
 from apscheduler.triggers.interval import IntervalTrigger
 
 from ingest import queries
-from packfleet import scheduler  # the module (it imports this one to register the jobs)
+from packfleet.scheduled import JobContext, ScheduledJob
 from packfleet.settings import Settings
 
 PURGE_BATCH_ROWS: Final = 5000  # one short transaction each: never one huge DELETE
 
 
-async def purge_dead_letters(context: scheduler.JobContext) -> dict[str, int]:
+async def purge_dead_letters(context: JobContext) -> dict[str, int]:
     """Delete dead letters older than PACKFLEET_DEAD_LETTER_RETENTION_DAYS, a batch at a time.
 
     Safe twice and from two schedulers at once: each batch locks its rows with SKIP LOCKED, so two
@@ -34,9 +34,7 @@ async def purge_dead_letters(context: scheduler.JobContext) -> dict[str, int]:
             await conn.set_autocommit(False)
 
 
-def scheduled(settings: Settings) -> list[scheduler.ScheduledJob]:
+def scheduled(settings: Settings) -> list[ScheduledJob]:
     return [
-        scheduler.ScheduledJob(
-            id="ingest.purge_dead_letters", run=purge_dead_letters, trigger=IntervalTrigger(hours=1)
-        )
+        ScheduledJob(id="ingest.purge_dead_letters", run=purge_dead_letters, trigger=IntervalTrigger(hours=1))
     ]
