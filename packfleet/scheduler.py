@@ -29,6 +29,7 @@ from datetime import UTC
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import Counter, Histogram
 
+from api.finance import jobs as finance_jobs
 from api.messaging import jobs as messaging_jobs
 from api.telemetry import jobs as telemetry_jobs
 from ingest import jobs as ingest_jobs
@@ -51,6 +52,7 @@ def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     """Every domain's jobs, as their `jobs` modules declare them for these settings."""
     jobs: list[ScheduledJob] = []
     jobs += telemetry_jobs.scheduled(settings)
+    jobs += finance_jobs.scheduled(settings)
     jobs += ingest_jobs.scheduled(settings)
     return jobs
 
