@@ -19,6 +19,7 @@ from api.consumers.router import router as consumers_router
 from api.errors import install_error_handlers
 from api.finance.router import router as finance_router
 from api.messaging.router import router as messaging_router
+from api.nbfc.router import router as nbfc_router
 from api.ratelimit import build_rate_limits
 from packfleet.db import open_pool
 from packfleet.logs import setup_logging
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(commands_router)
     app.include_router(messaging_router)
     app.include_router(finance_router)
+    app.include_router(nbfc_router)
     app.mount("/metrics", make_asgi_app())
 
     @app.get("/healthz", include_in_schema=False)

@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.finance import jobs as finance_jobs
 from api.messaging import jobs as messaging_jobs
+from api.nbfc import jobs as nbfc_jobs
 from packfleet.db import open_pool
 from packfleet.metrics import serve_metrics
 from packfleet.outbox import Outbox, run_workers
@@ -67,12 +68,13 @@ def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     """Every domain's jobs, as their `jobs` modules declare them for these settings."""
     jobs: list[ScheduledJob] = []
     jobs += finance_jobs.scheduled(settings)
+    jobs += nbfc_jobs.scheduled(settings)
     return jobs
 
 
 def domain_outboxes(settings: Settings) -> list[Outbox]:
     """Every domain's outbox tables and their senders, as their `jobs` modules declare them."""
-    return [*messaging_jobs.outboxes(settings)]
+    return [*messaging_jobs.outboxes(settings), *nbfc_jobs.outboxes(settings)]
 
 
 def _guarded(job: ScheduledJob, context: JobContext) -> Callable[[], Awaitable[None]]:

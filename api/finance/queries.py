@@ -21,7 +21,7 @@ from api.finance.schedule import Allocation, Instalment
 Row = dict[str, Any]
 
 APPLICATION_COLUMNS = """a.id, a.dealer_id, a.consumer_id, a.battery_id, b.serial_number AS battery_serial,
-    a.amount, a.tenure_months, a.interest_rate, a.status, a.nbfc_id, a.nbfc_reference, a.approved_amount,
+    a.amount, a.tenure_months, a.interest_rate, a.status, a.nbfc_id, a.approved_amount,
     a.decision_note, a.decided_by, a.decided_at, a.submitted_at, a.disbursement_date, a.created_by,
     a.created_at, l.id AS loan_id"""
 APPLICATION_FROM = """finance_applications a JOIN batteries b ON b.id = a.battery_id
@@ -129,14 +129,12 @@ async def set_application_status(
     *,
     status: str,
     disbursement_date: date | None = None,
-    nbfc_reference: str | None = None,
 ) -> None:
     await conn.execute(
         """UPDATE finance_applications SET status = %s, updated_at = now(),
-               disbursement_date = coalesce(%s, disbursement_date),
-               nbfc_reference = coalesce(%s, nbfc_reference)
+               disbursement_date = coalesce(%s, disbursement_date)
            WHERE id = %s""",
-        (status, disbursement_date, nbfc_reference, application_id),
+        (status, disbursement_date, application_id),
     )
 
 
