@@ -9,6 +9,7 @@ import logging
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 
@@ -285,13 +286,15 @@ async def decide_application(
 
 
 async def record_disbursement(
-    conn: AsyncConnection, *, application: Row, disbursement_date: date, actor: str, today: date
+    conn: AsyncConnection, *, application: Row, disbursement_date: date, actor: str, settings: Settings
 ) -> None:
     """approved → disbursed: the loan's due dates move to run monthly from the disbursement date."""
     check_transition(application["status"], "disbursed")
+    today = business_today(settings)
+    made_on = application["created_at"].astimezone(ZoneInfo(settings.finance_timezone)).date()
     problem = (
         "is before the application was made"
-        if disbursement_date < application["created_at"].date()
+        if disbursement_date < made_on
         else "is more than 31 days ahead"
         if disbursement_date > today + MAX_DISBURSEMENT_AHEAD
         else None
@@ -342,7 +345,7 @@ async def disburse(
             application=application,
             disbursement_date=disbursement_date,
             actor=principal.actor,
-            today=business_today(settings),
+            settings=settings,
         )
         row = await queries.get_application(conn, application_id)
     assert row is not None

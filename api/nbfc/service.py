@@ -248,7 +248,7 @@ async def _apply(conn: AsyncConnection, *, lender: Row, event: WebhookEvent, set
             application=application,
             disbursement_date=event.disbursementDate or today,
             actor=actor,
-            today=today,
+            settings=settings,
         )
     elif wanted == "rejected":
         await finance.reject(conn, application=application, note=event.reason, actor=actor)
