@@ -39,8 +39,8 @@ def test_collection_report_reaches_the_lender_once(stack: Stack, world: World) -
     made = loan(stack.client, world, months_ago=1, amount=1200, tenure=12, rate=0)
     world.conn.execute("UPDATE loans SET nbfc_id = %s WHERE id = %s", (lender_id, made["id"]))
     assert pay(stack.client, world, made["id"], 100, f"R-{uuid.uuid4().hex[:8]}").status_code == 201
-    body = {"report_date": str(today()), "nbfc_id": lender_id,
-            "collection_data": {"total_collections": 1, "amount_collected": 100, "overdue_count": 0}}  # fmt: skip
+    data = {"total_collections": 1, "amount_collected": 100, "overdue_count": 0}
+    body = {"report_date": str(today()), "nbfc_id": lender_id, "collection_data": data}
     url = "/api/nbfc/collection-report?wait=20"
     first = stack.client.post(url, headers=bearer(world.dealer_a_user), json=body)
     assert first.status_code == 200, first.text
