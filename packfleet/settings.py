@@ -35,6 +35,10 @@ class MqttTarget:
         return f"mqtt://{user}{self.host}:{self.port}"
 
 
+class MissingSetting(RuntimeError):
+    """A setting the command needs is not set (the CLI says so in one line)."""
+
+
 class Settings(BaseSettings):
     """Everything a packfleet process can be told; see the README's configuration table."""
 
@@ -75,6 +79,16 @@ class Settings(BaseSettings):
     ingest_client_id: str = Field(default_factory=lambda: f"packfleet-ingest-{socket.gethostname()}"[:64])
     ingest_share_group: str = "ingest"
 
+    # ingest: bounds on what a device can make the worker hold or keep
+    # Readings older than this are refused (dead letter `old_ts`): a BMS whose clock reset says 1970.
+    ingest_max_reading_age_days: int = Field(default=30, ge=1, le=3650)
+    # What the worker holds unacknowledged, in MiB, beside ingest_max_buffered (readings): at either
+    # bound it stops reading and the broker keeps the rest.
+    ingest_max_buffered_mb: int = Field(default=64, ge=1, le=65536)
+    # Dead letters (ingest's and control's) are deleted after this many days (the scheduler's
+    # ingest.purge_dead_letters, hourly), so a misbehaving device cannot fill the disk.
+    dead_letter_retention_days: int = Field(default=14, ge=1, le=3650)
+
     # control
     control_client_id: str | None = None  # MQTT session; default packfleet-control-<hostname>
     command_ttl_seconds: int = Field(default=24 * 3600, ge=1)
@@ -106,6 +120,12 @@ class Settings(BaseSettings):
     telemetry_compress_after: str = "7 days"
     telemetry_retention: str = "365 days"
 
+    # telemetry queries and rollups (api/telemetry)
+    telemetry_max_points: int = Field(default=10_000, ge=100, le=1_000_000)  # buckets one query answers
+    # Plain PostgreSQL: how often the hours that received readings are re-aggregated, and how many
+    # old readings one retention statement deletes (TimescaleDB's own policies do both there).
+    telemetry_rollup_refresh_seconds: int = Field(default=60, ge=5, le=3600)
+    telemetry_retention_batch_rows: int = Field(default=50_000, ge=1000, le=1_000_000)
     # finance (api/finance): overdue, late fees, the daily auto-disable; see the README's policy
     finance_timezone: str = "Asia/Kolkata"  # whose calendar decides "today" for due dates
     finance_overdue_threshold_days: int = Field(default=7, ge=1, le=365)  # disable beyond this many days
@@ -129,7 +149,7 @@ class Settings(BaseSettings):
 
     storage_dir: Path | None = None  # uploaded documents; default <data_dir>/storage
     log_level: str = "INFO"
-    log_json: bool = True
+    log_json: bool | None = None  # JSON lines; unset: JSON unless stderr is a terminal
 
     @field_validator("mqtt_protocol", mode="before")
     @classmethod
@@ -172,17 +192,17 @@ class Settings(BaseSettings):
     @property
     def mqtt(self) -> MqttTarget:
         if self.mqtt_url is None:
-            raise RuntimeError("PACKFLEET_MQTT_URL is not set")
+            raise MissingSetting("PACKFLEET_MQTT_URL is not set")
         return MqttTarget(self.mqtt_url)
 
     def require_jwt_secret(self) -> str:
         if self.jwt_secret is None:
-            raise RuntimeError("PACKFLEET_JWT_SECRET is not set")
+            raise MissingSetting("PACKFLEET_JWT_SECRET is not set (at least 16 characters)")
         return self.jwt_secret.get_secret_value()
 
     def require_database_url(self) -> str:
         if self.database_url is None:
-            raise RuntimeError("PACKFLEET_DATABASE_URL is not set (or run `packfleet up`)")
+            raise MissingSetting("PACKFLEET_DATABASE_URL is not set (or run `packfleet up`)")
         return self.database_url
 
     @property

@@ -8,8 +8,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from api.nbfc import queries
 from api.nbfc.client import nbfc_outbox
-from packfleet import scheduler  # the module (it imports this one to register the jobs)
 from packfleet.outbox import Outbox
+from packfleet.scheduled import JobContext, ScheduledJob
 from packfleet.settings import Settings
 
 
@@ -17,16 +17,16 @@ def outboxes(settings: Settings) -> list[Outbox]:
     return [nbfc_outbox(settings)]
 
 
-async def _forget_signatures(context: scheduler.JobContext) -> object:
+async def _forget_signatures(context: JobContext) -> object:
     """Signatures older than twice the tolerance cannot come back (their timestamp is stale)."""
     before = datetime.now(UTC) - timedelta(seconds=2 * context.settings.nbfc_webhook_tolerance_s)
     async with context.pool.connection() as conn, conn.transaction():
         return {"forgotten": await queries.forget_signatures(conn, before=before)}
 
 
-def scheduled(settings: Settings) -> list[scheduler.ScheduledJob]:
+def scheduled(settings: Settings) -> list[ScheduledJob]:
     return [
-        scheduler.ScheduledJob(
+        ScheduledJob(
             id="nbfc.forget_webhook_signatures", run=_forget_signatures, trigger=IntervalTrigger(hours=1)
         )
     ]
