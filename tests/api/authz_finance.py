@@ -50,9 +50,7 @@ def _application(w: World, c: TestClient, *, decide: bool, overdue: bool = False
     assert answer.status_code == 200, answer.text
     loan_id = answer.json()["loan_id"]
     if overdue:
-        w.conn.execute(
-            "UPDATE loan_instalments SET due_date = due_date - interval '45 days' WHERE loan_id = %s", (loan_id,)
-        )
+        w.conn.execute("UPDATE loan_instalments SET due_date = due_date - 45 WHERE loan_id = %s", (loan_id,))
         w.conn.execute("UPDATE loans SET created_at = now() - interval '60 days' WHERE id = %s", (loan_id,))
     return {"id": row["id"], "loan_id": loan_id, "battery": battery}
 
