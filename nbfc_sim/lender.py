@@ -131,8 +131,14 @@ async def _decide(lender: Lender, submission: ApplicationSubmission) -> None:
     options = lender.options
     await asyncio.sleep(options.decision_delay_s)
     if submission.amount > options.max_amount or lender.rng.random() >= options.approve_rate:
-        await deliver(lender, {"applicationId": submission.application_id, "status": "rejected",
-                               "reason": "not within our credit policy"})  # fmt: skip
+        await deliver(
+            lender,
+            {
+                "applicationId": submission.application_id,
+                "status": "rejected",
+                "reason": "not within our credit policy",
+            },
+        )
         return
     approved = await deliver(
         lender,
@@ -148,9 +154,12 @@ async def _decide(lender: Lender, submission: ApplicationSubmission) -> None:
         await asyncio.sleep(options.disburse_after_s)
         await deliver(
             lender,
-            {"applicationId": submission.application_id, "status": "disbursed",
-             "disbursementDate": date.today().isoformat()},
-        )  # fmt: skip
+            {
+                "applicationId": submission.application_id,
+                "status": "disbursed",
+                "disbursementDate": date.today().isoformat(),
+            },
+        )
 
 
 async def deliver(lender: Lender, event: dict[str, Any], *, attempts: int = 8) -> bool:

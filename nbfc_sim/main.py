@@ -22,8 +22,14 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def run(options: LenderOptions, stop: asyncio.Event, *, host: str = "127.0.0.1", port: int = 8700,
-              lender: Lender | None = None) -> None:  # fmt: skip
+async def run(
+    options: LenderOptions,
+    stop: asyncio.Event,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8700,
+    lender: Lender | None = None,
+) -> None:
     """Serve the lender's API on host:port until `stop` is set."""
     lender = lender or Lender(options)
     server = _Server(uvicorn.Config(create_lender_app(lender), host=host, port=port, log_config=None))

@@ -90,8 +90,9 @@ class BadSignature(Exception):
     """The webhook is unsigned, badly signed, or stale."""
 
 
-def verify(secret: str, *, timestamp: str | None, signature: str | None, body: bytes, now: float,
-           tolerance_s: float) -> None:  # fmt: skip
+def verify(
+    secret: str, *, timestamp: str | None, signature: str | None, body: bytes, now: float, tolerance_s: float
+) -> None:
     """Raise BadSignature unless the signature is the secret's for this body and timestamp, and the
     timestamp is within the tolerance of `now` (compared in constant time)."""
     if not timestamp or not signature:

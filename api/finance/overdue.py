@@ -352,9 +352,16 @@ async def _disable(
         )
         bulk_ids.append(bulk_id)
         disabled += await _issue_disables(
-            conn, rows=rows, spec=spec, settings=settings, rate=rate, bulk_id=bulk_id,
-            threshold_days=threshold_days, actor=actor, requested_by=requested_by,
-        )  # fmt: skip
+            conn,
+            rows=rows,
+            spec=spec,
+            settings=settings,
+            rate=rate,
+            bulk_id=bulk_id,
+            threshold_days=threshold_days,
+            actor=actor,
+            requested_by=requested_by,
+        )
     return disabled, deferred, bulk_ids
 
 

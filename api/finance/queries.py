@@ -68,9 +68,19 @@ async def insert_application(
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s::bigint IS NULL THEN NULL ELSE now() END, %s)
            ON CONFLICT (battery_id) WHERE status IN ('pending', 'submitted', 'under_review') DO NOTHING
            RETURNING id""",
-        (dealer_id, consumer_id, battery_id, amount, tenure_months, interest_rate, status, nbfc_id, nbfc_id,
-         created_by),
-    )  # fmt: skip
+        (
+            dealer_id,
+            consumer_id,
+            battery_id,
+            amount,
+            tenure_months,
+            interest_rate,
+            status,
+            nbfc_id,
+            nbfc_id,
+            created_by,
+        ),
+    )
     row = await cur.fetchone()
     return None if row is None else row["id"]
 
@@ -446,9 +456,18 @@ async def audit(
         """INSERT INTO finance_audit (actor, action, application_id, loan_id, instalment_id, payment_id,
                battery_id, command_id, detail)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (actor, action, application_id, loan_id, instalment_id, payment_id, battery_id, command_id,
-         Jsonb(detail or {})),
-    )  # fmt: skip
+        (
+            actor,
+            action,
+            application_id,
+            loan_id,
+            instalment_id,
+            payment_id,
+            battery_id,
+            command_id,
+            Jsonb(detail or {}),
+        ),
+    )
 
 
 async def audit_many(conn: AsyncConnection, *, actor: str, action: str, entries: Sequence[Row]) -> None:

@@ -191,9 +191,14 @@ async def handle_webhook(
             status, outcome, answer = exc.status, "rejected", exc.body()
             log.warning(
                 "nbfc webhook rejected",
-                extra={"nbfc": lender["code"], "application_id": event.applicationId, "error": exc.error,
-                       "details": str(exc.details), "status": event.status},
-            )  # fmt: skip
+                extra={
+                    "nbfc": lender["code"],
+                    "application_id": event.applicationId,
+                    "error": exc.error,
+                    "details": str(exc.details),
+                    "status": event.status,
+                },
+            )
         await queries.insert_event(
             conn,
             lender_id=lender["id"],
@@ -354,8 +359,9 @@ async def submit_collection_report(
                 )
                 assert report is not None
             else:
-                submission = CollectionReportSubmission(report_id=report["id"], dealer_id=dealer_id,
-                                                        report_date=body.report_date, **data)  # fmt: skip
+                submission = CollectionReportSubmission(
+                    report_id=report["id"], dealer_id=dealer_id, report_date=body.report_date, **data
+                )
                 await queries.queue_call(
                     conn,
                     lender_id=lender["id"],

@@ -45,8 +45,9 @@ def _application(w: World, c: TestClient, *, decide: bool, overdue: bool = False
     ).fetchone()
     if not decide:
         return {"id": row["id"], "battery": battery}
-    answer = c.put(f"/api/finance/applications/{row['id']}/approve", headers=bearer(w.admin),
-                   json={"status": "approved"})  # fmt: skip
+    answer = c.put(
+        f"/api/finance/applications/{row['id']}/approve", headers=bearer(w.admin), json={"status": "approved"}
+    )
     assert answer.status_code == 200, answer.text
     loan_id = answer.json()["loan_id"]
     if overdue:
@@ -57,8 +58,11 @@ def _application(w: World, c: TestClient, *, decide: bool, overdue: bool = False
 
 def _payment(w: World, c: TestClient) -> int:
     loan_id = _application(w, c, decide=True, overdue=True)["loan_id"]
-    answer = c.post(f"/api/finance/loans/{loan_id}/payments", headers=bearer(w.admin),
-                    json={"reference": f"A-{uuid.uuid4().hex[:10]}", "amount": 100})  # fmt: skip
+    answer = c.post(
+        f"/api/finance/loans/{loan_id}/payments",
+        headers=bearer(w.admin),
+        json={"reference": f"A-{uuid.uuid4().hex[:10]}", "amount": 100},
+    )
     assert answer.status_code == 201, answer.text
     return answer.json()["payment"]["id"]
 

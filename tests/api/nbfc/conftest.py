@@ -58,8 +58,14 @@ def submit(
     )
 
 
-def signed(lender: dict[str, Any], event: dict[str, Any], *, event_id: str | None = None,
-           at: float | None = None, secret: str | None = None) -> dict[str, Any]:  # fmt: skip
+def signed(
+    lender: dict[str, Any],
+    event: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    at: float | None = None,
+    secret: str | None = None,
+) -> dict[str, Any]:
     """The keyword arguments of a webhook request, signed as the lender does."""
     body = json.dumps(event).encode()
     stamp = int(at if at is not None else time.time())

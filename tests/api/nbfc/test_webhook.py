@@ -83,8 +83,13 @@ def test_unauthenticated_webhooks_change_nothing(
 def test_sanctioned_becomes_a_loan_once(
     client: TestClient, world: World, lender: dict[str, Any], submitted: dict[str, Any]
 ) -> None:
-    event = {"applicationId": submitted["id"], "status": "sanctioned", "sanctionedAmount": 45000,
-             "interestRate": 12.5, "emiAmount": 1875}  # fmt: skip
+    event = {
+        "applicationId": submitted["id"],
+        "status": "sanctioned",
+        "sanctionedAmount": 45000,
+        "interestRate": 12.5,
+        "emiAmount": 1875,
+    }
     first = signed(lender, event, event_id="evt-1")
     answer = client.post(URL, **first)
     assert answer.status_code == 200, answer.text
@@ -172,9 +177,13 @@ def test_portfolio_from_the_applications(
     client.post(URL, **signed(lender, {"applicationId": second["id"], "status": "rejected"}))
     body = client.get("/api/nbfc/portfolio", headers=bearer(world.nbfc)).json()
     assert body["portfolio_summary"] == {
-        "total_applications": 2, "approved_count": 1, "disbursed_count": 1, "rejected_count": 1,
-        "total_disbursed": 45000, "avg_interest_rate": 12.5,
-    }  # fmt: skip
+        "total_applications": 2,
+        "approved_count": 1,
+        "disbursed_count": 1,
+        "rejected_count": 1,
+        "total_disbursed": 45000,
+        "avg_interest_rate": 12.5,
+    }
     assert body["portfolio_health"] == {"approval_rate": "50.0", "disbursement_rate": "50.0"}
     (month,) = body["monthly_trend"]
     assert month == {"month": str(today().replace(day=1)), "applications": 2, "amount_disbursed": 45000}
