@@ -327,17 +327,18 @@ async def insert_payment(
     method: str,
     prepaid_principal: Decimal,
     recorded_by: str,
-) -> int | None:
-    """Insert a payment; None when the dealer already has one with this reference."""
+) -> Row | None:
+    """Insert a payment and return it; None when the dealer already has one with this reference."""
     cur = await conn.execute(
         """INSERT INTO loan_payments (loan_id, dealer_id, reference, amount, paid_on, method,
                prepaid_principal, recorded_by)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (dealer_id, reference) DO NOTHING RETURNING id""",
+           ON CONFLICT (dealer_id, reference) DO NOTHING
+           RETURNING id, loan_id, dealer_id, reference, amount, paid_on, method, prepaid_principal, status,
+                     recorded_by, recorded_at""",
         (loan_id, dealer_id, reference, amount, paid_on, method, prepaid_principal, recorded_by),
     )
-    row = await cur.fetchone()
-    return None if row is None else row["id"]
+    return await cur.fetchone()
 
 
 async def insert_allocations(
