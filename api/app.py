@@ -17,8 +17,10 @@ from api.commands.router import router as commands_router
 from api.consumers.router import router as consumers_router
 from api.dashboard import dashboard_files
 from api.errors import install_error_handlers
+from api.finance.router import router as finance_router
 from api.guard import RequestGuard, guarded_metrics
 from api.messaging.router import router as messaging_router
+from api.nbfc.router import router as nbfc_router
 from api.openapi import OPENAPI_PATH, contract_openapi, install_docs, operation_id
 from api.ratelimit import build_rate_limits
 from api.tags import OPENAPI_TAGS
@@ -86,6 +88,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(commands_router)
     app.include_router(messaging_router)
     app.include_router(telemetry_router)
+    app.include_router(finance_router)
+    app.include_router(nbfc_router)
     if settings.metrics_token is not None:  # otherwise /metrics is not on the API's port (README)
         app.mount("/metrics", guarded_metrics(settings.metrics_token.get_secret_value()))
     app.mount("/dashboard", dashboard_files(), name="dashboard")

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.shapes import DecimalString, Id, Number, Shape
+from schemas import state
 from schemas.topics import SERIAL_PATTERN
 
 BatteryStatus = Literal["active", "inactive", "maintenance"]
@@ -47,7 +48,8 @@ class Battery(Shape):
 
     id: Id
     serial_number: str = Field(examples=["BAT001"])
-    status: BatteryStatus
+    status: BatteryStatus = Field(description="as the device confirmed it (README: battery status)")
+    desired_status: BatteryStatus = Field(description="as asked for; differs while a command is pending")
     health_score: Number = Field(examples=[95])
     owner_id: int | None = Field(description="the consumer who has the battery")
     created_at: datetime
@@ -142,6 +144,7 @@ class HealthReport(Shape):
     total_batteries: int = Field(examples=[50])
     overall_health_score: Number | None = Field(examples=[87.6])
     telemetry: FleetTelemetry
+    awaiting_confirmation: int = Field(description="batteries asked to change status, not yet confirmed")
 
 
 class ActivityEntry(Shape):
@@ -170,11 +173,12 @@ def _number(value: Decimal) -> int | float:
 
 
 def battery_body(row: dict[str, Any]) -> dict[str, Any]:
-    """The spec's battery object."""
+    """The spec's battery object: `status` as the device confirmed it, `desired_status` as asked."""
     body = {
         "id": row["id"],
         "serial_number": row["serial_number"],
         "status": row["status"],
+        "desired_status": row["desired_status"],
         "health_score": _number(row["health_score"]),
         "owner_id": row["owner_id"],
         "created_at": _iso(row["created_at"]),
@@ -212,8 +216,9 @@ def control_body(row: dict[str, Any], pending: dict[str, Any] | None) -> dict[st
     return {
         "desired": desired,
         "reported": reported,
-        "in_sync": row["reported_enabled"] == row["desired_enabled"]
-        and (row["reported_spec"] or "both") == row["desired_spec"],
+        "in_sync": state.in_sync(
+            (row["desired_enabled"], row["desired_spec"]), (row["reported_enabled"], row["reported_spec"])
+        ),
         "online": row["online"],
         "last_seen_at": _iso(row["last_seen_at"]),
         "firmware": row["firmware"],

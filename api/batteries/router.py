@@ -41,7 +41,14 @@ DealerFilter = Annotated[Id | None, Blank, Query(description="admin only: one de
 async def list_batteries(
     conn: ConnDep,
     principal: CurrentUser,
-    status: Annotated[BatteryStatus | None, Blank, Query(description="filter by status")] = None,
+    status: Annotated[
+        BatteryStatus | None, Blank, Query(description="the status the device confirmed")
+    ] = None,
+    desired_status: Annotated[
+        BatteryStatus | None,
+        Blank,
+        Query(description="the status asked for (not yet confirmed where it differs)"),
+    ] = None,
     dealer_id: DealerFilter = None,
     limit: Annotated[
         Annotated[int, Field(ge=1, le=10_000)] | None,
@@ -52,7 +59,13 @@ async def list_batteries(
 ) -> list[dict[str, Any]]:
     """The batteries the caller may see, with their consumer's name (spec: all; a page when asked)."""
     rows = await service.list_batteries(
-        conn, principal=principal, status=status, dealer_id=dealer_id, limit=limit, offset=offset
+        conn,
+        principal=principal,
+        status=status,
+        desired_status=desired_status,
+        dealer_id=dealer_id,
+        limit=limit,
+        offset=offset,
     )
     return [battery_body(r) for r in rows]
 

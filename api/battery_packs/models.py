@@ -303,7 +303,8 @@ class BatteryPack(Shape):
     warranty_months: str | None = Field(examples=["3"], description="as the spec writes it")
     battery_pack: PackSpecsOut
     health_score: Number = Field(examples=[100])
-    status: BatteryStatus
+    status: BatteryStatus = Field(description="as the device confirmed it")
+    desired_status: BatteryStatus = Field(description="as asked for; differs while a command is pending")
     dealer_id: int | None
     owner_id: int | None
     owner_name: str | None

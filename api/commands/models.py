@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.batteries.models import BatteryStatus, CommandStatus, Serial, Spec
+from api.batteries.models import Battery, BatteryStatus, CommandStatus, Serial, Spec
 from api.errors import ErrorBody
 from api.shapes import Id, Shape
 
@@ -80,7 +80,8 @@ class BulkFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dealer_id: Id | None = None
-    status: BatteryStatus | None = None
+    status: BatteryStatus | None = Field(default=None, description="the status the device confirmed")
+    desired_status: BatteryStatus | None = Field(default=None, description="the status asked for")
     online: bool | None = None
     reported_enabled: bool | None = None
 
@@ -154,6 +155,13 @@ class Command(Shape):
     finished_at: datetime | None
     expires_at: datetime
     next_attempt_at: datetime | None
+
+
+class ControlledBattery(Battery):
+    """The battery after a control request: `desired_status` as asked, `status` as confirmed until
+    the device applies `command`."""
+
+    command: Command
 
 
 class CommandEvent(Shape):

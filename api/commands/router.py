@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from api.auth.tokens import Principal
-from api.batteries.models import Battery, battery_body
+from api.batteries.models import battery_body
 from api.commands import service
 from api.commands.models import (
     BatteryPackEnable,
@@ -19,6 +19,7 @@ from api.commands.models import (
     Command,
     CommandDetail,
     CommandRefused,
+    ControlledBattery,
     ControlRequest,
     PackCommandPending,
     PackEnabled,
@@ -41,7 +42,7 @@ MAX_WAIT_S = 30.0
 
 @router.post(
     "/batteries/{serial}/control",
-    response_model=Battery,
+    response_model=ControlledBattery,
     tags=[Tag.BATTERY_MANAGEMENT],
     summary="Control battery status",
     responses=error_responses(400, 404, 413),
@@ -49,11 +50,15 @@ MAX_WAIT_S = 30.0
 async def control_battery(
     conn: ConnDep, principal: Commander, settings: SettingsDep, serial: str, body: ControlRequest
 ) -> dict[str, Any]:
-    """Switch a battery on (`active`/`activate`) or off (`inactive`/`deactivate`/`maintenance`)."""
-    battery = await service.control_battery(
+    """Switch a battery on (`active`/`activate`) or off (`inactive`/`deactivate`/`maintenance`).
+
+    The answer is the battery: `desired_status` is what was asked, `status` stays what the device
+    has confirmed until it applies the command (`command`, also at /api/commands/{id}).
+    """
+    found = await service.control_battery(
         conn, principal=principal, serial=serial, body=body, ttl_s=settings.command_ttl_seconds
     )
-    return battery_body(battery)
+    return {**battery_body(found["battery"]), "command": command_body(found["command"])}
 
 
 @router.get(

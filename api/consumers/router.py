@@ -117,9 +117,13 @@ async def update_kyc(
     summary="Get consumer finance details",
     responses=_ONE,
 )
-async def consumer_finance(conn: ConnDep, principal: CurrentUser, consumer_id: ConsumerId) -> dict[str, Any]:
+async def consumer_finance(
+    conn: ConnDep, principal: CurrentUser, settings: SettingsDep, consumer_id: ConsumerId
+) -> dict[str, Any]:
     """The consumer's finance applications and EMI schedule."""
-    return await service.consumer_finance(conn, principal=principal, consumer_id=consumer_id)
+    return await service.consumer_finance(
+        conn, principal=principal, settings=settings, consumer_id=consumer_id
+    )
 
 
 @router.get(

@@ -67,10 +67,26 @@ def problems(schema: dict[str, Any], instance: Any) -> list[str]:
     (date-time, uuid) are checked too."""
     root = {**schema, "components": document()["components"]}
     validator = Draft202012Validator(root, format_checker=FormatChecker())
-    return [
+    return sorted(
         f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-        for e in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
-    ]
+        for e in _leaves(validator.iter_errors(instance))
+    )
+
+
+def _leaves(errors: Any) -> Any:
+    """The errors themselves; for an `anyOf` (a field that may also be null), those of its closest
+    branch, so that a missing field is named rather than "not valid under any of the given schemas"."""
+    for error in errors:
+        if error.validator in ("anyOf", "oneOf") and error.context:
+            branches: dict[Any, list[Any]] = {}
+            for sub in error.context:
+                branches.setdefault(sub.schema_path[0], []).append(sub)
+            # the closest branch: fewest errors, and more than a wrong type
+            yield from _leaves(
+                min(branches.values(), key=lambda e: (len(e), all(x.validator == "type" for x in e)))
+            )
+        else:
+            yield error
 
 
 @dataclass(frozen=True)
