@@ -66,6 +66,7 @@ class Traffic:
         self.stack = stack
         self.ok = 0
         self.errors = 0
+        self.statuses: Counter[str] = Counter()  # what the failures were: HTTP statuses, connection errors
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-traffic", daemon=True)
 
@@ -87,13 +88,19 @@ class Traffic:
                 i += 1
                 try:
                     answer = api.get(path)
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     self.errors += 1
+                    self.statuses[type(exc).__name__] += 1
                     continue
                 if answer.status_code == 200:
                     self.ok += 1
                 else:
                     self.errors += 1
+                    self.statuses[str(answer.status_code)] += 1
+                    if answer.status_code >= 500 and not answer.headers.get("content-type", "").startswith(
+                        "application/json"
+                    ):
+                        self.statuses["5xx without the spec's error body"] += 1
 
 
 class Run:
@@ -120,6 +127,9 @@ class Run:
             result.note = outcome.note
             result.recovery_s = self._probe(outcome.ended_at, action, result)
         result.api_ok, result.api_errors = traffic.ok, traffic.errors
+        if traffic.statuses:
+            failures = ", ".join(f"{k}: {v}" for k, v in traffic.statuses.most_common())
+            result.note = "; ".join(filter(None, [result.note, f"API failures during the fault: {failures}"]))
         self._settle(result, started)
         if outcome.after is not None:
             result.problems += outcome.after(stack)
