@@ -35,7 +35,8 @@ Event = tuple[UUID, str, datetime | None, str, str | None]
 async def lock_batteries(conn: AsyncConnection[Row], battery_ids: Sequence[int]) -> dict[int, Row]:
     """Lock these batteries (in id order, so concurrent writers never deadlock) and read their state."""
     cur = await conn.execute(
-        """SELECT id, serial_number, status, status_label, desired_enabled, desired_spec, dealer_id
+        """SELECT id, serial_number, status, desired_status, status_label, desired_enabled, desired_spec,
+                  dealer_id
            FROM batteries WHERE id = ANY(%s) AND deleted_at IS NULL
            ORDER BY id FOR UPDATE""",
         (list(battery_ids),),
@@ -106,7 +107,7 @@ async def insert_commands(
             "expires_at": list(expires_at),
             "prev_enabled": [b["desired_enabled"] for b in batteries],
             "prev_spec": [b["desired_spec"] for b in batteries],
-            "prev_status": [b["status"] for b in batteries],
+            "prev_status": [b["desired_status"] for b in batteries],
         },
     )
     return await cur.fetchall()
@@ -132,20 +133,23 @@ async def insert_events(conn: AsyncConnection[Row], events: Sequence[Event]) -> 
 
 
 async def set_desired(
-    conn: AsyncConnection[Row],
-    *,
-    battery_ids: Sequence[int],
-    enabled: bool,
-    spec: str,
-    battery_status: str | None,
-    status_label: str | None,
+    conn: AsyncConnection[Row], *, desired: Sequence[Row], status_label: str | None
 ) -> None:
+    """Set each battery's desired state (`id`, `enabled`, `spec`, `status`); its `status` is the
+    device's to confirm."""
     await conn.execute(
-        """UPDATE batteries
-           SET desired_enabled = %s, desired_spec = %s, status = coalesce(%s, status),
-               status_label = coalesce(%s, status_label), updated_at = now()
-           WHERE id = ANY(%s)""",
-        (enabled, spec, battery_status, status_label, list(battery_ids)),
+        """UPDATE batteries b
+           SET desired_enabled = d.enabled, desired_spec = d.spec, desired_status = d.status,
+               status_label = coalesce(%s, b.status_label), updated_at = now()
+           FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::text[]) AS d(id, enabled, spec, status)
+           WHERE b.id = d.id""",
+        (
+            status_label,
+            [d["id"] for d in desired],
+            [d["enabled"] for d in desired],
+            [d["spec"] for d in desired],
+            [d["status"] for d in desired],
+        ),
     )
 
 
@@ -342,21 +346,21 @@ async def open_counts(conn: AsyncConnection[Row]) -> dict[str, int]:
 # --- acknowledgements -----------------------------------------------------------------------------
 
 
-async def lock_batteries_of_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> set[int]:
-    """Lock the batteries of these commands (in id order), before their command rows."""
+async def lock_batteries_of_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> dict[int, Row]:
+    """Lock the batteries of these commands (in id order), before their command rows; their state."""
     cur = await conn.execute(
-        """SELECT id FROM batteries
+        """SELECT id, status, desired_status, reported_enabled, reported_spec, reported_at FROM batteries
            WHERE id IN (SELECT battery_id FROM commands WHERE id = ANY(%s))
            ORDER BY id FOR UPDATE""",
         (list(ids),),
     )
-    return {row["id"] for row in await cur.fetchall()}
+    return {row["id"]: row for row in await cur.fetchall()}
 
 
 async def lock_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> list[Row]:
     cur = await conn.execute(
-        """SELECT c.id, c.battery_id, b.serial_number, c.action, c.spec, c.status, c.sent_at, c.last_sent_at,
-                  c.delivered_at, c.finished_at
+        """SELECT c.id, c.battery_id, b.serial_number, c.action, c.spec, c.battery_status, c.status,
+                  c.sent_at, c.last_sent_at, c.delivered_at, c.finished_at
            FROM commands c JOIN batteries b ON b.id = c.battery_id
            WHERE c.id = ANY(%s) ORDER BY c.id FOR UPDATE OF c""",
         (list(ids),),
@@ -389,23 +393,45 @@ async def apply_acks(conn: AsyncConnection[Row], updates: Sequence[Row]) -> None
     )
 
 
-async def update_reported(conn: AsyncConnection[Row], reports: Sequence[Row]) -> None:
-    """Record what devices said they are now, unless the battery already has a newer report."""
-    if not reports:
-        return
-    await conn.execute(
-        """UPDATE batteries b
-           SET reported_enabled = r.enabled, reported_spec = coalesce(r.spec, b.reported_spec),
-               reported_at = r.at, updated_at = now()
-           FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::timestamptz[]) AS r(id, enabled, spec, at)
-           WHERE b.id = r.id AND (b.reported_at IS NULL OR b.reported_at <= r.at)""",
-        (
-            [r["battery_id"] for r in reports],
-            [r["enabled"] for r in reports],
-            [r["spec"] for r in reports],
-            [r["at"] for r in reports],
-        ),
-    )
+async def update_reported(conn: AsyncConnection[Row], reports: Sequence[Row], *, actor: str) -> None:
+    """Record what devices said they are now (`battery_id`, `enabled`, `spec`, `at`), unless the battery
+    already has a newer report, and the `status` that makes where it changes (None: unchanged).
+
+    Only those whose status changes (from `was`) name `status` and `updated_at`, which fire the
+    pack-list NOTIFY (migration 0035), and get an activity row naming `actor`: a report alone shows
+    in no list.
+    """
+    changing = [r for r in reports if r["status"] is not None]
+    staying = [r for r in reports if r["status"] is None]
+    if changing:
+        # One INSERT logs the status changes (the row trigger stays quiet: migration 0036).
+        await conn.execute("SELECT set_config('packfleet.status_logged', 'yes', true)")
+        await conn.execute(
+            """WITH changed AS (
+                   UPDATE batteries b
+                   SET reported_enabled = r.enabled, reported_spec = r.spec, reported_at = r.at,
+                       status = r.status, updated_at = now()
+                   FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::timestamptz[], %s::text[],
+                               %s::text[]) AS r(id, enabled, spec, at, status, was)
+                   WHERE b.id = r.id AND (b.reported_at IS NULL OR b.reported_at <= r.at)
+                   RETURNING b.id, r.was, r.status)
+               INSERT INTO battery_activity (battery_id, actor, action, detail)
+               SELECT id, %s, 'status_changed', jsonb_build_object('from', was, 'to', status) FROM changed""",
+            [*_columns(changing, "battery_id", "enabled", "spec", "at", "status", "was"), actor],
+        )
+        await conn.execute("SELECT set_config('packfleet.status_logged', '', true)")
+    if staying:
+        await conn.execute(
+            """UPDATE batteries b SET reported_enabled = r.enabled, reported_spec = r.spec, reported_at = r.at
+               FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::timestamptz[])
+                    AS r(id, enabled, spec, at)
+               WHERE b.id = r.id AND (b.reported_at IS NULL OR b.reported_at <= r.at)""",
+            _columns(staying, "battery_id", "enabled", "spec", "at"),
+        )
+
+
+def _columns(rows: Sequence[Row], *names: str) -> list[list[Any]]:
+    return [[row[name] for row in rows] for name in names]
 
 
 async def insert_dead_letters(conn: AsyncConnection[Row], letters: Sequence[Row]) -> None:
@@ -420,7 +446,7 @@ async def insert_dead_letters(conn: AsyncConnection[Row], letters: Sequence[Row]
             [d["reason"] for d in letters],
             [d["detail"] for d in letters],
             [d["received_at"] for d in letters],
-            [d["payload"][: 64 * 1024] for d in letters],
-            [len(d["payload"]) for d in letters],
+            [d["payload"] for d in letters],
+            [d["payload_size"] for d in letters],
         ),
     )
