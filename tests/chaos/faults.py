@@ -45,7 +45,7 @@ def stop_database(stack: Stack, _action: str) -> Outcome:
 
 def kill_api_mid_request(stack: Stack, action: str) -> Outcome:
     """SIGKILL the API while it holds a request open: a battery-pack enable waiting for the device."""
-    serial = stack.serials()[-1]
+    serial = stack.rollout_serials()[-1]
     answer: list[object] = []
 
     def request() -> None:

@@ -154,11 +154,11 @@ def disabled_once(conn: psycopg.Connection[Any]) -> list[str]:
     if finance and finance["present"]:
         # Finance (issue 11): one open auto-disable per battery, and one live disable command per open one.
         doubled = conn.execute(
-            """SELECT c.battery_id, count(*) AS n FROM commands c
+            """SELECT c.battery_id, count(*) AS commands FROM commands c
                WHERE c.source = 'finance' AND c.action = 'disable' AND c.status <> 'cancelled'
-                 AND c.created_at >= (SELECT min(d.created_at) FROM overdue_disables d
-                                      WHERE d.battery_id = c.battery_id AND d.released_at IS NULL)
-               GROUP BY 1 HAVING count(*) > 1 LIMIT 5"""
+               GROUP BY 1
+               HAVING count(*) > (SELECT count(*) FROM overdue_disables d WHERE d.battery_id = c.battery_id)
+               LIMIT 5"""
         ).fetchall()
         if doubled:
             problems.append(f"batteries disabled twice for one overdue: {doubled}")
@@ -175,9 +175,10 @@ def payments_once(conn: psycopg.Connection[Any]) -> list[str]:
            GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 5"""
     ).fetchall()
     over = conn.execute(
-        """SELECT p.id, p.amount, sum(a.amount) AS allocated FROM loan_payments p
-           JOIN payment_allocations a ON a.payment_id = p.id
-           GROUP BY p.id, p.amount HAVING sum(a.amount) > p.amount LIMIT 5"""
+        """SELECT p.id, p.amount, sum(a.penalty + a.interest + a.principal) + p.prepaid_principal AS allocated
+           FROM loan_payments p JOIN payment_allocations a ON a.payment_id = p.id
+           GROUP BY p.id HAVING sum(a.penalty + a.interest + a.principal) + p.prepaid_principal > p.amount
+           LIMIT 5"""
     ).fetchall()
     problems = [f"payments recorded twice: {doubled}"] if doubled else []
     if over:

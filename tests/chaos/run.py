@@ -121,11 +121,15 @@ class Run:
         self._phase += 1
         action = "disable" if self._phase % 2 else "enable"
         self._rollout(action, fault.name)
+        if stack.finance is not None:
+            stack.finance.during(self._phase)  # an overdue auto-disable and a payment, in flight
         with Traffic(stack) as traffic:
             time.sleep(1.0)  # the roll-out is under way and readings flow when the fault comes
             outcome = fault.inject(stack, action)
             result.note = outcome.note
             result.recovery_s = self._probe(outcome.ended_at, action, result)
+        if stack.finance is not None:
+            stack.finance.settle()
         result.api_ok, result.api_errors = traffic.ok, traffic.errors
         if traffic.statuses:
             failures = ", ".join(f"{k}: {v}" for k, v in traffic.statuses.most_common())
@@ -147,7 +151,7 @@ class Run:
 
     def _rollout(self, action: str, fault: str) -> None:
         """A bulk command to every simulated battery, spread over a few seconds (commands in flight)."""
-        serials = self.stack.serials()
+        serials = self.stack.rollout_serials()
         with self.stack.http("admin") as api:
             answer = api.post(
                 "/api/commands/bulk",
@@ -182,7 +186,7 @@ class Run:
                         ).fetchone()
                         fresh = row is not None and row["n"] == len(serials)
                     if probe_command is None:
-                        probe_command = self._probe_command(serials[0], action)
+                        probe_command = self._probe_command(stack.rollout_serials()[0], action)
                         continue
                     row = conn.execute(
                         "SELECT status FROM commands WHERE id = %s", (probe_command,)
@@ -243,6 +247,8 @@ class Run:
             result.problems += invariants.states_agree(conn, devices)
             result.problems += invariants.disabled_once(conn)
             result.problems += invariants.payments_once(conn)
+        if stack.finance is not None:
+            result.problems += stack.finance.check(devices)
         total_acked, total_stored = sum(acked.values()), sum(stored.values())
         result.sent, result.stored = total_acked - self._acked, total_stored - self._stored
         self._acked, self._stored = total_acked, total_stored

@@ -32,6 +32,7 @@ from psycopg.rows import dict_row
 from device_sim import counts
 from packfleet.migrate import migrate
 from tests import factories, services
+from tests.chaos.finance import Finance
 from tests.chaos.postgres import PostgresCluster
 from tests.conftest import JWT_SECRET, token_for
 
@@ -171,6 +172,7 @@ class Stack:
     supervisor: Supervisor | None = None
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     counts_file: Path = Path()
+    finance: Finance | None = None  # the finance workload, when this build has the finance routes
 
     # Start-up.
 
@@ -222,6 +224,11 @@ class Stack:
         self.supervisor.start()
         services.wait_for(self.api_ready, timeout=60)
         services.wait_for(lambda: self.sim_counts() and self.all_connected(), timeout=120)
+        routes = httpx.get(f"{self.api_url}/api/openapi.json", timeout=10).json()["paths"]
+        if "/api/finance/auto-disable" in routes:
+            serials = self.serials()
+            self.finance = Finance(self, serials[-max(2, len(serials) // 10) :])
+            self.finance.open_loans()
         return self
 
     def _env(self, tag: str) -> dict[str, str]:
@@ -244,6 +251,11 @@ class Stack:
             "PACKFLEET_TELEMETRY_ROLLUP_REFRESH_SECONDS": "5",
             "PACKFLEET_OUTBOX_POLL_SECONDS": "1",
             "PACKFLEET_STORAGE_DIR": str(self.workdir / "storage"),
+            # The run calls the overdue run itself, during the faults, and wants no wait between
+            # the warning and the disable.
+            "PACKFLEET_FINANCE_JOBS_ENABLED": "false",
+            "PACKFLEET_FINANCE_WARNING_DAYS": "0",
+            "PACKFLEET_FINANCE_DISABLE_GRACE_HOURS": "0",
         }
 
     def _seed(self) -> None:
@@ -289,6 +301,11 @@ class Stack:
     def serials(self) -> list[str]:
         snapshot = self.sim_counts()
         return sorted(snapshot["batteries"]) if snapshot else []
+
+    def rollout_serials(self) -> list[str]:
+        """The batteries the run's roll-outs command: all but those the finance workload owns."""
+        owned = set(self.finance.serials) if self.finance else set()
+        return [s for s in self.serials() if s not in owned]
 
     # The end.
 

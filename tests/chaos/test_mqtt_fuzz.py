@@ -19,7 +19,8 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.parse import DEAD_LETTER_PAYLOAD_BYTES, REASONS
+from ingest.parse import DEAD_LETTER_PAYLOAD_BYTES, REASONS, TOO_LARGE_PAYLOAD_BYTES
+from schemas.device import MAX_PAYLOAD_BYTES
 from tests import factories, services
 from tests.chaos.fuzz_mqtt import REFUSED_BY_BROKER, invalid_messages
 from tests.chaos.stack import Service, Supervisor
@@ -125,7 +126,7 @@ def test_fuzzed_messages_are_dead_lettered_and_workers_stay_up(
                 valid_times.append(datetime.fromtimestamp(ts / 1000, UTC))
                 messages.append((f"batteries/{serial}/telemetry", json.dumps(valid).encode()))
                 _send(client, messages)
-                sent.update((p[:DEAD_LETTER_PAYLOAD_BYTES], len(p)) for _, p in messages[:-1])
+                sent.update(_kept(p) for _, p in messages[:-1])
                 if round_no == 0:
                     _quiet(db)
                     rss_after_first = _rss(workers)
@@ -165,6 +166,12 @@ def _quiet(db: psycopg.Connection, still_s: float = 1.5, within_s: float = 60) -
         elif now and time.monotonic() - since >= still_s:
             return
         time.sleep(0.1)
+
+
+def _kept(payload: bytes) -> tuple[bytes, int]:
+    """What the dead letter of this payload holds: its start (1 KiB of one too large), and its size."""
+    kept = TOO_LARGE_PAYLOAD_BYTES if len(payload) > MAX_PAYLOAD_BYTES else DEAD_LETTER_PAYLOAD_BYTES
+    return payload[:kept], len(payload)
 
 
 def _dead_letters(db: psycopg.Connection) -> int:
