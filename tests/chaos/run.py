@@ -131,6 +131,8 @@ class Run:
         if stack.finance is not None:
             stack.finance.settle()
         result.api_ok, result.api_errors = traffic.ok, traffic.errors
+        if traffic.statuses["500"]:
+            result.problems.append(f"the API answered 500 {traffic.statuses['500']} times during the fault")
         if traffic.statuses:
             failures = ", ".join(f"{k}: {v}" for k, v in traffic.statuses.most_common())
             result.note = "; ".join(filter(None, [result.note, f"API failures during the fault: {failures}"]))
