@@ -44,29 +44,31 @@ def stop_database(stack: Stack, _action: str) -> Outcome:
 
 
 def kill_api_mid_request(stack: Stack, action: str) -> Outcome:
-    """SIGKILL the API while it holds a request open: a battery-pack enable waiting for the device."""
-    serial = stack.rollout_serials()[-1]
-    answer: list[object] = []
+    """SIGKILL the API while it holds requests open: battery-pack enables waiting for their devices."""
+    serials = stack.rollout_serials()[-5:]
+    answers: list[object] = []
 
-    def request() -> None:
+    def request(serial: str) -> None:
         try:
             with stack.http("admin", timeout=60) as api:
-                answer.append(
+                answers.append(
                     api.post(
                         f"/api/battery_pack/{serial}/enable?wait=30",
                         json={"operation_type": action, "reason": "chaos: cut off mid-request"},
                     ).status_code
                 )
         except httpx.HTTPError as exc:
-            answer.append(type(exc).__name__)
+            answers.append(type(exc).__name__)
 
-    thread = threading.Thread(target=request)
-    thread.start()
-    time.sleep(0.3)  # issued and waiting (or the device already applied it: the check is the same)
+    threads = [threading.Thread(target=request, args=(serial,)) for serial in serials]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)  # issued and waiting for the devices (some may be answered already: checked the same)
     assert stack.api is not None
     stack.api.signal(signal.SIGKILL)
-    thread.join(30)
-    return Outcome(time.time(), note=f"the cut request ended with {answer}")
+    for thread in threads:
+        thread.join(30)
+    return Outcome(time.time(), note=f"the requests cut by the kill ended with {answers}")
 
 
 def kill_api_mid_import(stack: Stack, _action: str) -> Outcome:
