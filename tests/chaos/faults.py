@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -63,12 +64,27 @@ def kill_api_mid_request(stack: Stack, action: str) -> Outcome:
     threads = [threading.Thread(target=request, args=(serial,)) for serial in serials]
     for thread in threads:
         thread.start()
-    time.sleep(0.1)  # issued and waiting for the devices (some may be answered already: checked the same)
+    _wait_for_commands(stack, "chaos: cut off mid-request", len(serials))
     assert stack.api is not None
     stack.api.signal(signal.SIGKILL)
     for thread in threads:
         thread.join(30)
     return Outcome(time.time(), note=f"the requests cut by the kill ended with {answers}")
+
+
+def _wait_for_commands(stack: Stack, reason: str, count: int, within_s: float = 10.0) -> None:
+    """Until the API has issued `count` commands with this reason: its requests wait on the devices."""
+    deadline = time.monotonic() + within_s
+    started = datetime.now(UTC) - timedelta(seconds=30)
+    with stack.db() as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) AS n FROM commands WHERE reason = %s AND created_at > %s",
+                (reason, started),
+            ).fetchone()
+            if row and row["n"] >= count:
+                return
+            time.sleep(0.005)
 
 
 def kill_api_mid_import(stack: Stack, _action: str) -> Outcome:

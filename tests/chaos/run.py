@@ -50,6 +50,7 @@ class PhaseResult:
     sent: int = 0
     stored: int = 0
     duplicated: int = 0
+    redelivered: int = 0  # readings ingest was handed again and skipped as stored (at-least-once at work)
     commands: Counter[str] = field(default_factory=Counter)
     recovery_s: float | None = None
     api_ok: int = 0
@@ -112,6 +113,7 @@ class Run:
         self._acked = 0
         self._stored = 0
         self._differences: dict[str, int] = {}  # acked − stored per battery at the last settle
+        self._redelivered: dict[str, tuple[int, float]] = {}  # worker -> (its starts, its counter)
         self._phase = 0
 
     def phase(self, fault: Fault) -> PhaseResult:
@@ -251,10 +253,21 @@ class Run:
             result.problems += invariants.payments_once(conn)
         if stack.finance is not None:
             result.problems += stack.finance.check(devices)
+        result.redelivered = self._count_redeliveries()
         total_acked, total_stored = sum(acked.values()), sum(stored.values())
         result.sent, result.stored = total_acked - self._acked, total_stored - self._stored
         self._acked, self._stored = total_acked, total_stored
         stack.sim.signal(signal.SIGUSR2)
+
+    def _count_redeliveries(self) -> int:
+        """Redeliveries since the last settle; a restarted worker's counter starts again from zero."""
+        counted = 0
+        starts = {w.name: w.starts for w in self.stack.ingest}
+        for name, value in self.stack.redeliveries().items():
+            seen_starts, seen = self._redelivered.get(name, (starts[name], 0.0))
+            counted += int(value - seen) if seen_starts == starts[name] else int(value)
+            self._redelivered[name] = (starts[name], value)
+        return counted
 
     def table(self) -> str:
         head = (
@@ -262,10 +275,11 @@ class Run:
             "sent",
             "stored",
             "dup",
-            "commands (final state)",
+            "redelivered",
+            "commands by final state",
             "recovery s",
             "API ok/err",
-            "restarts",
+            "exits",
         )
         rows = [head]
         for r in self.results:
@@ -277,6 +291,7 @@ class Run:
                     str(r.sent),
                     str(r.stored),
                     str(r.duplicated),
+                    str(r.redelivered),
                     states,
                     recovery,
                     f"{r.api_ok}/{r.api_errors}",

@@ -190,7 +190,11 @@ class Stack:
             Service(
                 f"ingest{i}",
                 ["ingest"],
-                {**env, "PACKFLEET_INGEST_CLIENT_ID": f"chaos-ingest{i}-{tag}"},
+                {
+                    **env,
+                    "PACKFLEET_INGEST_CLIENT_ID": f"chaos-ingest{i}-{tag}",
+                    "PACKFLEET_METRICS_PORT": str(services.free_port()),
+                },
                 logs,
             )
             for i in (1, 2)
@@ -294,6 +298,20 @@ class Stack:
     def all_connected(self) -> bool:
         snapshot = self.sim_counts()
         return bool(snapshot) and all(b["connected"] for b in snapshot["batteries"].values())
+
+    def redeliveries(self) -> dict[str, float]:
+        """Per ingest worker: readings it was handed again and skipped as stored, since it started."""
+        found = {}
+        for worker in self.ingest:
+            url = f"http://127.0.0.1:{worker.env['PACKFLEET_METRICS_PORT']}/metrics"
+            try:
+                text = httpx.get(url, timeout=2).text
+            except httpx.HTTPError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("ingest_readings_duplicate_total "):
+                    found[worker.name] = float(line.split()[1])
+        return found
 
     def db(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row, connect_timeout=5)
