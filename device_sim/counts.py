@@ -3,8 +3,8 @@
 The file is rewritten (atomically) at every summary, when asked to quiesce, and at exit. Each
 battery's entry holds the readings the broker acknowledged (`acked`: each distinct reading once,
 however often it was re-published after a lost connection), the readings not yet acknowledged
-(`pending`), those dropped from a full offline buffer, the device's own state, and the commands
-it remembers with their final stage (`applied`, `rejected`, or null while being applied).
+(`pending`), whether it is connected, the device's own state, and the commands it remembers with
+their final stage (`applied`, `rejected`, or null while being applied).
 
 `quiesced: true` means the fleet took no new readings and had nothing pending when written: then
 `acked` is exactly what the backend must have stored, once each.
