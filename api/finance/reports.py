@@ -22,48 +22,31 @@ MAX_REPORT_DAYS = 3660
 async def overdue_accounts(
     conn: AsyncConnection, *, principal: Principal, settings: Settings, min_days: int, limit: int, offset: int
 ) -> Row:
+    """Unpaid instalments at least `min_days` past due, the oldest first, with totals over all pages."""
     scope = await scope_for(conn, principal, "admin", "dealer", "consumer", "nbfc")
     policy = penalty_policy(settings)
-    rows = await queries.overdue_instalments(
-        conn,
-        scope=scope,
-        today=business_today(settings),
-        min_days=min_days,
-        fee=policy.fee,
-        fee_percent=policy.percent,
-        fee_after_days=policy.after_days,
-        limit=limit,
-        offset=offset,
-    )
-    accounts = [{**r, "status": "partial" if r["touched"] else "pending"} for r in rows]
-    total = (
-        rows[0]["total_count"] if rows else await _count_beyond_page(conn, scope, settings, min_days, offset)
-    )
+
+    async def page(limit: int, offset: int) -> list[Row]:
+        return await queries.overdue_instalments(
+            conn,
+            scope=scope,
+            today=business_today(settings),
+            min_days=min_days,
+            fee=policy.fee,
+            fee_percent=policy.percent,
+            fee_after_days=policy.after_days,
+            limit=limit,
+            offset=offset,
+        )
+
+    rows = await page(limit, offset)
+    # The totals come with every row; a page past the end has none, so ask for the first row.
+    totals = rows[:1] or (await page(1, 0) if offset else [])
     return {
-        "overdue_accounts": accounts,
-        "total_overdue": total,
-        "total_overdue_amount": rows[0]["total_outstanding"] if rows else Decimal("0"),
+        "overdue_accounts": [{**r, "status": "partial" if r["touched"] else "pending"} for r in rows],
+        "total_overdue": totals[0]["total_count"] if totals else 0,
+        "total_overdue_amount": totals[0]["total_outstanding"] if totals else Decimal("0"),
     }
-
-
-async def _count_beyond_page(
-    conn: AsyncConnection, scope: Scope, settings: Settings, min_days: int, offset: int
-) -> int:
-    """The total when the page asked for is past the end (the window totals came with no row)."""
-    if offset == 0:
-        return 0
-    rows = await queries.overdue_instalments(
-        conn,
-        scope=scope,
-        today=business_today(settings),
-        min_days=min_days,
-        fee=Decimal(0),
-        fee_percent=Decimal(0),
-        fee_after_days=0,
-        limit=1,
-        offset=0,
-    )
-    return rows[0]["total_count"] if rows else 0
 
 
 async def collection_report(

@@ -259,6 +259,9 @@ def test_api_auto_disable_and_overdue_list(
     assert row["battery_serial"] == overdue_loan["battery"]["serial_number"]
     assert row["consumer_phone"] == world.consumer_a["phone"]
     assert listed["total_overdue_amount"] >= 1000
+    beyond = client.get("/api/finance/overdue?offset=1000", headers=bearer(world.dealer_a_user)).json()
+    assert beyond["overdue_accounts"] == [] and beyond["total_overdue"] == listed["total_overdue"]
+    assert beyond["total_overdue_amount"] == listed["total_overdue_amount"]
     assert (
         client.get("/api/finance/overdue", headers=bearer(world.dealer_b_user)).json()["total_overdue"] == 0
     )
