@@ -18,6 +18,7 @@ from api.commands.router import router as commands_router
 from api.consumers.router import router as consumers_router
 from api.errors import install_error_handlers
 from api.ratelimit import build_rate_limits
+from api.service.router import router as service_router
 from packfleet.db import open_pool
 from packfleet.logs import setup_logging
 from packfleet.settings import Settings
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(consumers_router)
     app.include_router(commands_router)
+    app.include_router(service_router)
     app.mount("/metrics", make_asgi_app())
 
     @app.get("/healthz", include_in_schema=False)
