@@ -36,7 +36,7 @@ def technician(db: psycopg.Connection) -> Callable[..., dict[str, Any]]:
             """INSERT INTO technicians (user_id, skills, rating, experience_years, location, latitude,
                                         longitude, status)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-            (user["id"], list(skills), rating, experience, location, *(at or (None, None)), status),
+            (user["id"], sorted(skills), rating, experience, location, *(at or (None, None)), status),
         )
         return user
 

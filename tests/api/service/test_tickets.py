@@ -345,3 +345,26 @@ def test_the_load_limit_holds_for_manual_assignment(
         ).status_code
         == 404
     )  # not a technician
+
+
+def test_the_consumer_profile_counts_the_battery_tickets(
+    client: TestClient, world: World, technician: Callable[..., dict[str, Any]]
+) -> None:
+    tech = technician("Profiled")
+    done = _ticket_in(client, world, tech, "resolved")
+    active = _open(client, world.consumer_a_user, world.battery_a["id"]).json()["ticket"]
+    profile = client.get(
+        f"/api/consumers/{world.consumer_a['id']}/profile", headers=bearer(world.consumer_a_user)
+    )
+    body = profile.json()
+    battery = next(b for b in body["batteries"] if b["id"] == world.battery_a["id"])
+    assert (battery["service_tickets_count"], battery["active_tickets_count"]) == (2, 1)
+    assert [t["id"] for t in body["recent_tickets"]] == [active["id"], done["id"]]
+    assert body["recent_tickets"][1] == {
+        "id": done["id"],
+        "issue_category": "performance",
+        "status": "resolved",
+        "battery_serial": world.battery_a["serial_number"],
+        "created_at": done["created_at"],
+    }
+    assert (body["summary"]["total_service_tickets"], body["summary"]["active_service_tickets"]) == (2, 1)
