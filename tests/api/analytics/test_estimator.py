@@ -1,0 +1,217 @@
+"""The health estimator on its own (no database, no server): simulated packs whose fade is known,
+injected faults, and properties of the maths."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from api.analytics import estimator as est
+from device_sim.model import DEFAULT_PACKS, PARKED, FleetModel
+
+LIMITS = est.Limits(max_temperature_c=60.0, self_discharge_pct_per_day=3.0)
+
+
+@pytest.fixture(autouse=True)
+def kept_pack_data_matches_the_packs() -> Iterator[None]:
+    """These tests touch no database (the API tests' check after each test does not apply)."""
+    yield
+
+
+def _rating(spec: object) -> est.PackRating:
+    rating = est.pack_rating(
+        chemistry=spec.chemistry,  # type: ignore[attr-defined]
+        nominal_voltage=f"{spec.nominal_voltage:g} V",  # type: ignore[attr-defined]
+        nominal_capacity=f"{spec.capacity_ah:g} Ah",  # type: ignore[attr-defined]
+    )
+    assert rating is not None
+    return rating
+
+
+HEALTHY = [100, 90, 80]
+LEAKING, OVERHEATING = "leaking", "overheating"
+
+
+class Simulated:
+    """Two days of one-minute readings from the simulator: each pack type at 100, 90 and 80 % health,
+    one pack that loses charge while parked (an internal short), one whose cooling failed."""
+
+    def __init__(self, seed: int = 7) -> None:
+        self.labels: list[object] = [h for h in HEALTHY for _ in DEFAULT_PACKS] + [LEAKING, OVERHEATING]
+        self.specs = [DEFAULT_PACKS[k % 3] for k in range(9)] + [DEFAULT_PACKS[0], DEFAULT_PACKS[1]]
+        model = FleetModel(self.specs, seed=seed)
+        target = np.array([h if isinstance(h, int) else 100 for h in self.labels], dtype=float)
+        model.cycles[:] = (1 - target / 100) / model.fade_per_cycle  # set each pack's age
+        leak, hot = self.labels.index(LEAKING), self.labels.index(OVERHEATING)
+        rows = []
+        dt = 30.0
+        for k in range(int(2 * 86400 / dt)):
+            model.step(dt)
+            if model.mode[leak] == PARKED:
+                model.soc[leak] = max(0.0, model.soc[leak] - 1.0 * dt / 3600)  # 1 % an hour
+            if model.current[hot] != 0:
+                model.temperature[hot] += 0.02 * dt
+            if k % 2 == 0:  # a reading a minute, rounded as a BMS sends it
+                rows.append(
+                    (
+                        model.clock,
+                        *(np.array(c) for c in zip(*model.readings(np.arange(model.n)), strict=True)),
+                    )
+                )
+        self.t = np.array([r[0] for r in rows])
+        self.columns = [np.array([r[c] for r in rows]) for c in range(1, 5)]  # V, A, SOC, °C (rows × packs)
+        self.truth = model.soh
+        self.resistance = model.resistance()
+
+    def readings(self, j: int) -> est.Readings:
+        v, i, soc, temp = (c[:, j] for c in self.columns)
+        return est.Readings(self.t, v, i, soc, temp)
+
+
+@pytest.fixture(scope="module")
+def simulated() -> Simulated:
+    return Simulated()
+
+
+@pytest.mark.parametrize("target", HEALTHY)
+def test_health_lands_within_5_points_of_the_simulated_truth(simulated: Simulated, target: int) -> None:
+    for j, label in enumerate(simulated.labels):
+        if label != target:
+            continue
+        rating = _rating(simulated.specs[j])
+        found = est.estimate(simulated.readings(j), rating, LIMITS)
+        health = est.health(found.charge_ah, found.swing_pct, rating)
+        assert health is not None and abs(health - simulated.truth[j]) <= 5.0, (simulated.specs[j], health)
+        assert found.anomalies == ()
+
+
+def test_resistance_follows_the_pack_s(simulated: Simulated) -> None:
+    for j, label in enumerate(simulated.labels[:9]):
+        ohm, steps = est.internal_resistance(simulated.readings(j), simulated.specs[j].capacity_ah)
+        assert steps > 100 and ohm is not None
+        assert ohm == pytest.approx(simulated.resistance[j], rel=0.2), (label, simulated.specs[j].model)
+    by_age = [
+        est.internal_resistance(simulated.readings(j), 48.0)[0] for j in (0, 3, 6)
+    ]  # 48V48 at 100, 90, 80
+    assert by_age == sorted(by_age)  # older packs are more resistive
+
+
+def test_injected_faults_are_flagged(simulated: Simulated) -> None:
+    leak, hot = simulated.labels.index(LEAKING), simulated.labels.index(OVERHEATING)
+    kinds = [
+        a.kind
+        for a in est.estimate(simulated.readings(leak), _rating(simulated.specs[leak]), LIMITS).anomalies
+    ]
+    assert kinds == ["self_discharge"]
+    kinds = [
+        a.kind for a in est.estimate(simulated.readings(hot), _rating(simulated.specs[hot]), LIMITS).anomalies
+    ]
+    assert kinds == ["over_temperature"]
+
+
+def _flat(n: int, **columns: np.ndarray | float) -> est.Readings:
+    t = np.arange(n) * 60.0
+    cols = {"voltage": 50.0, "current": 0.0, "soc": 50.0, "temperature": 25.0, **columns}
+    return est.Readings(t, *(np.broadcast_to(np.asarray(cols[k], dtype=float), (n,)).copy() for k in cols))
+
+
+def test_voltage_out_of_its_chemistry_s_window() -> None:
+    rating = est.pack_rating(chemistry="LFP", nominal_voltage="51.2 V", nominal_capacity="40 Ah")
+    assert rating is not None and rating.series_cells == 16
+    low, high = rating.voltage_window  # type: ignore[misc]
+    assert low == pytest.approx(16 * 2.0 * 0.98) and high == pytest.approx(16 * 3.65 * 1.02)
+    volts = np.full(100, 52.0)
+    volts[40] = 70.0  # one glitch: not a finding
+    assert est.anomalies(_flat(100, voltage=volts), rating, LIMITS) == ()
+    volts[41] = 70.0
+    (found,) = est.anomalies(_flat(100, voltage=volts), rating, LIMITS)
+    assert found.kind == "voltage_out_of_range" and "16 lfp cells" in found.detail
+    unknown = est.pack_rating(chemistry="sodium", nominal_voltage="48 V", nominal_capacity="40 Ah")
+    assert unknown is not None and unknown.voltage_window is None
+    assert est.anomalies(_flat(100, voltage=volts), unknown, LIMITS) == ()
+
+
+def test_pack_ratings_from_the_battery_fields() -> None:
+    assert est.pack_rating(
+        chemistry="Li-NMC", nominal_voltage="48 V", nominal_capacity="48 Ah"
+    ) == est.PackRating(48.0, "nmc", 13)
+    assert est.pack_rating(chemistry=None, nominal_voltage=None, nominal_capacity="30Ah") == est.PackRating(
+        30.0
+    )
+    assert est.pack_rating(chemistry="LFP", nominal_voltage="51.2 V", nominal_capacity="unknown") is None
+    assert est.pack_rating(chemistry="LFP", nominal_voltage="51.2 V", nominal_capacity="0 Ah") is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    capacity=st.floats(5, 300),
+    c_rate=st.floats(0.05, 2.0),
+    start=st.floats(60, 100),
+    interval=st.sampled_from([10.0, 30.0, 60.0]),
+    charging=st.booleans(),
+)
+def test_coulomb_counting_finds_the_capacity_of_a_steady_swing(
+    capacity: float, c_rate: float, start: float, interval: float, charging: bool
+) -> None:
+    """A constant current and the SOC it gives: the estimate is the capacity."""
+    amps = c_rate * capacity * (-1 if charging else 1)
+    seconds = 0.5 * 3600 / c_rate  # half the pack
+    t = np.arange(0, seconds + interval, interval)
+    soc = (
+        start - 100 * amps * t / 3600 / capacity
+        if not charging
+        else (start - 50) - 100 * amps * t / 3600 / capacity
+    )
+    readings = est.Readings(t, np.full(len(t), 50.0), np.full(len(t), amps), soc, np.full(len(t), np.nan))
+    charge, swing, _ = est.coulomb_swings(readings)
+    assert swing > 0
+    assert 100 * charge / swing == pytest.approx(capacity, rel=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(capacity=st.floats(10, 100), ohm=st.floats(0.005, 0.5), seed=st.integers(0, 2**16))
+def test_resistance_from_current_steps_is_exact_without_ocv_drift(
+    capacity: float, ohm: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    amps = rng.choice([0.0, 0.3, 1.0, -0.5], size=200) * capacity
+    readings = _flat(200, current=amps, voltage=55.0 - amps * ohm)
+    found, steps = est.internal_resistance(readings, capacity)
+    if steps:
+        assert found == pytest.approx(ohm, rel=1e-9)
+
+
+def test_a_gap_breaks_the_count() -> None:
+    """SOC that moved while the device was silent is not matched against a current never seen."""
+    t = np.concatenate([np.arange(0, 600, 60.0), np.arange(3600, 4200, 60.0)])
+    soc = np.concatenate([np.full(10, 90.0), np.full(10, 20.0)])
+    readings = est.Readings(t, np.full(20, 50.0), np.zeros(20), soc, np.full(20, np.nan))
+    assert est.coulomb_swings(readings)[:2] == (0.0, 0.0)
+
+
+@given(charge=st.floats(0, 1e6), swing=st.floats(0, 1e6), capacity=st.floats(1, 500))
+def test_health_is_a_percentage(charge: float, swing: float, capacity: float) -> None:
+    found = est.health(charge, swing, est.PackRating(capacity))
+    assert found is None or 0.0 <= found <= 100.0
+    if swing < est.MIN_SWING_PCT:
+        assert found is None
+
+
+def test_trend_and_days_to_the_threshold() -> None:
+    days = np.arange(10)
+    line = est.trend(days, 90 - 0.5 * days, threshold=70.0)
+    assert line is not None
+    assert line.per_day == pytest.approx(-0.5) and line.days_to_threshold == pytest.approx((85.5 - 70) / 0.5)
+    assert est.trend(days, np.full(10, 90.0), 70.0).days_to_threshold is None  # type: ignore[union-attr]
+    assert est.trend(days, np.full(10, 60.0), 70.0).days_to_threshold == 0.0  # type: ignore[union-attr]
+    assert est.trend(days[:2], np.array([90.0, 89.0]), 70.0) is None
+
+
+def test_faded_evidence() -> None:
+    assert est.fade((10.0, 20.0), 0) == (10.0, 20.0)
+    charge, swing = est.fade((10.0, 20.0), est.MEMORY_DAYS * 86400)
+    assert charge == pytest.approx(10 / np.e) and swing == pytest.approx(20 / np.e)
