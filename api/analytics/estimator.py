@@ -20,12 +20,17 @@ Internal resistance, from the voltage response to current steps: consecutive rea
 moved by at most 1 %: R = -ΔV/ΔI (the open-circuit voltage barely moves in between). The median of
 those steps is the estimate, in ohm. It is reported beside health (it rises with age and with cold).
 
-Anomalies in a run of readings:
+Anomalies:
 - over_temperature: a reading above the configured maximum temperature;
 - voltage_out_of_range: two or more readings outside the chemistry's cell window (× cells in series,
   2 % tolerance) — a single glitch is not a finding;
 - self_discharge: SOC lost while parked (|current| ≤ `IDLE_C` of the capacity) in stretches of at
-  least `MIN_PARKED_S`, faster than the configured %/day over at least `MIN_PARKED_TOTAL_S` parked.
+  least `MIN_PARKED_S`, faster than the configured %/day, over at least `MIN_PARKED_TOTAL_S` of
+  parking kept with a memory of `PARKED_MEMORY_DAYS`.
+
+Runs are incremental: each reads from the previous run's `resume_t` (its last swing point, or the
+start of a parked stretch still going) and counts only what ends after the previous run's newest
+reading, so processing readings in several runs adds up to processing them in one.
 
 Trend: the least-squares slope of daily health over time (points per day), and the days until it
 reaches the service threshold at that slope (none while it fades by less than `MIN_FADE_PER_DAY`).
@@ -48,6 +53,7 @@ STEP_C = 0.1
 IDLE_C = 0.02
 MIN_PARKED_S = 1800.0
 MIN_PARKED_TOTAL_S = 6 * 3600.0
+PARKED_MEMORY_DAYS = 3.0
 VOLTAGE_TOLERANCE = 0.02
 MIN_TREND_DAYS = 3
 MIN_FADE_PER_DAY = 1e-3  # slower than ~0.4 points a year is no fade (and no forecast)
@@ -143,15 +149,44 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """What one run of readings says."""
+class Evidence:
+    """The sums kept between runs: coulomb count over SOC swings, SOC lost while parked."""
 
-    charge_ah: float  # Σ -ΔQ·sign(ΔSOC) over the SOC swings
-    swing_pct: float  # Σ |ΔSOC|
-    last_point_t: float | None  # where the next run resumes
+    charge_ah: float = 0.0  # Σ -ΔQ·sign(ΔSOC)
+    swing_pct: float = 0.0  # Σ |ΔSOC|
+    parked_lost_pct: float = 0.0
+    parked_s: float = 0.0
+
+    def __add__(self, other: Evidence) -> Evidence:
+        return Evidence(
+            self.charge_ah + other.charge_ah,
+            self.swing_pct + other.swing_pct,
+            self.parked_lost_pct + other.parked_lost_pct,
+            self.parked_s + other.parked_s,
+        )
+
+    def faded(self, elapsed_s: float) -> Evidence:
+        """Older evidence counts less: swings fade over MEMORY_DAYS, parking over PARKED_MEMORY_DAYS."""
+        elapsed = max(elapsed_s, 0.0)
+        swings = math.exp(-elapsed / (MEMORY_DAYS * 86400.0))
+        parking = math.exp(-elapsed / (PARKED_MEMORY_DAYS * 86400.0))
+        return Evidence(
+            self.charge_ah * swings,
+            self.swing_pct * swings,
+            self.parked_lost_pct * parking,
+            self.parked_s * parking,
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What one run of readings adds."""
+
+    evidence: Evidence
+    resume_t: float | None  # where the next run must start reading (see `estimate`)
     resistance_ohm: float | None
     resistance_steps: int
-    anomalies: tuple[Anomaly, ...]
+    anomalies: tuple[Anomaly, ...]  # over-temperature and voltage, in the new readings
 
 
 def _runs(t: np.ndarray) -> list[tuple[int, int]]:
@@ -163,8 +198,8 @@ def _runs(t: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
-def coulomb_swings(r: Readings) -> tuple[float, float, float | None]:
-    """(charge_ah, swing_pct, last point's time) over the SOC swings of these readings."""
+def coulomb_swings(r: Readings, after: float = -math.inf) -> tuple[float, float, float | None]:
+    """(charge_ah, swing_pct, last point's time) over the SOC swings that end after `after`."""
     charge = swing = 0.0
     last_point: float | None = None
     for a, b in _runs(r.t):
@@ -177,10 +212,30 @@ def coulomb_swings(r: Readings) -> tuple[float, float, float | None]:
             continue
         d_soc = np.diff(soc[points])
         d_q = np.diff(q[points])
-        keep = np.abs(d_soc) <= 2 * LEVEL_PCT
+        keep = (np.abs(d_soc) <= 2 * LEVEL_PCT) & (t[points[1:]] > after)
         charge += float(np.sum(-d_q[keep] * np.sign(d_soc[keep])))
         swing += float(np.sum(np.abs(d_soc[keep])))
     return charge, swing, last_point
+
+
+def parked(r: Readings, capacity_ah: float, after: float = -math.inf) -> tuple[float, float, float | None]:
+    """(SOC lost %, seconds) while parked after `after`, in stretches of at least MIN_PARKED_S, and the
+    start of a stretch still going at the end (a later run must see all of it)."""
+    idle = np.abs(r.current) <= IDLE_C * capacity_ah
+    lost = seconds = 0.0
+    ongoing: float | None = None
+    for a, b in _runs(r.t):
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], idle[a:b].astype(np.int8), [0]))))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):  # idle readings [start, stop)
+            first, last = a + start, a + stop - 1
+            if b == len(r.t) and stop == b - a:
+                ongoing = float(r.t[first])
+            if r.t[last] - r.t[first] < MIN_PARKED_S or r.t[last] <= after:
+                continue
+            first = max(first, int(np.searchsorted(r.t, after, side="left")))  # this run's part only
+            lost += float(r.soc[first] - r.soc[last])
+            seconds += float(r.t[last] - r.t[first])
+    return lost, seconds, ongoing
 
 
 def internal_resistance(r: Readings, capacity_ah: float) -> tuple[float | None, int]:
@@ -196,8 +251,8 @@ def internal_resistance(r: Readings, capacity_ah: float) -> tuple[float | None, 
     return float(np.median(ohms)), int(len(ohms))
 
 
-def anomalies(r: Readings, rating: PackRating, limits: Limits) -> tuple[Anomaly, ...]:
-    """What in these readings calls for a technician."""
+def reading_anomalies(r: Readings, rating: PackRating | None, limits: Limits) -> tuple[Anomaly, ...]:
+    """Over-temperature and voltage out of the chemistry's window in these readings."""
     found: list[Anomaly] = []
     temps = r.temperature[np.isfinite(r.temperature)]
     if len(temps) and temps.max() > limits.max_temperature_c:
@@ -207,7 +262,7 @@ def anomalies(r: Readings, rating: PackRating, limits: Limits) -> tuple[Anomaly,
                 f"Temperature reached {temps.max():.1f} °C (limit {limits.max_temperature_c:g} °C)",
             )
         )
-    window = rating.voltage_window
+    window = rating.voltage_window if rating is not None else None
     if window is not None:
         outside = (r.voltage < window[0]) | (r.voltage > window[1])
         if outside.sum() >= 2:
@@ -216,59 +271,59 @@ def anomalies(r: Readings, rating: PackRating, limits: Limits) -> tuple[Anomaly,
                 Anomaly(
                     "voltage_out_of_range",
                     f"{int(outside.sum())} readings outside {window[0]:.1f}-{window[1]:.1f} V for "
-                    f"{rating.series_cells} {rating.chemistry} cells "
+                    f"{rating.series_cells} {rating.chemistry} cells "  # type: ignore[union-attr]
                     f"(seen {seen.min():.1f}-{seen.max():.1f} V)",
                 )
             )
-    rate = parked_self_discharge(r, rating.capacity_ah)
-    if rate is not None and rate > limits.self_discharge_pct_per_day:
-        found.append(
-            Anomaly(
-                "self_discharge",
-                f"Losing {rate:.1f} % SOC a day while parked "
-                f"(limit {limits.self_discharge_pct_per_day:g} %/day)",
-            )
-        )
     return tuple(found)
 
 
-def parked_self_discharge(r: Readings, capacity_ah: float) -> float | None:
-    """SOC lost per day while parked (%), over parked stretches of MIN_PARKED_S or more; None with
-    less than MIN_PARKED_TOTAL_S of them."""
-    idle = np.abs(r.current) <= IDLE_C * capacity_ah
-    lost = parked = 0.0
-    for a, b in _runs(r.t):
-        flags = idle[a:b]
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
-        for start, stop in zip(edges[::2], edges[1::2], strict=True):  # idle readings [start, stop)
-            first, last = a + start, a + stop - 1
-            span = r.t[last] - r.t[first]
-            if span >= MIN_PARKED_S:
-                lost += float(r.soc[first] - r.soc[last])
-                parked += float(span)
-    if parked < MIN_PARKED_TOTAL_S:
+def _since(r: Readings, after: float) -> Readings:
+    k = int(np.searchsorted(r.t, after, side="right"))
+    return Readings(r.t[k:], r.voltage[k:], r.current[k:], r.soc[k:], r.temperature[k:])
+
+
+def estimate(
+    r: Readings, rating: PackRating | None, limits: Limits, *, after: float | None = None
+) -> Estimate:
+    """What a run of a battery's readings adds to its evidence. `after` is the newest reading of the
+    run before (None for the first): only what ends after it is new. The readings must start at the
+    previous run's `resume_t` (or earlier), so that each SOC swing and parked stretch is counted once."""
+    bound = -math.inf if after is None else after
+    new = r if after is None else _since(r, after)
+    if rating is None:  # without the nameplate capacity only the temperature can be judged
+        return Estimate(Evidence(), None, None, 0, reading_anomalies(new, None, limits))
+    charge, swing, last_point = coulomb_swings(r, bound)
+    lost, seconds, ongoing = parked(r, rating.capacity_ah, bound)
+    resistance, steps = internal_resistance(new, rating.capacity_ah)
+    resume = min((p for p in (last_point, ongoing) if p is not None), default=None)
+    return Estimate(
+        Evidence(charge, swing, lost, seconds),
+        resume,
+        resistance,
+        steps,
+        reading_anomalies(new, rating, limits),
+    )
+
+
+def self_discharge(evidence: Evidence, limits: Limits) -> Anomaly | None:
+    """Abnormal self-discharge while parked, from the kept evidence (None if normal or too little)."""
+    if evidence.parked_s < MIN_PARKED_TOTAL_S:
         return None
-    return lost / parked * 86400.0
+    rate = evidence.parked_lost_pct / evidence.parked_s * 86400.0
+    if rate <= limits.self_discharge_pct_per_day:
+        return None
+    return Anomaly(
+        "self_discharge",
+        f"Losing {rate:.1f} % SOC a day while parked (limit {limits.self_discharge_pct_per_day:g} %/day)",
+    )
 
 
-def estimate(r: Readings, rating: PackRating, limits: Limits) -> Estimate:
-    """Everything one run of a battery's readings tells."""
-    charge, swing, last_point = coulomb_swings(r)
-    resistance, steps = internal_resistance(r, rating.capacity_ah)
-    return Estimate(charge, swing, last_point, resistance, steps, anomalies(r, rating, limits))
-
-
-def fade(sums: tuple[float, float], elapsed_s: float) -> tuple[float, float]:
-    """Older evidence counts less: the sums after `elapsed_s` of memory loss."""
-    keep = math.exp(-max(elapsed_s, 0.0) / (MEMORY_DAYS * 86400.0))
-    return sums[0] * keep, sums[1] * keep
-
-
-def health(charge_ah: float, swing_pct: float, rating: PackRating) -> float | None:
+def health(evidence: Evidence, rating: PackRating) -> float | None:
     """State of health (%) from the kept sums; None until the swings add up to MIN_SWING_PCT."""
-    if swing_pct < MIN_SWING_PCT or charge_ah <= 0:
+    if evidence.swing_pct < MIN_SWING_PCT or evidence.charge_ah <= 0:
         return None
-    capacity = 100.0 * charge_ah / swing_pct
+    capacity = 100.0 * evidence.charge_ah / evidence.swing_pct
     return float(min(100.0, max(0.0, 100.0 * capacity / rating.capacity_ah)))
 
 

@@ -84,9 +84,9 @@ def test_health_lands_within_5_points_of_the_simulated_truth(simulated: Simulate
             continue
         rating = _rating(simulated.specs[j])
         found = est.estimate(simulated.readings(j), rating, LIMITS)
-        health = est.health(found.charge_ah, found.swing_pct, rating)
+        health = est.health(found.evidence, rating)
         assert health is not None and abs(health - simulated.truth[j]) <= 5.0, (simulated.specs[j], health)
-        assert found.anomalies == ()
+        assert found.anomalies == () and est.self_discharge(found.evidence, LIMITS) is None
 
 
 def test_resistance_follows_the_pack_s(simulated: Simulated) -> None:
@@ -102,15 +102,36 @@ def test_resistance_follows_the_pack_s(simulated: Simulated) -> None:
 
 def test_injected_faults_are_flagged(simulated: Simulated) -> None:
     leak, hot = simulated.labels.index(LEAKING), simulated.labels.index(OVERHEATING)
-    kinds = [
-        a.kind
-        for a in est.estimate(simulated.readings(leak), _rating(simulated.specs[leak]), LIMITS).anomalies
-    ]
-    assert kinds == ["self_discharge"]
-    kinds = [
-        a.kind for a in est.estimate(simulated.readings(hot), _rating(simulated.specs[hot]), LIMITS).anomalies
-    ]
-    assert kinds == ["over_temperature"]
+    leaking = est.estimate(simulated.readings(leak), _rating(simulated.specs[leak]), LIMITS)
+    assert leaking.anomalies == ()
+    found = est.self_discharge(leaking.evidence, LIMITS)
+    assert found is not None and found.kind == "self_discharge"
+    assert 20 < leaking.evidence.parked_lost_pct / leaking.evidence.parked_s * 86400 < 28  # 1 %/h injected
+    overheating = est.estimate(simulated.readings(hot), _rating(simulated.specs[hot]), LIMITS)
+    assert [a.kind for a in overheating.anomalies] == ["over_temperature"]
+    assert est.self_discharge(overheating.evidence, LIMITS) is None
+
+
+@pytest.mark.parametrize("runs", [2, 5, 48])
+def test_runs_add_up_to_one_pass(simulated: Simulated, runs: int) -> None:
+    """The job reads each battery in runs, each from the last one's resume point: the evidence adds
+    up to reading everything at once."""
+    j = 4
+    rating = _rating(simulated.specs[j])
+    whole = simulated.readings(j)
+    columns = (whole.t, whole.voltage, whole.current, whole.soc, whole.temperature)
+    once = est.estimate(whole, rating, LIMITS).evidence
+    total, after, resume = est.Evidence(), None, None
+    for end in np.linspace(whole.t[0], whole.t[-1], runs + 1)[1:]:
+        lo = 0 if resume is None else int(np.searchsorted(whole.t, resume))
+        hi = int(np.searchsorted(whole.t, end, side="right"))
+        part = est.Readings(*(c[lo:hi] for c in columns))
+        found = est.estimate(part, rating, LIMITS, after=after)
+        total, after, resume = total + found.evidence, float(part.t[-1]), found.resume_t
+    assert total.charge_ah == pytest.approx(once.charge_ah, rel=1e-9)
+    assert total.swing_pct == pytest.approx(once.swing_pct, rel=1e-9)
+    # a stretch cut short at a run's end counts from where the next run starts judging it
+    assert total.parked_s == pytest.approx(once.parked_s, rel=0.05)
 
 
 def _flat(n: int, **columns: np.ndarray | float) -> est.Readings:
@@ -126,13 +147,13 @@ def test_voltage_out_of_its_chemistry_s_window() -> None:
     assert low == pytest.approx(16 * 2.0 * 0.98) and high == pytest.approx(16 * 3.65 * 1.02)
     volts = np.full(100, 52.0)
     volts[40] = 70.0  # one glitch: not a finding
-    assert est.anomalies(_flat(100, voltage=volts), rating, LIMITS) == ()
+    assert est.reading_anomalies(_flat(100, voltage=volts), rating, LIMITS) == ()
     volts[41] = 70.0
-    (found,) = est.anomalies(_flat(100, voltage=volts), rating, LIMITS)
+    (found,) = est.reading_anomalies(_flat(100, voltage=volts), rating, LIMITS)
     assert found.kind == "voltage_out_of_range" and "16 lfp cells" in found.detail
     unknown = est.pack_rating(chemistry="sodium", nominal_voltage="48 V", nominal_capacity="40 Ah")
     assert unknown is not None and unknown.voltage_window is None
-    assert est.anomalies(_flat(100, voltage=volts), unknown, LIMITS) == ()
+    assert est.reading_anomalies(_flat(100, voltage=volts), unknown, LIMITS) == ()
 
 
 def test_pack_ratings_from_the_battery_fields() -> None:
@@ -195,7 +216,7 @@ def test_a_gap_breaks_the_count() -> None:
 
 @given(charge=st.floats(0, 1e6), swing=st.floats(0, 1e6), capacity=st.floats(1, 500))
 def test_health_is_a_percentage(charge: float, swing: float, capacity: float) -> None:
-    found = est.health(charge, swing, est.PackRating(capacity))
+    found = est.health(est.Evidence(charge, swing), est.PackRating(capacity))
     assert found is None or 0.0 <= found <= 100.0
     if swing < est.MIN_SWING_PCT:
         assert found is None
@@ -212,6 +233,8 @@ def test_trend_and_days_to_the_threshold() -> None:
 
 
 def test_faded_evidence() -> None:
-    assert est.fade((10.0, 20.0), 0) == (10.0, 20.0)
-    charge, swing = est.fade((10.0, 20.0), est.MEMORY_DAYS * 86400)
-    assert charge == pytest.approx(10 / np.e) and swing == pytest.approx(20 / np.e)
+    kept = est.Evidence(10.0, 20.0, 3.0, 4.0)
+    assert kept.faded(0) == kept
+    month = kept.faded(est.MEMORY_DAYS * 86400)
+    assert month.charge_ah == pytest.approx(10 / np.e) and month.swing_pct == pytest.approx(20 / np.e)
+    assert kept.faded(est.PARKED_MEMORY_DAYS * 86400).parked_s == pytest.approx(4 / np.e)
