@@ -16,9 +16,12 @@ from api.battery_packs.page_cache import PackPageCache
 from api.battery_packs.router import router as battery_packs_router
 from api.commands.router import router as commands_router
 from api.consumers.router import router as consumers_router
+from api.dashboard import dashboard_files
 from api.errors import install_error_handlers
+from api.messaging.router import router as messaging_router
 from api.ratelimit import build_rate_limits
 from api.service.router import router as service_router
+from api.telemetry.router import router as telemetry_router
 from packfleet.db import open_pool
 from packfleet.logs import setup_logging
 from packfleet.settings import Settings
@@ -72,7 +75,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(consumers_router)
     app.include_router(commands_router)
     app.include_router(service_router)
+    app.include_router(messaging_router)
+    app.include_router(telemetry_router)
     app.mount("/metrics", make_asgi_app())
+    app.mount("/dashboard", dashboard_files(), name="dashboard")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -9,13 +9,16 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import psycopg
 import typer
 import uvicorn
+from pydantic import SecretStr, ValidationError
 
+from packfleet.local import jwt_secret_file, running_stack
 from packfleet.logs import setup_logging
-from packfleet.settings import Settings
+from packfleet.settings import MissingSetting, Settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -26,6 +29,53 @@ def _settings(**overrides: object) -> Settings:
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     setup_logging(settings.log_level, json_lines=settings.log_json)
     return settings
+
+
+def _operator_settings() -> Settings:
+    """Settings of an operator command: what is unset comes from the `packfleet up` running from
+    the data dir (its database and JWT secret), so the command works from a second shell."""
+    settings = _settings()
+    found: dict[str, object] = {}
+    data_dir = settings.data_dir.resolve()
+    if settings.database_url is None:
+        stack = running_stack(data_dir)
+        if stack is None:
+            raise MissingSetting(
+                "no database: set PACKFLEET_DATABASE_URL, or start `packfleet up` "
+                f"(none runs from {data_dir})"
+            )
+        found["database_url"] = stack["database_url"]
+    if settings.jwt_secret is None and (secret := jwt_secret_file(data_dir)) is not None:
+        found["jwt_secret"] = SecretStr(secret)
+    return settings.model_copy(update=found)
+
+
+def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """A missing or bad setting, or an unreachable database, is one line on stderr, not a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: object, **kwargs: object) -> None:
+        try:
+            command(*args, **kwargs)
+        except MissingSetting as exc:
+            _fail(str(exc))
+        except ValidationError as exc:
+            _fail("; ".join(_setting_error(e) for e in exc.errors()))
+        except psycopg.OperationalError as exc:
+            _fail(f"cannot reach the database: {str(exc).strip().splitlines()[0]}")
+
+    return run
+
+
+def _setting_error(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    names = ".".join(map(str, error["loc"]))
+    return f"PACKFLEET_{names.upper()}: {message}" if names else message
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def _serve(service: Callable[[Settings, asyncio.Event], Awaitable[None]], settings: Settings) -> None:
@@ -42,6 +92,7 @@ def _serve(service: Callable[[Settings, asyncio.Event], Awaitable[None]], settin
 
 
 @app.command()
+@_one_line_errors
 def up(
     data_dir: Annotated[Path | None, typer.Option(help="where embedded data lives")] = None,
     batteries: Annotated[int, typer.Option(help="simulated demo batteries (0: none)")] = 24,
@@ -55,15 +106,17 @@ def up(
 
 
 @app.command()
+@_one_line_errors
 def migrate() -> None:
     """Apply pending database migrations."""
     from packfleet.migrate import migrate as apply
 
-    applied = apply(_settings().require_database_url())
+    applied = apply(_operator_settings().require_database_url())
     typer.echo("\n".join(applied) if applied else "database is up to date")
 
 
 @app.command()
+@_one_line_errors
 def api(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
@@ -93,6 +146,7 @@ def api(
 
 
 @app.command()
+@_one_line_errors
 def ingest(
     retire: Annotated[
         bool, typer.Option(help="store what this worker's MQTT session holds, then end the session for good")
@@ -105,6 +159,7 @@ def ingest(
 
 
 @app.command()
+@_one_line_errors
 def control() -> None:
     """Run the control service (publishes commands, tracks acknowledgements, retries, expiry)."""
     from control.main import run
@@ -113,6 +168,7 @@ def control() -> None:
 
 
 @app.command()
+@_one_line_errors
 def scheduler() -> None:
     """Run the scheduled business jobs (every domain's, on one scheduler; run one such process)."""
     from packfleet.scheduler import run
@@ -121,17 +177,19 @@ def scheduler() -> None:
 
 
 @app.command("seed-demo")
+@_one_line_errors
 def seed_demo(batteries: Annotated[int, typer.Option()] = 24) -> None:
     """Load the demo dealer, users, consumers and batteries (idempotent)."""
     from packfleet.db import connect
     from packfleet.demo import seed_demo as seed
 
-    with connect(_settings().require_database_url()) as conn:
+    with connect(_operator_settings().require_database_url()) as conn:
         serials = seed(conn, batteries=batteries)
     typer.echo(f"demo data ready: {len(serials)} batteries {serials[0]}..{serials[-1]}")
 
 
 @user_app.command("add")
+@_one_line_errors
 def user_add(
     phone: Annotated[str, typer.Option(help="E.164, e.g. +919876543210")],
     name: Annotated[str, typer.Option()],
@@ -142,7 +200,7 @@ def user_add(
     from packfleet.accounts import AccountError, add_user
     from packfleet.db import connect
 
-    with connect(_settings().require_database_url()) as conn:
+    with connect(_operator_settings().require_database_url()) as conn:
         try:
             user = add_user(conn, phone=phone, name=name, role=role, dealer_id=dealer_id)
         except AccountError as exc:
@@ -152,6 +210,7 @@ def user_add(
 
 
 @app.command()
+@_one_line_errors
 def token(
     phone: Annotated[str, typer.Option(help="the user's phone")],
     hours: Annotated[float, typer.Option(help="validity")] = 24.0,
@@ -160,12 +219,11 @@ def token(
     from packfleet.accounts import AccountError, token_for_phone
     from packfleet.db import connect
 
-    settings = _settings()
+    settings = _operator_settings()
+    secret = settings.require_jwt_secret()
     with connect(settings.require_database_url()) as conn:
         try:
-            jwt = token_for_phone(
-                conn, phone, secret=settings.require_jwt_secret(), ttl=timedelta(hours=hours)
-            )
+            jwt = token_for_phone(conn, phone, secret=secret, ttl=timedelta(hours=hours))
         except AccountError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

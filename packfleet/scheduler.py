@@ -11,6 +11,11 @@ and from two processes at once (the domains key their work, for example with an 
 unique key), because a second scheduler can run during a deploy and a paused process resumes late.
 A job missed while the process was paused or down runs once when it can (`coalesce`), if it is
 still within its `misfire_grace_s`.
+
+The outbox workers (SMS, lender calls; packfleet/outbox.py) run here too, each a loop of its own
+beside the scheduler, from what the domains' `jobs` modules declare (`domain_outboxes`): they are
+business deliveries that must go on whether or not an API process is up, they are woken by NOTIFY
+rather than by a clock, and a slow gateway holds up no job and no request.
 """
 
 from __future__ import annotations
@@ -27,8 +32,12 @@ from apscheduler.triggers.base import BaseTrigger
 from prometheus_client import Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
+from api.analytics import jobs as analytics_jobs
+from api.messaging import jobs as messaging_jobs
+from api.telemetry import jobs as telemetry_jobs
 from packfleet.db import open_pool
 from packfleet.metrics import serve_metrics
+from packfleet.outbox import Outbox, run_workers
 from packfleet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +67,14 @@ class ScheduledJob:
 def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     """Every domain's jobs, as their `jobs` modules declare them for these settings."""
     jobs: list[ScheduledJob] = []
+    jobs += telemetry_jobs.scheduled(settings)
+    jobs += analytics_jobs.scheduled(settings)
     return jobs
+
+
+def domain_outboxes(settings: Settings) -> list[Outbox]:
+    """Every domain's outbox tables and their senders, as their `jobs` modules declare them."""
+    return [*messaging_jobs.outboxes(settings)]
 
 
 def _guarded(job: ScheduledJob, context: JobContext) -> Callable[[], Awaitable[None]]:
@@ -97,15 +113,24 @@ def build_scheduler(jobs: Sequence[ScheduledJob], context: JobContext) -> AsyncI
     return scheduler
 
 
-async def run(settings: Settings, stop: asyncio.Event, *, jobs: Sequence[ScheduledJob] | None = None) -> None:
-    """Run the scheduled jobs until `stop` is set."""
+async def run(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    jobs: Sequence[ScheduledJob] | None = None,
+    outboxes: Sequence[Outbox] | None = None,
+) -> None:
+    """Run the scheduled jobs and the outbox workers until `stop` is set."""
     serve_metrics(settings.metrics_port)
-    async with open_pool(settings.require_database_url(), name="scheduler", max_size=4) as pool:
+    chosen_outboxes = list(outboxes) if outboxes is not None else domain_outboxes(settings)
+    database_url = settings.require_database_url()
+    async with open_pool(database_url, name="scheduler", max_size=4 + len(chosen_outboxes)) as pool:
         chosen = list(jobs) if jobs is not None else domain_jobs(settings)
         scheduler = build_scheduler(chosen, JobContext(pool=pool, settings=settings))
         scheduler.start()
         log.info("scheduler started", extra={"jobs": [j.id for j in chosen]})
         try:
+            await run_workers(pool, database_url, chosen_outboxes, stop, poll_s=settings.outbox_poll_seconds)
             await stop.wait()
         finally:
             scheduler.shutdown(wait=False)

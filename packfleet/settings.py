@@ -45,6 +45,10 @@ class SlaHours(BaseModel):
     low: float = Field(default=120.0, gt=0, le=8760)
 
 
+class MissingSetting(RuntimeError):
+    """A setting the command needs is not set (the CLI says so in one line)."""
+
+
 class Settings(BaseSettings):
     """Everything a packfleet process can be told; see the README's configuration table."""
 
@@ -92,6 +96,26 @@ class Settings(BaseSettings):
     command_retry_max_seconds: float = Field(default=300.0, gt=0)
     command_bulk_rate_per_s: float = Field(default=500.0, gt=0)
 
+    # outboxes (packfleet/outbox.py; SMS, lender calls): delivery attempts and their backoff
+    outbox_max_attempts: int = Field(default=8, ge=1, le=100)
+    outbox_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    outbox_retry_max_seconds: float = Field(default=900.0, gt=0, le=86_400)
+    outbox_lease_seconds: float = Field(default=60.0, ge=1, le=3600)  # a claim's hold; sends time out at half
+    outbox_poll_seconds: float = Field(default=5.0, gt=0, le=300)  # fallback when a NOTIFY is missed
+    outbox_batch: int = Field(default=20, ge=1, le=1000)  # rows claimed and sent concurrently per worker
+
+    # messaging (api/messaging): the SMS provider and how long an API answer waits for it
+    sms_provider: Literal["console", "http"] = "console"
+    sms_http_url: str | None = None  # the gateway's send URL (http provider)
+    sms_http_auth_header: SecretStr | None = None  # "Name: value", e.g. "Authorization: Bearer …"
+    # JSON object whose string values may hold {to}, {text} and {idempotency_key}
+    sms_http_body_template: str = '{"to": "{to}", "message": "{text}", "reference": "{idempotency_key}"}'
+    sms_http_body_format: Literal["json", "form"] = "json"
+    sms_http_message_id_path: str = Field(default="message_id", pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+    sms_http_idempotency_header: str | None = "Idempotency-Key"
+    sms_http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    sms_answer_wait_seconds: float = Field(default=2.0, ge=0, le=10)  # send-sms waits this for "sent"
+
     # TimescaleDB policies (used only when the extension exists)
     telemetry_compress_after: str = "7 days"
     telemetry_retention: str = "365 days"
@@ -108,9 +132,16 @@ class Settings(BaseSettings):
     health_window_days: int = Field(default=7, ge=1, le=90)  # readings a battery's first run reads
     health_job_minutes: int = Field(default=60, ge=1, le=1440)
 
+    # telemetry queries and rollups (api/telemetry)
+    telemetry_max_points: int = Field(default=10_000, ge=100, le=1_000_000)  # buckets one query answers
+    # Plain PostgreSQL: how often the hours that received readings are re-aggregated, and how many
+    # old readings one retention statement deletes (TimescaleDB's own policies do both there).
+    telemetry_rollup_refresh_seconds: int = Field(default=60, ge=5, le=3600)
+    telemetry_retention_batch_rows: int = Field(default=50_000, ge=1000, le=1_000_000)
+
     storage_dir: Path | None = None  # uploaded documents; default <data_dir>/storage
     log_level: str = "INFO"
-    log_json: bool = True
+    log_json: bool | None = None  # JSON lines; unset: JSON unless stderr is a terminal
 
     @field_validator("mqtt_protocol", mode="before")
     @classmethod
@@ -144,17 +175,17 @@ class Settings(BaseSettings):
     @property
     def mqtt(self) -> MqttTarget:
         if self.mqtt_url is None:
-            raise RuntimeError("PACKFLEET_MQTT_URL is not set")
+            raise MissingSetting("PACKFLEET_MQTT_URL is not set")
         return MqttTarget(self.mqtt_url)
 
     def require_jwt_secret(self) -> str:
         if self.jwt_secret is None:
-            raise RuntimeError("PACKFLEET_JWT_SECRET is not set")
+            raise MissingSetting("PACKFLEET_JWT_SECRET is not set (at least 16 characters)")
         return self.jwt_secret.get_secret_value()
 
     def require_database_url(self) -> str:
         if self.database_url is None:
-            raise RuntimeError("PACKFLEET_DATABASE_URL is not set (or run `packfleet up`)")
+            raise MissingSetting("PACKFLEET_DATABASE_URL is not set (or run `packfleet up`)")
         return self.database_url
 
     @property

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import signal
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import uvicorn
 from pydantic import SecretStr
@@ -24,6 +22,8 @@ from packfleet.accounts import token_for_phone
 from packfleet.db import connect
 from packfleet.demo import ADMIN_PHONE, DEALER_PHONE, seed_demo
 from packfleet.embedded import EmbeddedBroker, EmbeddedPostgres, port_or_free
+from packfleet.local import jwt_secret_file, remove_state, write_state
+from packfleet.logs import on_terminal, setup_logging
 from packfleet.migrate import migrate
 from packfleet.scheduler import run as run_scheduler
 from packfleet.settings import Settings
@@ -41,13 +41,41 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def _jwt_secret(data_dir: Path) -> str:
-    """The demo stack's signing secret, kept in the data dir so tokens survive a restart."""
-    path = data_dir / "jwt_secret"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+LOG_FILE = "packfleet.log"
+
+
+def _summary(
+    *,
+    api: str,
+    token: str,
+    settings: Settings,
+    database_url: str,
+    running: list[str],
+    seconds: float,
+    first_serial: str,
+) -> str:
+    """What a newcomer needs on one screen, and shell-ready lines for scripts."""
+    data_dir = settings.data_dir
+    shown = "warnings and errors show here; " if on_terminal() and settings.log_json is not True else ""
+    return f"""
+packfleet is up in {seconds:.1f}s.
+
+  Dashboard  {api}/dashboard/#token={token}
+             (opens logged in as the demo admin; or log in at {api}/dashboard/ by phone and code)
+  Log in     admin {ADMIN_PHONE}, dealer {DEALER_PHONE}: the code shows here as "SMS to ..."
+  API docs   {api}/api-docs
+  Running    {", ".join(running)}
+  Data       {data_dir} ({shown}every log line is in {data_dir / LOG_FILE})
+  2nd shell  packfleet token --phone {ADMIN_PHONE}   (finds this stack by itself)
+  Try        curl -H "Authorization: Bearer $PACKFLEET_TOKEN" {api}/api/telemetry/{first_serial}?interval=1m
+
+PACKFLEET_API={api}
+PACKFLEET_MQTT_URL={settings.mqtt_url}
+PACKFLEET_DATABASE_URL={database_url}
+PACKFLEET_TOKEN={token}
+
+Ctrl-C stops everything.
+"""
 
 
 async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: float = 5.0) -> None:
@@ -58,7 +86,15 @@ async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: fl
     embedded_mqtt = settings.mqtt_url is None
     overrides: dict[str, object] = {"data_dir": data_dir}
     if settings.jwt_secret is None:
-        overrides["jwt_secret"] = SecretStr(_jwt_secret(data_dir))
+        overrides["jwt_secret"] = SecretStr(jwt_secret_file(data_dir, create=True) or "")
+    # Everything to a log file; a terminal shows warnings, errors and SMS lines (initdb's output,
+    # migrations and service start-ups stay in the file).
+    setup_logging(
+        settings.log_level,
+        json_lines=settings.log_json,
+        log_file=data_dir / LOG_FILE,
+        terminal_level="WARNING",
+    )
 
     postgres = EmbeddedPostgres(data_dir) if embedded_db else None
     broker = EmbeddedBroker(port_or_free(1883)) if embedded_mqtt else None
@@ -113,24 +149,24 @@ async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: fl
             await asyncio.sleep(0.05)
 
         api = f"http://{settings.api_host}:{port}"
+        running = [task.get_name() for task in tasks]
+        if simulate:
+            running[running.index("sim")] = f"sim ({simulate} batteries)"
+        running += [
+            "PostgreSQL " + ("(embedded)" if postgres is not None else "(PACKFLEET_DATABASE_URL)"),
+            "MQTT broker " + ("(embedded)" if broker is not None else "(PACKFLEET_MQTT_URL)"),
+        ]
+        write_state(data_dir, database_url=database_url, api=api, mqtt_url=settings.mqtt_url)
         print(
-            f"""
-PACKFLEET_API={api}
-PACKFLEET_MQTT_URL={settings.mqtt_url}
-PACKFLEET_DATABASE_URL={database_url}
-PACKFLEET_TOKEN={token}
-
-# packfleet is up in {time.monotonic() - started:.1f}s (data in {data_dir}).
-# API docs (Swagger UI): {api}/api-docs
-# The token above is the demo admin's. To log in as the demo dealer by OTP:
-#   curl -X POST {api}/api/auth/login -H 'Content-Type: application/json' \\
-#        -d '{{"phone": "{DEALER_PHONE}", "userType": "dealer"}}'
-#   (the OTP is in this log: the development SMS provider prints every message), then
-#   curl -X POST {api}/api/auth/verify-otp -H 'Content-Type: application/json' \\
-#        -d '{{"phone": "{DEALER_PHONE}", "otp": "<otp>"}}'
-# Try: curl -H "Authorization: Bearer $PACKFLEET_TOKEN" {api}/api/batteries/{serials[0]}
-# Ctrl-C stops everything.
-""",
+            _summary(
+                api=api,
+                token=token,
+                settings=settings,
+                database_url=database_url,
+                running=running,
+                seconds=time.monotonic() - started,
+                first_serial=serials[0],
+            ),
             flush=True,
         )
 
@@ -140,6 +176,7 @@ PACKFLEET_TOKEN={token}
             if task is not waiter and task.exception() is not None:
                 log.error("service %s failed", task.get_name(), exc_info=task.exception())
     finally:
+        remove_state(data_dir)
         stop.set()
         if server is not None:
             server.should_exit = True

@@ -106,7 +106,12 @@ async def _process(conn: AsyncConnection, settings: Settings, batch: list[dict[s
         await queries.set_health_scores(conn, scores)
         for battery_id, kind, reason in findings:
             ticket = await open_health_ticket(
-                conn, settings=settings, battery_id=battery_id, kind=kind, category=CATEGORIES[kind], reason=reason
+                conn,
+                settings=settings,
+                battery_id=battery_id,
+                kind=kind,
+                category=CATEGORIES[kind],
+                reason=reason,
             )
             tickets += ticket is not None
     return {
@@ -128,7 +133,9 @@ def _assess(
     """(new state, today's history row or None, findings that open a ticket: (kind, reason))."""
     known = battery["known"]
     before = (
-        estimator.Evidence(battery["charge_ah"], battery["swing_pct"], battery["parked_lost_pct"], battery["parked_s"])
+        estimator.Evidence(
+            battery["charge_ah"], battery["swing_pct"], battery["parked_lost_pct"], battery["parked_s"]
+        )
         if known
         else estimator.Evidence()
     )
@@ -148,7 +155,13 @@ def _assess(
     below = battery["below_threshold"] if health is None else health < threshold
     opened = [(a.kind, a.detail) for a in anomalies if a.kind not in (battery["anomalies"] or [])]
     if below and not battery["below_threshold"] and health is not None:
-        opened.insert(0, ("low_health", f"Battery health {health:.1f} % is below the service threshold of {threshold:g} %"))
+        opened.insert(
+            0,
+            (
+                "low_health",
+                f"Battery health {health:.1f} % is below the service threshold of {threshold:g} %",
+            ),
+        )
     line = trend = None
     if health is not None:
         today = latest.astimezone(UTC).date()

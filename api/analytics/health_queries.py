@@ -23,7 +23,9 @@ async def due(conn: AsyncConnection) -> list[dict[str, Any]]:
     return await cur.fetchall()
 
 
-async def recent_history(conn: AsyncConnection, battery_ids: list[int], *, days: int) -> dict[int, list[tuple]]:
+async def recent_history(
+    conn: AsyncConnection, battery_ids: list[int], *, days: int
+) -> dict[int, list[tuple]]:
     """(day, health) of each battery's last `days` days, oldest first."""
     cur = await conn.execute(
         """SELECT battery_id, day, health::float8 AS health FROM battery_health_history
@@ -40,8 +42,8 @@ async def save_states(conn: AsyncConnection, states: list[dict[str, Any]]) -> No
     async with conn.cursor() as cur:
         await cur.executemany(
             """INSERT INTO battery_health_state AS s (battery_id, processed_until, resume_from, charge_ah,
-                   swing_pct, parked_lost_pct, parked_s, health, resistance_mohm, trend_per_day, days_to_service,
-                   below_threshold, anomalies, anomaly_details, updated_at)
+                   swing_pct, parked_lost_pct, parked_s, health, resistance_mohm, trend_per_day,
+                   days_to_service, below_threshold, anomalies, anomaly_details, updated_at)
                VALUES (%(battery_id)s, %(processed_until)s, %(resume_from)s, %(charge_ah)s, %(swing_pct)s,
                    %(parked_lost_pct)s, %(parked_s)s, %(health)s, %(resistance_mohm)s, %(trend_per_day)s,
                    %(days_to_service)s, %(below_threshold)s, %(anomalies)s, %(anomaly_details)s, now())

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter, Depends, Request
 
 from api.auth import service
 from api.auth.models import LoginRequest, VerifyOtpRequest
-from api.deps import ConnDep, PoolDep, SettingsDep
-from api.messaging.providers import provider_for
+from api.deps import ConnDep, SettingsDep
 from api.ratelimit import limit_auth, rate_limits
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], dependencies=[Depends(limit_auth)])
@@ -21,33 +20,14 @@ async def _limit_phone(request: Request, phone: str) -> None:
     await limits_.hit(limits_.auth, "auth-phone", phone)
 
 
-def sms_provider(request: Request):  # type: ignore[no-untyped-def]
-    """The app's SMS provider, chosen from its settings on first use."""
-    state = request.app.state
-    if getattr(state, "sms_provider", None) is None:
-        state.sms_provider = provider_for(state.settings)
-    return state.sms_provider
-
-
 @router.post("/login")
-async def login(
-    request: Request,
-    body: LoginRequest,
-    conn: ConnDep,
-    pool: PoolDep,
-    settings: SettingsDep,
-    background: BackgroundTasks,
-) -> dict[str, Any]:
-    """Send a login code by SMS. Every phone gets the same answer."""
+async def login(request: Request, body: LoginRequest, conn: ConnDep, settings: SettingsDep) -> dict[str, Any]:
+    """Send a login code by SMS (queued with the code, in one transaction). Every phone gets the
+    same answer."""
     await _limit_phone(request, body.phone)
-    found = await service.start_login(
+    await service.start_login(
         conn, secret=settings.require_jwt_secret(), phone=body.phone, user_type=body.user_type
     )
-    if found is not None:
-        code, _user = found
-        background.add_task(
-            service.send_code, pool, provider=sms_provider(request), phone=body.phone, code=code
-        )
     return {"success": True, "message": "OTP sent successfully"}
 
 

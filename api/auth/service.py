@@ -15,14 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 from api.auth import queries
 from api.auth.models import user_body
 from api.auth.tokens import issue_token
 from api.errors import Unauthorized
-from api.messaging.providers import SmsProvider
-from api.messaging.service import send_sms
+from api.messaging import templates
+from api.messaging.service import queue_sms
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +36,37 @@ def hash_code(*, secret: str, phone: str, code: str) -> bytes:
 
 async def start_login(
     conn: AsyncConnection, *, secret: str, phone: str, user_type: str | None
-) -> tuple[str, dict[str, Any]] | None:
-    """Store a fresh code for the phone; return (code, user) when there is someone to text."""
+) -> dict[str, Any] | None:
+    """Store a fresh code for the phone and, when there is someone to text, queue its SMS in the
+    same transaction (the outbox worker sends it); return that user."""
     code = f"{secrets.randbelow(10**6):06d}"
+    expires_at = datetime.now(UTC) + OTP_TTL
     async with conn.transaction():
         user = await queries.user_by_phone(conn, phone)
         if user is not None and user_type is not None and user["role"] != user_type:
             user = None  # asked to log in as a role the phone does not have: same as unknown
         await queries.supersede_codes(conn, phone)
-        await queries.insert_code(
+        code_id = await queries.insert_code(
             conn,
             phone=phone,
             user_id=None if user is None else user["id"],
             code_hash=hash_code(secret=secret, phone=phone, code=code),
-            expires_at=datetime.now(UTC) + OTP_TTL,
+            expires_at=expires_at,
         )
+        if user is not None:
+            sms = templates.otp(code, purpose="login", valid_minutes=int(OTP_TTL.total_seconds() // 60))
+            await queue_sms(
+                conn,
+                to=phone,
+                kind=sms.kind,
+                text=sms.text,
+                dedupe_key=f"login_otp:{code_id}",
+                secret=True,
+                send_before=expires_at,  # a code that arrives dead is not sent
+                requested_by=user["id"],
+            )
     log.info("login code issued", extra={"known": user is not None})
-    return None if user is None else (code, user)
-
-
-async def send_code(pool: AsyncConnectionPool, *, provider: SmsProvider, phone: str, code: str) -> None:
-    """Text the code (run after the answer is sent, so known and unknown phones answer alike)."""
-    minutes = int(OTP_TTL.total_seconds() // 60)
-    text = f"Your packfleet login code is {code}. It expires in {minutes} minutes. Do not share it."
-    async with pool.connection() as conn:
-        await send_sms(conn, provider=provider, to=phone, text=text, kind="otp", secret=True)
+    return user
 
 
 async def verify_code(
