@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.analytics import estimator as est
-from device_sim.model import DEFAULT_PACKS, PARKED, FleetModel
+from tests.api.analytics.simulated import HEALTHY, LEAKING, OVERHEATING, Simulated, rating, simulated
 
 LIMITS = est.Limits(max_temperature_c=60.0, self_discharge_pct_per_day=3.0)
 
@@ -22,59 +22,9 @@ def kept_pack_data_matches_the_packs() -> Iterator[None]:
     yield
 
 
-def _rating(spec: object) -> est.PackRating:
-    rating = est.pack_rating(
-        chemistry=spec.chemistry,  # type: ignore[attr-defined]
-        nominal_voltage=f"{spec.nominal_voltage:g} V",  # type: ignore[attr-defined]
-        nominal_capacity=f"{spec.capacity_ah:g} Ah",  # type: ignore[attr-defined]
-    )
-    assert rating is not None
-    return rating
-
-
-HEALTHY = [100, 90, 80]
-LEAKING, OVERHEATING = "leaking", "overheating"
-
-
-class Simulated:
-    """Two days of one-minute readings from the simulator: each pack type at 100, 90 and 80 % health,
-    one pack that loses charge while parked (an internal short), one whose cooling failed."""
-
-    def __init__(self, seed: int = 7) -> None:
-        self.labels: list[object] = [h for h in HEALTHY for _ in DEFAULT_PACKS] + [LEAKING, OVERHEATING]
-        self.specs = [DEFAULT_PACKS[k % 3] for k in range(9)] + [DEFAULT_PACKS[0], DEFAULT_PACKS[1]]
-        model = FleetModel(self.specs, seed=seed)
-        target = np.array([h if isinstance(h, int) else 100 for h in self.labels], dtype=float)
-        model.cycles[:] = (1 - target / 100) / model.fade_per_cycle  # set each pack's age
-        leak, hot = self.labels.index(LEAKING), self.labels.index(OVERHEATING)
-        rows = []
-        dt = 30.0
-        for k in range(int(2 * 86400 / dt)):
-            model.step(dt)
-            if model.mode[leak] == PARKED:
-                model.soc[leak] = max(0.0, model.soc[leak] - 1.0 * dt / 3600)  # 1 % an hour
-            if model.current[hot] != 0:
-                model.temperature[hot] += 0.02 * dt
-            if k % 2 == 0:  # a reading a minute, rounded as a BMS sends it
-                rows.append(
-                    (
-                        model.clock,
-                        *(np.array(c) for c in zip(*model.readings(np.arange(model.n)), strict=True)),
-                    )
-                )
-        self.t = np.array([r[0] for r in rows])
-        self.columns = [np.array([r[c] for r in rows]) for c in range(1, 5)]  # V, A, SOC, °C (rows × packs)
-        self.truth = model.soh
-        self.resistance = model.resistance()
-
-    def readings(self, j: int) -> est.Readings:
-        v, i, soc, temp = (c[:, j] for c in self.columns)
-        return est.Readings(self.t, v, i, soc, temp)
-
-
-@pytest.fixture(scope="module")
-def simulated() -> Simulated:
-    return Simulated()
+@pytest.fixture(scope="module", name="simulated")
+def simulated_packs() -> Simulated:
+    return simulated()
 
 
 @pytest.mark.parametrize("target", HEALTHY)
@@ -82,9 +32,9 @@ def test_health_lands_within_5_points_of_the_simulated_truth(simulated: Simulate
     for j, label in enumerate(simulated.labels):
         if label != target:
             continue
-        rating = _rating(simulated.specs[j])
-        found = est.estimate(simulated.readings(j), rating, LIMITS)
-        health = est.health(found.evidence, rating)
+        pack = rating(simulated.specs[j])
+        found = est.estimate(simulated.readings(j), pack, LIMITS)
+        health = est.health(found.evidence, pack)
         assert health is not None and abs(health - simulated.truth[j]) <= 5.0, (simulated.specs[j], health)
         assert found.anomalies == () and est.self_discharge(found.evidence, LIMITS) is None
 
@@ -102,12 +52,12 @@ def test_resistance_follows_the_pack_s(simulated: Simulated) -> None:
 
 def test_injected_faults_are_flagged(simulated: Simulated) -> None:
     leak, hot = simulated.labels.index(LEAKING), simulated.labels.index(OVERHEATING)
-    leaking = est.estimate(simulated.readings(leak), _rating(simulated.specs[leak]), LIMITS)
+    leaking = est.estimate(simulated.readings(leak), rating(simulated.specs[leak]), LIMITS)
     assert leaking.anomalies == ()
     found = est.self_discharge(leaking.evidence, LIMITS)
     assert found is not None and found.kind == "self_discharge"
     assert 20 < leaking.evidence.parked_lost_pct / leaking.evidence.parked_s * 86400 < 28  # 1 %/h injected
-    overheating = est.estimate(simulated.readings(hot), _rating(simulated.specs[hot]), LIMITS)
+    overheating = est.estimate(simulated.readings(hot), rating(simulated.specs[hot]), LIMITS)
     assert [a.kind for a in overheating.anomalies] == ["over_temperature"]
     assert est.self_discharge(overheating.evidence, LIMITS) is None
 
@@ -117,16 +67,16 @@ def test_runs_add_up_to_one_pass(simulated: Simulated, runs: int) -> None:
     """The job reads each battery in runs, each from the last one's resume point: the evidence adds
     up to reading everything at once."""
     j = 4
-    rating = _rating(simulated.specs[j])
+    pack = rating(simulated.specs[j])
     whole = simulated.readings(j)
     columns = (whole.t, whole.voltage, whole.current, whole.soc, whole.temperature)
-    once = est.estimate(whole, rating, LIMITS).evidence
+    once = est.estimate(whole, pack, LIMITS).evidence
     total, after, resume = est.Evidence(), None, None
     for end in np.linspace(whole.t[0], whole.t[-1], runs + 1)[1:]:
         lo = 0 if resume is None else int(np.searchsorted(whole.t, resume))
         hi = int(np.searchsorted(whole.t, end, side="right"))
         part = est.Readings(*(c[lo:hi] for c in columns))
-        found = est.estimate(part, rating, LIMITS, after=after)
+        found = est.estimate(part, pack, LIMITS, after=after)
         total, after, resume = total + found.evidence, float(part.t[-1]), found.resume_t
     assert total.charge_ah == pytest.approx(once.charge_ah, rel=1e-9)
     assert total.swing_pct == pytest.approx(once.swing_pct, rel=1e-9)
