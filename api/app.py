@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
+from api.analytics.router import router as analytics_router
 from api.auth.router import router as auth_router
 from api.batteries.details import BatteryDetails
 from api.batteries.router import router as batteries_router
@@ -75,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(consumers_router)
     app.include_router(commands_router)
     app.include_router(service_router)
+    app.include_router(analytics_router)
     app.include_router(messaging_router)
     app.include_router(telemetry_router)
     app.mount("/metrics", make_asgi_app())
