@@ -19,6 +19,7 @@ from api.commands.router import router as commands_router
 from api.consumers.router import router as consumers_router
 from api.dashboard import dashboard_files
 from api.errors import install_error_handlers
+from api.finance.router import router as finance_router
 from api.messaging.router import router as messaging_router
 from api.ratelimit import build_rate_limits
 from api.service.router import router as service_router
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(analytics_router)
     app.include_router(messaging_router)
     app.include_router(telemetry_router)
+    app.include_router(finance_router)
     app.mount("/metrics", make_asgi_app())
     app.mount("/dashboard", dashboard_files(), name="dashboard")
 

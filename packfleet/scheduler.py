@@ -33,6 +33,7 @@ from prometheus_client import Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
 from api.analytics import jobs as analytics_jobs
+from api.finance import jobs as finance_jobs
 from api.messaging import jobs as messaging_jobs
 from api.telemetry import jobs as telemetry_jobs
 from packfleet.db import open_pool
@@ -69,6 +70,7 @@ def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     jobs: list[ScheduledJob] = []
     jobs += telemetry_jobs.scheduled(settings)
     jobs += analytics_jobs.scheduled(settings)
+    jobs += finance_jobs.scheduled(settings)
     return jobs
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -138,6 +139,26 @@ class Settings(BaseSettings):
     # old readings one retention statement deletes (TimescaleDB's own policies do both there).
     telemetry_rollup_refresh_seconds: int = Field(default=60, ge=5, le=3600)
     telemetry_retention_batch_rows: int = Field(default=50_000, ge=1000, le=1_000_000)
+    # finance (api/finance): overdue, late fees, the daily auto-disable; see the README's policy
+    finance_timezone: str = "Asia/Kolkata"  # whose calendar decides "today" for due dates
+    finance_overdue_threshold_days: int = Field(default=7, ge=1, le=365)  # disable beyond this many days
+    finance_warning_days: int = Field(default=3, ge=0, le=60)  # warn this many days before the disable
+    finance_disable_grace_hours: float = Field(default=24.0, ge=0, le=24 * 30)  # warning → disable, at least
+    finance_disable_mode: Literal["charging", "full"] = "charging"
+    finance_rest_current_a: float = Field(default=1.0, gt=0, le=100)  # |current| below this: at rest
+    finance_fresh_reading_s: int = Field(default=300, ge=10, le=86_400)  # a reading this recent is fresh
+    finance_disable_rate_per_s: float | None = Field(default=None, gt=0, le=10_000)  # None: bulk rate
+    finance_job_time: str = Field(default="10:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # local time
+    finance_jobs_enabled: bool = True
+    finance_late_fee: Decimal = Field(default=Decimal("0"), ge=0, le=100_000, decimal_places=2)
+    finance_late_fee_percent: Decimal = Field(default=Decimal("0"), ge=0, le=100, decimal_places=2)
+    finance_late_fee_after_days: int = Field(default=0, ge=0, le=365)
+
+    # NBFC (api/nbfc): lenders' API (called from nbfc_outbox), webhooks
+    nbfc_api_url: str | None = Field(default=None, pattern=r"^https?://")  # lenders without their own URL
+    nbfc_api_key: SecretStr | None = None  # sent as a bearer token to the lender's API
+    nbfc_timeout_s: float = Field(default=10.0, gt=0, le=120)  # one call; attempts and backoff: outbox_*
+    nbfc_webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
 
     storage_dir: Path | None = None  # uploaded documents; default <data_dir>/storage
     log_level: str = "INFO"
@@ -161,6 +182,15 @@ class Settings(BaseSettings):
     def _mqtt_url_parses(cls, value: str | None) -> str | None:
         if value is not None:
             MqttTarget(value)
+        return value
+
+    @field_validator("finance_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
     @model_validator(mode="after")

@@ -76,8 +76,12 @@ async def update_kyc(
 
 
 @router.get("/{consumer_id}/finance")
-async def consumer_finance(conn: ConnDep, principal: CurrentUser, consumer_id: int) -> dict[str, Any]:
-    return await service.consumer_finance(conn, principal=principal, consumer_id=consumer_id)
+async def consumer_finance(
+    conn: ConnDep, principal: CurrentUser, settings: SettingsDep, consumer_id: int
+) -> dict[str, Any]:
+    return await service.consumer_finance(
+        conn, principal=principal, settings=settings, consumer_id=consumer_id
+    )
 
 
 @router.get("/{consumer_id}/profile")

@@ -22,6 +22,7 @@ from api.consumers.models import (
     normalise_document_type,
 )
 from api.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
+from api.finance import service as finance_service
 from api.service import queries as service_queries
 from packfleet.settings import Settings
 
@@ -159,22 +160,11 @@ async def update_kyc(
 
 
 async def consumer_finance(
-    conn: AsyncConnection, *, principal: Principal, consumer_id: int
+    conn: AsyncConnection, *, principal: Principal, settings: Settings, consumer_id: int
 ) -> dict[str, Any]:
-    """The consumer's finance applications and EMI schedule.
-
-    Finance applications and EMIs arrive with the finance issue (api/finance/), which fills these
-    lists from its tables; until then a consumer has none, and the answer says so in the spec's shape.
-    """
+    """The consumer's finance applications and the EMI schedules of their loans (api/finance)."""
     await visible_consumer(conn, principal=principal, consumer_id=consumer_id)
-    applications: list[dict[str, Any]] = []
-    emi_schedules: list[dict[str, Any]] = []
-    return {
-        "applications": applications,
-        "emi_schedules": emi_schedules,
-        "total_applications": len(applications),
-        "total_emi_due": sum(1 for e in emi_schedules if e.get("status") in ("pending", "overdue")),
-    }
+    return await finance_service.consumer_finance(conn, settings=settings, consumer_id=consumer_id)
 
 
 async def consumer_profile(

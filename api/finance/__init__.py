@@ -1,0 +1,1 @@
+"""Finance: applications, loans and EMI schedules, payments, overdue and auto-disable."""
