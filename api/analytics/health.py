@@ -152,7 +152,7 @@ def _assess(
     if slow_leak is not None:
         anomalies.append(slow_leak)
     health = estimator.health(evidence, rating) if rating is not None else None
-    below = battery["below_threshold"] if health is None else health < threshold
+    below = bool(battery["below_threshold"]) if health is None else health < threshold
     opened = [(a.kind, a.detail) for a in anomalies if a.kind not in (battery["anomalies"] or [])]
     if below and not battery["below_threshold"] and health is not None:
         opened.insert(
