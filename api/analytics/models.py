@@ -7,18 +7,14 @@ tickets) is null.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field
 
+from api.finance.models import Money
 
-def json_number(value: Decimal) -> int | float:
-    """An amount as a JSON number: whole rupees as an integer, else a float (exact to the paisa)."""
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
-Money = Annotated[Decimal, PlainSerializer(json_number, return_type=float, when_used="json")]
 Percent = Annotated[str, Field(pattern=r"^\d{1,3}\.\d%$", examples=["83.3%"])]
 Days = Annotated[str, Field(pattern=r"^\d+\.\d days$", examples=["2.5 days"])]
 
@@ -110,3 +106,108 @@ class ServiceMetrics(BaseModel):
     resolution_times: ResolutionTimes
     technician_performance: list[TechnicianPerformance]
     issue_categories: IssueCategories
+
+
+# --- dealer dashboard -----------------------------------------------------------------------------
+
+
+class ConsumerMetrics(BaseModel):
+    total_consumers: int
+    verified_consumers: int = Field(description="KYC verified")
+    pending_consumers: int = Field(description="KYC pending")
+
+
+class BatteryMetrics(BaseModel):
+    total_batteries: int
+    active_batteries: int
+    maintenance_batteries: int
+    avg_health_score: float | None
+
+
+class FinanceMetrics(BaseModel):
+    total_applications: int
+    approved_applications: int = Field(description="approved, including those since disbursed")
+    disbursed_applications: int
+    total_disbursed: Money = Field(description="principal of the loans disbursed")
+
+
+class DashboardServiceMetrics(BaseModel):
+    total_tickets: int
+    resolved_tickets: int = Field(description="resolved or closed")
+    avg_resolution_time: Days | None
+
+
+class DealerDashboard(BaseModel):
+    consumer_metrics: ConsumerMetrics
+    battery_metrics: BatteryMetrics
+    finance_metrics: FinanceMetrics
+    service_metrics: DashboardServiceMetrics
+
+
+# --- NBFC portfolio -------------------------------------------------------------------------------
+
+
+class PortfolioSummary(BaseModel):
+    total_applications: int
+    approval_rate: Percent | None = Field(description="approved (or since disbursed) of all applications")
+    disbursement_rate: Percent | None = Field(description="disbursed of all applications")
+    total_disbursed: Money
+    avg_loan_amount: Money | None = Field(description="mean principal of the loans disbursed")
+
+
+class MonthlyPortfolio(BaseModel):
+    month: str = Field(pattern=r"^\d{4}-\d{2}$", examples=["2024-01"])
+    applications: int = Field(description="opened that month")
+    approvals: int = Field(description="approved that month")
+    disbursements: int = Field(description="loans disbursed that month")
+    amount: Money = Field(description="their principal")
+
+
+class RiskMetrics(BaseModel):
+    overdue_rate: Percent | None = Field(description="running loans with an instalment past due")
+    collection_efficiency: Percent | None = Field(description="EMI amounts collected of those due so far")
+    avg_credit_score: float | None = Field(
+        description="always null: no credit score is recorded with applications or loans"
+    )
+
+
+class NbfcPortfolioAnalytics(BaseModel):
+    portfolio_summary: PortfolioSummary
+    monthly_trends: list[MonthlyPortfolio]
+    risk_metrics: RiskMetrics
+
+
+# --- collections ----------------------------------------------------------------------------------
+
+
+class CollectionSummary(BaseModel):
+    total_emi_due: int = Field(description="instalments due in the period, up to today")
+    collected_emi: int = Field(description="of those, fully paid")
+    overdue_emi: int = Field(description="of those, unpaid and past due")
+    collection_rate: Percent | None
+    total_amount_due: Money
+    amount_collected: Money
+
+
+class DailyCollection(BaseModel):
+    date: date
+    collections: int = Field(description="payments recorded (reversed ones excluded)")
+    amount: Money
+    overdue_collections: int = Field(description="payments that paid an instalment already past due")
+
+
+class OverdueAnalysis(BaseModel):
+    """Unpaid instalments of the period by days past due."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    days_1_7: int = Field(alias="1-7_days")
+    days_8_15: int = Field(alias="8-15_days")
+    days_over_15: int = Field(alias="15+_days", description="more than 15 days")
+    total_overdue: int
+
+
+class CollectionAnalytics(BaseModel):
+    collection_summary: CollectionSummary
+    daily_collections: list[DailyCollection]
+    overdue_analysis: OverdueAnalysis

@@ -105,6 +105,34 @@ async def monthly_tickets(conn: AsyncConnection, scope: Scope, start: date, end:
     return {r["month"]: r["tickets"] for r in await cur.fetchall()}
 
 
+# --- dealer dashboard -----------------------------------------------------------------------------
+
+
+async def consumer_counts(conn: AsyncConnection, scope: Scope) -> Row:
+    cur = await conn.execute(
+        """SELECT count(*) AS total, count(*) FILTER (WHERE kyc_status = 'verified') AS verified,
+                  count(*) FILTER (WHERE kyc_status = 'pending') AS pending
+           FROM consumers c WHERE (%(dealer)s::bigint IS NULL OR c.dealer_id = %(dealer)s)""",
+        scope.params(),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def battery_counts(conn: AsyncConnection, scope: Scope) -> Row:
+    cur = await conn.execute(
+        f"""SELECT count(*) AS total, count(*) FILTER (WHERE b.status = 'active') AS active,
+                   count(*) FILTER (WHERE b.status = 'maintenance') AS maintenance,
+                   round(avg(b.health_score), 1)::float8 AS avg_health
+            FROM batteries b WHERE {BATTERY_SCOPE}""",  # noqa: S608 - constant fragment
+        scope.params(),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
 # --- service --------------------------------------------------------------------------------------
 
 

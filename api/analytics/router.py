@@ -8,7 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.analytics import service
-from api.analytics.models import BatteryHealthAnalytics, ServiceMetrics
+from api.analytics.models import (
+    BatteryHealthAnalytics,
+    CollectionAnalytics,
+    DealerDashboard,
+    NbfcPortfolioAnalytics,
+    ServiceMetrics,
+)
 from api.deps import ConnDep, CurrentUser, SettingsDep
 from api.errors import error_responses
 
@@ -17,8 +23,76 @@ router = APIRouter(prefix="/api/analytics", tags=["Analytics & Reporting"])
 ERRORS = error_responses(400, 401, 403, 429)
 MAX_ID = 2**63 - 1
 DealerFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="admin only: one dealer's figures")]
+LenderFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="admin only: one NBFC's figures")]
 From = Annotated[date | None, Query(alias="from", description="first day of the period (UTC)")]
 To = Annotated[date | None, Query(alias="to", description="last day of the period (UTC)")]
+
+
+@router.get("/dealer-dashboard", response_model=DealerDashboard, responses=ERRORS, summary="Dealer dashboard")
+async def dealer_dashboard(
+    conn: ConnDep, principal: CurrentUser, dealer_id: DealerFilter = None, start: From = None, end: To = None
+) -> dict:
+    """A dealer's consumers (by KYC status) and batteries (by status, with their mean health) as they
+    are now; the finance applications and service tickets opened in the period (all by default)."""
+    return await service.dealer_dashboard(
+        conn, principal=principal, dealer_id=dealer_id, start=start, end=end
+    )
+
+
+@router.get(
+    "/nbfc-portfolio",
+    response_model=NbfcPortfolioAnalytics,
+    responses=ERRORS,
+    summary="NBFC portfolio analytics",
+)
+async def nbfc_portfolio(
+    conn: ConnDep,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    dealer_id: DealerFilter = None,
+    nbfc_id: LenderFilter = None,
+    start: From = None,
+    end: To = None,
+) -> dict:
+    """The applications opened in the period (all by default), how many were approved and disbursed,
+    for how much; applications, approvals and disbursements per month; and the running loans' risk
+    today: the share with an instalment past due, and the EMI amounts collected of those due so far.
+    An NBFC sees the applications sent to it, a dealer its own."""
+    return await service.nbfc_portfolio(
+        conn,
+        principal=principal,
+        settings=settings,
+        dealer_id=dealer_id,
+        nbfc_id=nbfc_id,
+        start=start,
+        end=end,
+    )
+
+
+@router.get(
+    "/collection-report", response_model=CollectionAnalytics, responses=ERRORS, summary="Collection analytics"
+)
+async def collection_report(
+    conn: ConnDep,
+    principal: CurrentUser,
+    settings: SettingsDep,
+    dealer_id: DealerFilter = None,
+    nbfc_id: LenderFilter = None,
+    start: From = None,
+    end: To = None,
+) -> dict:
+    """The EMIs due in the period (default: the last 30 days, up to today): how many were paid and
+    how much of their amount was collected; the payments of each day, and how many of them paid an
+    instalment already past due; the unpaid ones by days past due."""
+    return await service.collection_report(
+        conn,
+        principal=principal,
+        settings=settings,
+        dealer_id=dealer_id,
+        nbfc_id=nbfc_id,
+        start=start,
+        end=end,
+    )
 
 
 @router.get(

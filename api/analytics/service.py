@@ -3,21 +3,25 @@ admin all or one dealer's, a technician their tickets)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection
 
-from api.analytics import queries
+from api.analytics import finance_queries, queries
 from api.analytics.models import days, percent
 from api.analytics.queries import Scope
 from api.auth.tokens import Principal
 from api.errors import BadRequest, Forbidden
+from api.finance.access import Scope as FinanceScope
+from api.finance.access import scope_for as finance_scope_for
+from api.finance.loans import business_today
 from packfleet.settings import Settings
 
 CATEGORIES = ("performance", "charging", "mechanical", "electrical", "other")
 TREND_MONTHS = 12  # health_trends without `from`: the last twelve months
+COLLECTION_DAYS = 30  # the collection report without `from`: as finance's own report
 
 
 def scope_for(principal: Principal, *, dealer_id: int | None, technicians: bool = False) -> Scope:
@@ -129,4 +133,136 @@ async def service_metrics(
             for t in technicians
         ],
         "issue_categories": {c: categories.get(c, 0) for c in CATEGORIES},
+    }
+
+
+# --- finance --------------------------------------------------------------------------------------
+
+
+async def _finance_scope(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    dealer_id: int | None,
+    nbfc_id: int | None,
+    roles: tuple[str, ...],
+) -> FinanceScope:
+    """A dealer its own, an NBFC its lender's, an admin all (or the dealer / lender asked for)."""
+    scope = await finance_scope_for(conn, principal, *roles)
+    return FinanceScope(dealer_id=dealer_id, nbfc_id=nbfc_id) if principal.role == "admin" else scope
+
+
+async def dealer_dashboard(
+    conn: AsyncConnection,
+    *,
+    principal: Principal,
+    dealer_id: int | None,
+    start: date | None,
+    end: date | None,
+) -> dict[str, Any]:
+    """Consumers and batteries now; applications and tickets opened in the period (all by default)."""
+    scope = scope_for(principal, dealer_id=dealer_id)
+    check_period(start, end)
+    consumers = await queries.consumer_counts(conn, scope)
+    batteries = await queries.battery_counts(conn, scope)
+    finance = await finance_queries.applications(conn, FinanceScope(dealer_id=scope.dealer_id), start, end)
+    tickets = await queries.ticket_totals(conn, scope, start, end)
+    return {
+        "consumer_metrics": {
+            "total_consumers": consumers["total"],
+            "verified_consumers": consumers["verified"],
+            "pending_consumers": consumers["pending"],
+        },
+        "battery_metrics": {
+            "total_batteries": batteries["total"],
+            "active_batteries": batteries["active"],
+            "maintenance_batteries": batteries["maintenance"],
+            "avg_health_score": batteries["avg_health"],
+        },
+        "finance_metrics": {
+            "total_applications": finance["total"],
+            "approved_applications": finance["approved"],
+            "disbursed_applications": finance["disbursed"],
+            "total_disbursed": finance["total_disbursed"],
+        },
+        "service_metrics": {
+            "total_tickets": tickets["total"],
+            "resolved_tickets": tickets["resolved"],
+            "avg_resolution_time": days(tickets["avg_s"]),
+        },
+    }
+
+
+async def nbfc_portfolio(
+    conn: AsyncConnection,
+    *,
+    principal: Principal,
+    settings: Settings,
+    dealer_id: int | None,
+    nbfc_id: int | None,
+    start: date | None,
+    end: date | None,
+) -> dict[str, Any]:
+    """Applications of the period and their loans, the monthly trend, and the portfolio's risk today."""
+    scope = await _finance_scope(
+        conn, principal, dealer_id=dealer_id, nbfc_id=nbfc_id, roles=("admin", "dealer", "nbfc")
+    )
+    check_period(start, end)
+    found = await finance_queries.applications(conn, scope, start, end)
+    trends = await finance_queries.monthly_trends(conn, scope, start, end)
+    risk = await finance_queries.risk(conn, scope, business_today(settings))
+    return {
+        "portfolio_summary": {
+            "total_applications": found["total"],
+            "approval_rate": percent(found["approved"], found["total"]),
+            "disbursement_rate": percent(found["disbursed"], found["total"]),
+            "total_disbursed": found["total_disbursed"],
+            "avg_loan_amount": found["avg_loan"],
+        },
+        "monthly_trends": [{**t, "month": t["month"].strftime("%Y-%m")} for t in trends],
+        "risk_metrics": {
+            "overdue_rate": percent(risk["overdue"], risk["active"]),
+            "collection_efficiency": percent(risk["collected"] or 0, risk["amount_due"] or 0),
+            "avg_credit_score": None,  # finance records no credit score (see the field's description)
+        },
+    }
+
+
+async def collection_report(
+    conn: AsyncConnection,
+    *,
+    principal: Principal,
+    settings: Settings,
+    dealer_id: int | None,
+    nbfc_id: int | None,
+    start: date | None,
+    end: date | None,
+) -> dict[str, Any]:
+    """Instalments due in the period (default the last 30 days) and what was collected of them, the
+    payments of each day, and the overdue ones by days past due."""
+    scope = await _finance_scope(
+        conn, principal, dealer_id=dealer_id, nbfc_id=nbfc_id, roles=("admin", "dealer", "nbfc")
+    )
+    check_period(start, end)
+    today = business_today(settings)
+    end = end or today
+    start = start or end - timedelta(days=COLLECTION_DAYS - 1)
+    due = await finance_queries.instalments_due(conn, scope, start, end, today)
+    daily = await finance_queries.daily_collections(conn, scope, start, end)
+    return {
+        "collection_summary": {
+            "total_emi_due": due["due"],
+            "collected_emi": due["collected"],
+            "overdue_emi": due["overdue"],
+            "collection_rate": percent(due["collected"], due["due"]),
+            "total_amount_due": due["amount_due"],
+            "amount_collected": due["amount_collected"],
+        },
+        "daily_collections": daily,
+        "overdue_analysis": {
+            "days_1_7": due["overdue_1_7"],
+            "days_8_15": due["overdue_8_15"],
+            "days_over_15": due["overdue_15"],
+            "total_overdue": due["overdue"],
+        },
     }
