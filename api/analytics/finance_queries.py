@@ -75,18 +75,16 @@ async def monthly_trends(
 
 
 async def risk(conn: AsyncConnection, scope: Scope, today: date) -> Row:
-    """Running loans and those with an instalment past due; EMI amounts due so far and collected."""
+    """Running loans, those with an instalment past due, and the EMI amounts due so far and collected
+    (one pass over the instalments due)."""
     cur = await conn.execute(
         f"""SELECT
                 (SELECT count(*) FROM loans l WHERE l.status = 'active' AND {scope_sql("l")}) AS active,
-                (SELECT count(DISTINCT li.loan_id)
-                 FROM loan_instalments li JOIN loans l ON l.id = li.loan_id
-                 WHERE li.paid_at IS NULL AND li.due_date < %(today)s AND l.status = 'active'
-                   AND {scope_sql("l")}) AS overdue,
-                due.amount_due, due.collected
-            FROM (SELECT sum(li.amount) AS amount_due, sum(li.principal_paid + li.interest_paid) AS collected
-                  FROM loan_instalments li JOIN loans l ON l.id = li.loan_id
-                  WHERE li.due_date <= %(today)s AND {scope_sql("l")}) due""",  # noqa: S608 - constant fragments
+                count(DISTINCT li.loan_id) FILTER (
+                    WHERE li.paid_at IS NULL AND li.due_date < %(today)s AND l.status = 'active') AS overdue,
+                sum(li.amount) AS amount_due, sum(li.principal_paid + li.interest_paid) AS collected
+            FROM loan_instalments li JOIN loans l ON l.id = li.loan_id
+            WHERE li.due_date <= %(today)s AND {scope_sql("l")}""",  # noqa: S608 - constant fragments
         {**scope.params(), "today": today},
     )
     row = await cur.fetchone()
@@ -119,14 +117,18 @@ async def instalments_due(conn: AsyncConnection, scope: Scope, start: date, end:
 async def daily_collections(conn: AsyncConnection, scope: Scope, start: date, end: date) -> list[Row]:
     """Recorded payments per day received, and how many of them paid an instalment already overdue."""
     cur = await conn.execute(
-        f"""SELECT p.paid_on AS date, count(*) AS collections, sum(p.amount) AS amount,
-                   count(*) FILTER (WHERE EXISTS (
-                       SELECT 1 FROM payment_allocations pa
-                       JOIN loan_instalments li ON li.id = pa.instalment_id
-                       WHERE pa.payment_id = p.id AND li.due_date < p.paid_on)) AS overdue_collections
-            FROM loan_payments p JOIN loans l ON l.id = p.loan_id
-            WHERE p.status = 'recorded' AND p.paid_on BETWEEN %(from)s AND %(to)s AND {scope_sql("l")}
-            GROUP BY p.paid_on ORDER BY p.paid_on""",  # noqa: S608 - constant fragments
+        f"""WITH paid AS (
+                SELECT p.id, p.paid_on, p.amount FROM loan_payments p JOIN loans l ON l.id = p.loan_id
+                WHERE p.status = 'recorded' AND p.paid_on BETWEEN %(from)s AND %(to)s AND {scope_sql("l")}),
+            late AS (
+                SELECT DISTINCT pa.payment_id FROM paid
+                JOIN payment_allocations pa ON pa.payment_id = paid.id
+                JOIN loan_instalments li ON li.id = pa.instalment_id
+                WHERE li.due_date < paid.paid_on)
+            SELECT paid.paid_on AS date, count(*) AS collections, sum(paid.amount) AS amount,
+                   count(late.payment_id) AS overdue_collections
+            FROM paid LEFT JOIN late ON late.payment_id = paid.id
+            GROUP BY paid.paid_on ORDER BY paid.paid_on""",  # noqa: S608 - constant fragments
         _params(scope, start, end),
     )
     return await cur.fetchall()

@@ -75,9 +75,10 @@ async def battery_health(
     check_period(start, end)
     end = end or datetime.now(UTC).date()
     start = start or _month_start(end, TREND_MONTHS - 1)
-    total, bands = await queries.health_bands(conn, scope)
-    health = await queries.monthly_health(conn, scope, start, end)
-    tickets = await queries.monthly_tickets(conn, scope, start, end)
+    async with queries.snapshot(conn):
+        total, bands = await queries.health_bands(conn, scope)
+        health = await queries.monthly_health(conn, scope, start, end)
+        tickets = await queries.monthly_tickets(conn, scope, start, end)
     return {
         "fleet_health": {
             name: {"count": b["count"], "percentage": percent(b["count"], total), "avg_health": b["avg"]}
@@ -105,9 +106,10 @@ async def service_metrics(
 ) -> dict[str, Any]:
     scope = scope_for(principal, dealer_id=dealer_id, technicians=True)
     check_period(start, end)
-    totals = await queries.ticket_totals(conn, scope, start, end)
-    technicians = await queries.technician_performance(conn, scope, start, end)
-    categories = await queries.issue_categories(conn, scope, start, end)
+    async with queries.snapshot(conn):
+        totals = await queries.ticket_totals(conn, scope, start, end)
+        technicians = await queries.technician_performance(conn, scope, start, end)
+        categories = await queries.issue_categories(conn, scope, start, end)
     return {
         "ticket_metrics": {
             "total_tickets": totals["total"],
@@ -163,10 +165,12 @@ async def dealer_dashboard(
     """Consumers and batteries now; applications and tickets opened in the period (all by default)."""
     scope = scope_for(principal, dealer_id=dealer_id)
     check_period(start, end)
-    consumers = await queries.consumer_counts(conn, scope)
-    batteries = await queries.battery_counts(conn, scope)
-    finance = await finance_queries.applications(conn, FinanceScope(dealer_id=scope.dealer_id), start, end)
-    tickets = await queries.ticket_totals(conn, scope, start, end)
+    async with queries.snapshot(conn):
+        consumers = await queries.consumer_counts(conn, scope)
+        batteries = await queries.battery_counts(conn, scope)
+        finance_scope = FinanceScope(dealer_id=scope.dealer_id)
+        finance = await finance_queries.applications(conn, finance_scope, start, end)
+        tickets = await queries.ticket_totals(conn, scope, start, end)
     return {
         "consumer_metrics": {
             "total_consumers": consumers["total"],
@@ -208,9 +212,10 @@ async def nbfc_portfolio(
         conn, principal, dealer_id=dealer_id, nbfc_id=nbfc_id, roles=("admin", "dealer", "nbfc")
     )
     check_period(start, end)
-    found = await finance_queries.applications(conn, scope, start, end)
-    trends = await finance_queries.monthly_trends(conn, scope, start, end)
-    risk = await finance_queries.risk(conn, scope, business_today(settings))
+    async with queries.snapshot(conn):
+        found = await finance_queries.applications(conn, scope, start, end)
+        trends = await finance_queries.monthly_trends(conn, scope, start, end)
+        risk = await finance_queries.risk(conn, scope, business_today(settings))
     return {
         "portfolio_summary": {
             "total_applications": found["total"],
@@ -247,8 +252,9 @@ async def collection_report(
     today = business_today(settings)
     end = end or today
     start = start or end - timedelta(days=COLLECTION_DAYS - 1)
-    due = await finance_queries.instalments_due(conn, scope, start, end, today)
-    daily = await finance_queries.daily_collections(conn, scope, start, end)
+    async with queries.snapshot(conn):
+        due = await finance_queries.instalments_due(conn, scope, start, end, today)
+        daily = await finance_queries.daily_collections(conn, scope, start, end)
     return {
         "collection_summary": {
             "total_emi_due": due["due"],

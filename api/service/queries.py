@@ -204,6 +204,7 @@ async def list_tickets(
               AND (%(assigned_to)s::bigint IS NULL OR t.assigned_to = %(assigned_to)s)
             ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s OFFSET %(offset)s""",  # noqa: S608
         {**scope.params(), **filters, "limit": limit, "offset": offset},
+        prepare=False,  # planned for this scope each time (a generic plan keeps every OR branch)
     )
     return await cur.fetchall()
 

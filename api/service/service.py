@@ -421,7 +421,12 @@ async def active_tickets(
 ) -> dict[str, Any]:
     scope = read_scope(principal)
     async with conn.transaction():
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot
+        # One snapshot for the page and its counts, planned for the caller's scope (a prepared
+        # statement's generic plan keeps every branch of `$1 IS NULL OR dealer_id = $1`).
+        await conn.execute(
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+            " SET LOCAL plan_cache_mode = force_custom_plan"
+        )
         rows = await queries.active_tickets(conn, scope, limit=limit, offset=offset)
         summary = await queries.active_summary(conn, scope)
     return {"active_tickets": rows, "count": sum(summary.values()), "summary": summary}
