@@ -190,10 +190,10 @@ def test_two_processes_never_both_take_the_last_free_slot(
     database_url: str, world: World, db: psycopg.Connection, technician: Callable[..., dict[str, Any]]
 ) -> None:
     """The load limit is 1: of two tickets auto-assigned at the same moment from two processes,
-    one takes the technician, the other finds nobody free (several rounds)."""
+    one takes the technician, the other finds nobody free."""
     admin = Principal(user_id=world.admin["id"], role="admin")
-    ctx = multiprocessing.get_context("spawn")
-    for _ in range(3):
+    ctx = multiprocessing.get_context("fork")  # the children exit without running the parent's finalizers
+    for _ in range(2):
         tech = technician("Last Slot")
         tickets = [_open_ticket(db, world), _open_ticket(db, world)]
         barrier, out = ctx.Barrier(2), ctx.Queue()
@@ -206,6 +206,37 @@ def test_two_processes_never_both_take_the_last_free_slot(
         assert results == [f"assigned:{tech['id']}", "conflict:NO_TECHNICIAN"], results
         load = db.execute("SELECT current_load FROM technicians WHERE user_id = %s", (tech["id"],)).fetchone()
         assert load["current_load"] == 1
+
+
+def test_two_connections_racing_many_times(
+    database_url: str, world: World, db: psycopg.Connection, technician: Callable[..., dict[str, Any]]
+) -> None:
+    """The same race between two connections of one process, ten times over."""
+    admin = Principal(user_id=world.admin["id"], role="admin")
+    settings = make_settings(database_url, service_technician_max_load=1)
+
+    async def one(conn: psycopg.AsyncConnection, ticket: int) -> str:
+        try:
+            found = await service.auto_assign(
+                conn, principal=admin, settings=settings, body=AutoAssignRequest(ticket_id=ticket)
+            )
+        except Conflict:
+            return "conflict"
+        return f"assigned:{found['assigned_technician']['id']}"
+
+    async def main() -> None:
+        connect = psycopg.AsyncConnection.connect
+        async with (
+            await connect(database_url, autocommit=True, row_factory=dict_row) as a,
+            await connect(database_url, autocommit=True, row_factory=dict_row) as b,
+        ):
+            for _ in range(10):
+                tech = technician("Last Slot")
+                first, second = _open_ticket(db, world), _open_ticket(db, world)
+                results = sorted(await asyncio.gather(one(a, first), one(b, second)))
+                assert results == [f"assigned:{tech['id']}", "conflict"], results
+
+    asyncio.run(main())
 
 
 def test_admin_manages_technicians(client: TestClient, world: World) -> None:
