@@ -277,7 +277,15 @@ class AvailableTechnician(BaseModel):
     rating: float
     experience_years: int
     current_load: int
-    availability_score: float = Field(ge=0, le=100)
+    availability_score: float = Field(
+        ge=0,
+        le=100,
+        description=(
+            "weighted mean ×100 of distance 30 (1 - km / reach), skills 25 (share held of those needed), "
+            "rating 20 (rating / 5), experience 10 (years / 10, capped) and load 15 (1 - load / limit); "
+            "terms that cannot be judged are left out and the rest scaled to 100"
+        ),
+    )
     distance_km: float | None = Field(description="from the ticket or the given point; null if unknown")
 
 
