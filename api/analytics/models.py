@@ -19,6 +19,23 @@ Percent = Annotated[str, Field(pattern=r"^\d{1,3}\.\d%$", examples=["83.3%"])]
 Days = Annotated[str, Field(pattern=r"^\d+\.\d days$", examples=["2.5 days"])]
 
 
+MAX_ID = 2**63 - 1
+
+
+class ReportFilters(BaseModel):
+    """The query of a report: whose figures (admin only) and the period."""
+
+    dealer_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="admin only: one dealer's figures"
+    )
+    start: date | None = Field(default=None, alias="from", description="first day of the period (UTC)")
+    end: date | None = Field(default=None, alias="to", description="last day of the period (UTC)")
+
+
+class LenderReportFilters(ReportFilters):
+    nbfc_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="admin only: one NBFC's figures")
+
+
 def percent(part: int | float | Decimal, whole: int | float | Decimal) -> str | None:
     return None if not whole else f"{100 * float(part) / float(whole):.1f}%"
 

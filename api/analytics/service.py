@@ -10,7 +10,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from api.analytics import finance_queries, queries
-from api.analytics.models import days, percent
+from api.analytics.models import LenderReportFilters, ReportFilters, days, percent
 from api.analytics.queries import Scope
 from api.auth.tokens import Principal
 from api.errors import BadRequest, Forbidden
@@ -35,8 +35,8 @@ def scope_for(principal: Principal, *, dealer_id: int | None, technicians: bool 
     raise Forbidden("Insufficient permissions for this operation")
 
 
-def check_period(start: date | None, end: date | None) -> None:
-    if start is not None and end is not None and start > end:
+def check_period(filters: ReportFilters) -> None:
+    if filters.start is not None and filters.end is not None and filters.start > filters.end:
         raise BadRequest(
             [{"field": "from", "message": "must not be after `to`"}], error="Invalid fields: from, to"
         )
@@ -63,18 +63,12 @@ async def predictive_maintenance(conn: AsyncConnection, scope: Scope, settings: 
 
 
 async def battery_health(
-    conn: AsyncConnection,
-    *,
-    principal: Principal,
-    settings: Settings,
-    dealer_id: int | None,
-    start: date | None,
-    end: date | None,
+    conn: AsyncConnection, *, principal: Principal, settings: Settings, filters: ReportFilters
 ) -> dict[str, Any]:
-    scope = scope_for(principal, dealer_id=dealer_id)
-    check_period(start, end)
-    end = end or datetime.now(UTC).date()
-    start = start or _month_start(end, TREND_MONTHS - 1)
+    scope = scope_for(principal, dealer_id=filters.dealer_id)
+    check_period(filters)
+    end = filters.end or datetime.now(UTC).date()
+    start = filters.start or _month_start(end, TREND_MONTHS - 1)
     async with queries.snapshot(conn):
         total, bands = await queries.health_bands(conn, scope)
         health = await queries.monthly_health(conn, scope, start, end)
@@ -97,15 +91,11 @@ async def battery_health(
 
 
 async def service_metrics(
-    conn: AsyncConnection,
-    *,
-    principal: Principal,
-    dealer_id: int | None,
-    start: date | None,
-    end: date | None,
+    conn: AsyncConnection, *, principal: Principal, filters: ReportFilters
 ) -> dict[str, Any]:
-    scope = scope_for(principal, dealer_id=dealer_id, technicians=True)
-    check_period(start, end)
+    scope = scope_for(principal, dealer_id=filters.dealer_id, technicians=True)
+    check_period(filters)
+    start, end = filters.start, filters.end
     async with queries.snapshot(conn):
         totals = await queries.ticket_totals(conn, scope, start, end)
         technicians = await queries.technician_performance(conn, scope, start, end)
@@ -142,29 +132,23 @@ async def service_metrics(
 
 
 async def _finance_scope(
-    conn: AsyncConnection,
-    principal: Principal,
-    *,
-    dealer_id: int | None,
-    nbfc_id: int | None,
-    roles: tuple[str, ...],
+    conn: AsyncConnection, principal: Principal, filters: LenderReportFilters
 ) -> FinanceScope:
     """A dealer its own, an NBFC its lender's, an admin all (or the dealer / lender asked for)."""
-    scope = await finance_scope_for(conn, principal, *roles)
-    return FinanceScope(dealer_id=dealer_id, nbfc_id=nbfc_id) if principal.role == "admin" else scope
+    scope = await finance_scope_for(conn, principal, "admin", "dealer", "nbfc")
+    check_period(filters)
+    if principal.role == "admin":
+        return FinanceScope(dealer_id=filters.dealer_id, nbfc_id=filters.nbfc_id)
+    return scope
 
 
 async def dealer_dashboard(
-    conn: AsyncConnection,
-    *,
-    principal: Principal,
-    dealer_id: int | None,
-    start: date | None,
-    end: date | None,
+    conn: AsyncConnection, *, principal: Principal, filters: ReportFilters
 ) -> dict[str, Any]:
     """Consumers and batteries now; applications and tickets opened in the period (all by default)."""
-    scope = scope_for(principal, dealer_id=dealer_id)
-    check_period(start, end)
+    scope = scope_for(principal, dealer_id=filters.dealer_id)
+    check_period(filters)
+    start, end = filters.start, filters.end
     async with queries.snapshot(conn):
         consumers = await queries.consumer_counts(conn, scope)
         batteries = await queries.battery_counts(conn, scope)
@@ -198,20 +182,11 @@ async def dealer_dashboard(
 
 
 async def nbfc_portfolio(
-    conn: AsyncConnection,
-    *,
-    principal: Principal,
-    settings: Settings,
-    dealer_id: int | None,
-    nbfc_id: int | None,
-    start: date | None,
-    end: date | None,
+    conn: AsyncConnection, *, principal: Principal, settings: Settings, filters: LenderReportFilters
 ) -> dict[str, Any]:
     """Applications of the period and their loans, the monthly trend, and the portfolio's risk today."""
-    scope = await _finance_scope(
-        conn, principal, dealer_id=dealer_id, nbfc_id=nbfc_id, roles=("admin", "dealer", "nbfc")
-    )
-    check_period(start, end)
+    scope = await _finance_scope(conn, principal, filters)
+    start, end = filters.start, filters.end
     async with queries.snapshot(conn):
         found = await finance_queries.applications(conn, scope, start, end)
         trends = await finance_queries.monthly_trends(conn, scope, start, end)
@@ -234,24 +209,14 @@ async def nbfc_portfolio(
 
 
 async def collection_report(
-    conn: AsyncConnection,
-    *,
-    principal: Principal,
-    settings: Settings,
-    dealer_id: int | None,
-    nbfc_id: int | None,
-    start: date | None,
-    end: date | None,
+    conn: AsyncConnection, *, principal: Principal, settings: Settings, filters: LenderReportFilters
 ) -> dict[str, Any]:
     """Instalments due in the period (default the last 30 days) and what was collected of them, the
     payments of each day, and the overdue ones by days past due."""
-    scope = await _finance_scope(
-        conn, principal, dealer_id=dealer_id, nbfc_id=nbfc_id, roles=("admin", "dealer", "nbfc")
-    )
-    check_period(start, end)
+    scope = await _finance_scope(conn, principal, filters)
     today = business_today(settings)
-    end = end or today
-    start = start or end - timedelta(days=COLLECTION_DAYS - 1)
+    end = filters.end or today
+    start = filters.start or end - timedelta(days=COLLECTION_DAYS - 1)
     async with queries.snapshot(conn):
         due = await finance_queries.instalments_due(conn, scope, start, end, today)
         daily = await finance_queries.daily_collections(conn, scope, start, end)
