@@ -19,6 +19,7 @@ from psycopg import AsyncConnection
 from control import queries
 from control.errors import BatteryNotFound, CommandNotFound, NotCancellable
 from control.queries import Event, Row
+from schemas import state
 
 DEFAULT_TTL = timedelta(hours=24)
 
@@ -136,10 +137,9 @@ async def issue_commands(
         await queries.insert_events(conn, events)
         await queries.set_desired(
             conn,
-            battery_ids=[b["id"] for b in batteries],
-            enabled=action == "enable",
-            spec=spec,
-            battery_status=battery_status,
+            desired=[
+                _desired(b, enable=action == "enable", spec=spec, label=battery_status) for b in batteries
+            ],
             status_label=status_label,
         )
         await queries.notify(conn)
@@ -184,6 +184,16 @@ async def cancel_command(
         row = await queries.get_command(conn, command_id)
     assert row is not None
     return row
+
+
+def _desired(battery: Row, *, enable: bool, spec: str, label: str | None) -> Row:
+    """The battery's desired state once this command is applied: its switches (a command leaves the
+    switch it does not name as it was) and the status they make."""
+    before = state.switches(battery["desired_enabled"], battery["desired_spec"])
+    switches = state.after_command(before, enable=enable, spec=spec)
+    enabled, canonical_spec = state.canonical(switches)
+    status = state.status_of(switches, wanted=label, current=battery["desired_status"])
+    return {"id": battery["id"], "enabled": enabled, "spec": canonical_spec, "status": status}
 
 
 async def _db_now(conn: AsyncConnection[Row]) -> datetime:

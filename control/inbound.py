@@ -21,9 +21,9 @@ from psycopg import AsyncConnection
 from pydantic import ValidationError
 
 from control import metrics, queries
-from control.acks import Ack, Outcome, fold
+from control.acks import Ack, Outcome, Report, fold
 from control.queries import Event, Pool, Row
-from schemas import topics
+from schemas import state, topics
 from schemas.device import MAX_PAYLOAD_BYTES, CommandAck, Status
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,18 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 
 
+TOO_LARGE_PAYLOAD_BYTES = 1024  # of a payload refused for its size, only this much is kept
+DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     topic: str
     reason: str
     detail: str | None
-    payload: bytes
+    payload: bytes  # what is kept of it
     received_at: datetime
+    payload_size: int
 
 
 @dataclass(frozen=True)
@@ -71,15 +76,17 @@ def parse(topic: str, payload: bytes, received_at: datetime, *, retained: bool =
 
 def parse_ack(topic: str, serial: str, payload: bytes, received_at: datetime) -> Ack | DeadLetter:
     if len(payload) > MAX_PAYLOAD_BYTES:
-        return DeadLetter(topic, "too_large", f"{len(payload)} bytes", payload, received_at)
+        return _dead_letter(topic, "too_large", f"{len(payload)} bytes", payload, received_at)
     try:
         ack = CommandAck.model_validate_json(payload)
     except ValidationError as exc:
         try:
             json.loads(payload)
         except ValueError:
-            return DeadLetter(topic, "invalid_json", str(exc.errors()[0]["msg"])[:500], payload, received_at)
-        return DeadLetter(topic, "invalid_ack", _describe(exc), payload, received_at)
+            return _dead_letter(
+                topic, "invalid_json", str(exc.errors()[0]["msg"])[:500], payload, received_at
+            )
+        return _dead_letter(topic, "invalid_ack", _describe(exc), payload, received_at)
     return Ack(
         serial=serial,
         id=ack.id,
@@ -180,6 +187,7 @@ class InboundWorker:
                                 "reason": d.reason,
                                 "detail": d.detail,
                                 "payload": d.payload,
+                                "payload_size": d.payload_size,
                                 "received_at": d.received_at,
                             }
                             for d in letters
@@ -209,7 +217,7 @@ class InboundWorker:
             batteries = await queries.lock_batteries_of_commands(conn, list(by_command))
             commands = {row["id"]: row for row in await queries.lock_commands(conn, list(by_command))}
             updates: list[Row] = []
-            reports: list[Row] = []
+            reports: dict[int, list[tuple[Report, str | None]]] = defaultdict(list)
             events: list[Event] = []
             for command_id, its_acks in by_command.items():
                 command = commands.get(command_id)
@@ -221,22 +229,18 @@ class InboundWorker:
                 owner = f"command {command_id} is for {command['serial_number']}"
                 letters += [_letter(a, "ack_from_wrong_battery", owner) for a in out.wrong_battery]
                 metrics.ACKS.labels("wrong_battery").inc(len(out.wrong_battery))
-                self._collect(command, out, updates, reports, events)
+                self._collect(command, out, updates, events)
+                reports[command["battery_id"]] += [(r, command["battery_status"]) for r in out.reports]
                 finished = finished or out.finished_at is not None and command["finished_at"] is None
             await queries.apply_acks(conn, updates)
-            newest: dict[int, Row] = {}
-            for report in reports:  # one row per battery: an UPDATE ... FROM applies only one
-                kept = newest.get(report["battery_id"])
-                if report["battery_id"] in batteries and (kept is None or kept["at"] <= report["at"]):
-                    newest[report["battery_id"]] = report
-            await queries.update_reported(conn, list(newest.values()))
+            reported, statuses = _reported_states(batteries, reports)
+            await queries.update_reported(conn, reported)
+            await queries.update_statuses(conn, statuses, actor="device")
             await queries.insert_events(conn, events)
         return letters, finished
 
     @staticmethod
-    def _collect(
-        command: Row, out: Outcome, updates: list[Row], reports: list[Row], events: list[Event]
-    ) -> None:
+    def _collect(command: Row, out: Outcome, updates: list[Row], events: list[Event]) -> None:
         if out.changed:
             updates.append(
                 {
@@ -254,13 +258,63 @@ class InboundWorker:
         for ack, why in out.ignored:
             events.append((command["id"], "ack_ignored", ack.received_at, "device", f"{ack.stage}: {why}"))
             metrics.ACKS.labels("ignored").inc()
+        for ack, kind, description in out.contradictions:
+            metrics.CONTRADICTIONS.labels(kind).inc()
+            log.error(
+                "a device contradicts the command it acknowledged",
+                extra={
+                    "serial": command["serial_number"],
+                    "command_id": str(command["id"]),
+                    "kind": kind,
+                    "command_status": out.status,
+                    "detail": description,
+                    "payload": ack.payload[:500].decode("utf-8", "replace"),
+                },
+            )
         metrics.ACKS.labels("accepted").inc(len(out.events))
         for stage, seconds in out.latencies:
             metrics.ACK_LATENCY.labels(stage).observe(seconds)
-        if out.reported is not None:
-            enabled, spec, at = out.reported
-            reports.append({"battery_id": command["battery_id"], "enabled": enabled, "spec": spec, "at": at})
+
+
+def _reported_states(
+    batteries: dict[int, Row], reports: dict[int, list[tuple[Report, str | None]]]
+) -> tuple[list[Row], dict[int, str]]:
+    """Each battery's reported state after its acks' reports (those newer than what is stored), and
+    the batteries whose status that changes (id → status)."""
+    reported: list[Row] = []
+    statuses: dict[int, str] = {}
+    for battery_id, its_reports in reports.items():
+        battery = batteries.get(battery_id)
+        if battery is None:  # deleted since
+            continue
+        stored_at = battery["reported_at"]
+        newer = sorted((r for r in its_reports if stored_at is None or stored_at <= r[0].at), key=_at)
+        if not newer:
+            continue
+        known = battery["reported_enabled"]
+        switches = None if known is None else state.switches(known, battery["reported_spec"])
+        for report, _ in newer:
+            switches = state.after_command(switches, enable=report.enabled, spec=report.spec)
+        assert switches is not None
+        enabled, spec = state.canonical(switches)
+        report, wanted = newer[-1]
+        reported.append({"battery_id": battery_id, "enabled": enabled, "spec": spec, "at": report.at})
+        status = state.status_of(
+            switches, wanted=wanted or battery["desired_status"], current=battery["status"]
+        )
+        if status != battery["status"]:
+            statuses[battery_id] = status
+    return reported, statuses
+
+
+def _at(item: tuple[Report, str | None]) -> datetime:
+    return item[0].at
 
 
 def _letter(ack: Ack, reason: str, detail: str) -> DeadLetter:
-    return DeadLetter(ack.topic, reason, detail, ack.payload, ack.received_at)
+    return _dead_letter(ack.topic, reason, detail, ack.payload, ack.received_at)
+
+
+def _dead_letter(topic: str, reason: str, detail: str, payload: bytes, received_at: datetime) -> DeadLetter:
+    kept = TOO_LARGE_PAYLOAD_BYTES if reason == "too_large" else DEAD_LETTER_PAYLOAD_BYTES
+    return DeadLetter(topic, reason, detail, payload[:kept], received_at, len(payload))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from control.acks import OPPOSITE_STATE, STATE_NOT_REPORTED
+
 TRANSITIONS = Counter(
     "packfleet_command_transitions_total", "Command state transitions recorded by control", ["status"]
 )
@@ -20,3 +22,10 @@ ACKS = Counter("packfleet_command_acks_total", "Acknowledgements received", ["ou
 DEAD_LETTERS = Counter(
     "packfleet_control_dead_letters_total", "Messages control could not accept", ["reason"]
 )
+CONTRADICTIONS = Counter(
+    "packfleet_command_contradictions_total",
+    "Applied acks that do not confirm the commanded state (opposite state, or none said)",
+    ["kind"],
+)
+for _kind in (OPPOSITE_STATE, STATE_NOT_REPORTED):
+    CONTRADICTIONS.labels(_kind)

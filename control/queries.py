@@ -35,7 +35,8 @@ Event = tuple[UUID, str, datetime | None, str, str | None]
 async def lock_batteries(conn: AsyncConnection[Row], battery_ids: Sequence[int]) -> dict[int, Row]:
     """Lock these batteries (in id order, so concurrent writers never deadlock) and read their state."""
     cur = await conn.execute(
-        """SELECT id, serial_number, status, status_label, desired_enabled, desired_spec, dealer_id
+        """SELECT id, serial_number, status, desired_status, status_label, desired_enabled, desired_spec,
+                  dealer_id
            FROM batteries WHERE id = ANY(%s) AND deleted_at IS NULL
            ORDER BY id FOR UPDATE""",
         (list(battery_ids),),
@@ -106,7 +107,7 @@ async def insert_commands(
             "expires_at": list(expires_at),
             "prev_enabled": [b["desired_enabled"] for b in batteries],
             "prev_spec": [b["desired_spec"] for b in batteries],
-            "prev_status": [b["status"] for b in batteries],
+            "prev_status": [b["desired_status"] for b in batteries],
         },
     )
     return await cur.fetchall()
@@ -132,20 +133,23 @@ async def insert_events(conn: AsyncConnection[Row], events: Sequence[Event]) -> 
 
 
 async def set_desired(
-    conn: AsyncConnection[Row],
-    *,
-    battery_ids: Sequence[int],
-    enabled: bool,
-    spec: str,
-    battery_status: str | None,
-    status_label: str | None,
+    conn: AsyncConnection[Row], *, desired: Sequence[Row], status_label: str | None
 ) -> None:
+    """Set each battery's desired state (`id`, `enabled`, `spec`, `status`); its `status` is the
+    device's to confirm."""
     await conn.execute(
-        """UPDATE batteries
-           SET desired_enabled = %s, desired_spec = %s, status = coalesce(%s, status),
-               status_label = coalesce(%s, status_label), updated_at = now()
-           WHERE id = ANY(%s)""",
-        (enabled, spec, battery_status, status_label, list(battery_ids)),
+        """UPDATE batteries b
+           SET desired_enabled = d.enabled, desired_spec = d.spec, desired_status = d.status,
+               status_label = coalesce(%s, b.status_label), updated_at = now()
+           FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::text[]) AS d(id, enabled, spec, status)
+           WHERE b.id = d.id""",
+        (
+            status_label,
+            [d["id"] for d in desired],
+            [d["enabled"] for d in desired],
+            [d["spec"] for d in desired],
+            [d["status"] for d in desired],
+        ),
     )
 
 
@@ -342,21 +346,21 @@ async def open_counts(conn: AsyncConnection[Row]) -> dict[str, int]:
 # --- acknowledgements -----------------------------------------------------------------------------
 
 
-async def lock_batteries_of_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> set[int]:
-    """Lock the batteries of these commands (in id order), before their command rows."""
+async def lock_batteries_of_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> dict[int, Row]:
+    """Lock the batteries of these commands (in id order), before their command rows; their state."""
     cur = await conn.execute(
-        """SELECT id FROM batteries
+        """SELECT id, status, desired_status, reported_enabled, reported_spec, reported_at FROM batteries
            WHERE id IN (SELECT battery_id FROM commands WHERE id = ANY(%s))
            ORDER BY id FOR UPDATE""",
         (list(ids),),
     )
-    return {row["id"] for row in await cur.fetchall()}
+    return {row["id"]: row for row in await cur.fetchall()}
 
 
 async def lock_commands(conn: AsyncConnection[Row], ids: Sequence[UUID]) -> list[Row]:
     cur = await conn.execute(
-        """SELECT c.id, c.battery_id, b.serial_number, c.action, c.spec, c.status, c.sent_at, c.last_sent_at,
-                  c.delivered_at, c.finished_at
+        """SELECT c.id, c.battery_id, b.serial_number, c.action, c.spec, c.battery_status, c.status,
+                  c.sent_at, c.last_sent_at, c.delivered_at, c.finished_at
            FROM commands c JOIN batteries b ON b.id = c.battery_id
            WHERE c.id = ANY(%s) ORDER BY c.id FOR UPDATE OF c""",
         (list(ids),),
@@ -390,13 +394,16 @@ async def apply_acks(conn: AsyncConnection[Row], updates: Sequence[Row]) -> None
 
 
 async def update_reported(conn: AsyncConnection[Row], reports: Sequence[Row]) -> None:
-    """Record what devices said they are now, unless the battery already has a newer report."""
+    """Record what devices said they are now, unless the battery already has a newer report.
+
+    Neither `status` nor `updated_at` is set here: what a battery-pack list shows does not change
+    (no NOTIFY, migration 0035); `update_statuses` follows for the batteries whose status does.
+    """
     if not reports:
         return
     await conn.execute(
         """UPDATE batteries b
-           SET reported_enabled = r.enabled, reported_spec = coalesce(r.spec, b.reported_spec),
-               reported_at = r.at, updated_at = now()
+           SET reported_enabled = r.enabled, reported_spec = r.spec, reported_at = r.at
            FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::timestamptz[]) AS r(id, enabled, spec, at)
            WHERE b.id = r.id AND (b.reported_at IS NULL OR b.reported_at <= r.at)""",
         (
@@ -405,6 +412,20 @@ async def update_reported(conn: AsyncConnection[Row], reports: Sequence[Row]) ->
             [r["spec"] for r in reports],
             [r["at"] for r in reports],
         ),
+    )
+
+
+async def update_statuses(conn: AsyncConnection[Row], statuses: dict[int, str], *, actor: str) -> None:
+    """Set the status of batteries whose device confirmed a change (the activity log names `actor`)."""
+    if not statuses:
+        return
+    await conn.execute("SELECT set_config('packfleet.actor', %s, true)", (actor,))
+    ids = sorted(statuses)
+    await conn.execute(
+        """UPDATE batteries b SET status = v.status, updated_at = now()
+           FROM unnest(%s::bigint[], %s::text[]) AS v(id, status)
+           WHERE b.id = v.id AND b.status <> v.status""",
+        (ids, [statuses[i] for i in ids]),
     )
 
 
@@ -420,7 +441,7 @@ async def insert_dead_letters(conn: AsyncConnection[Row], letters: Sequence[Row]
             [d["reason"] for d in letters],
             [d["detail"] for d in letters],
             [d["received_at"] for d in letters],
-            [d["payload"][: 64 * 1024] for d in letters],
-            [len(d["payload"]) for d in letters],
+            [d["payload"] for d in letters],
+            [d["payload_size"] for d in letters],
         ),
     )

@@ -1,8 +1,10 @@
 """The bounded buffer between the MQTT thread and the writer: batches by rows or by age.
 
 Messages stay counted here from receipt until the writer has committed and acknowledged them, so
-the bound covers everything the worker holds. When it is full, `put` blocks the MQTT network
-thread: the socket is no longer read, TCP pushes back, and the broker keeps the rest queued.
+the bound covers everything the worker holds: readings (and messages), and bytes, since a few
+thousand large payloads weigh more than a million small readings. When either bound is reached,
+`put` blocks the MQTT network thread: the socket is no longer read, TCP pushes back, and the broker
+keeps the rest queued.
 """
 
 from __future__ import annotations
@@ -28,28 +30,44 @@ class Message:
     received: float  # time.time() at receipt
     generation: int  # the MQTT connection it came on; acks go only to that connection
     weight: int  # see message_weight
+    nbytes: int = 0  # see message_bytes
 
 
-def message_weight(parsed: Parsed, payload: bytes) -> int:
-    """What a message costs the buffer: its readings, plus one per KiB of raw payload held."""
-    rows = len(parsed.rows) if isinstance(parsed, ParsedReadings) else 1
+# What a parsed reading costs in memory: a 7-tuple, a datetime and four floats (sys.getsizeof).
+ROW_BYTES = 256
+
+
+def message_weight(parsed: Parsed) -> int:
+    """What a message counts against PACKFLEET_INGEST_MAX_BUFFERED: its readings, or one."""
+    return len(parsed.rows) if isinstance(parsed, ParsedReadings) else 1
+
+
+def message_bytes(parsed: Parsed, payload: bytes) -> int:
+    """What a message holds in memory: the payload kept, its dead letter's copy, its readings."""
     if isinstance(parsed, DeadLetter):
-        return 1 + len(parsed.payload) // 1024
-    return rows + len(payload) // 1024
+        return len(payload) + len(parsed.payload)
+    held = len(payload)
+    if isinstance(parsed, ParsedReadings):
+        held += len(parsed.rows) * ROW_BYTES
+        if parsed.rejected is not None:
+            held += len(parsed.rejected.payload)
+    return held
 
 
 class Buffer:
     """Thread-safe: one producer (the MQTT thread), one consumer (the writer)."""
 
-    def __init__(self, *, batch_rows: int, batch_ms: int, max_weight: int) -> None:
+    def __init__(self, *, batch_rows: int, batch_ms: int, max_weight: int, max_bytes: int = 2**62) -> None:
         self.batch_rows = batch_rows
         self.batch_seconds = batch_ms / 1000
         self.max_weight = max(max_weight, 1)
+        self.max_bytes = max(max_bytes, 1)
         self._cond = threading.Condition()
         self._pending: deque[Message] = deque()
         self._pending_rows = 0
         self._first_at = 0.0  # monotonic time the oldest pending message arrived
         self._held = 0  # weight received and not yet released (pending + being written)
+        self._held_bytes = 0  # their bytes
         self._in_flight_since: float | None = None  # receipt time of the batch being written
         self._closed = False
         self.blocked_seconds = 0.0  # total time the MQTT thread waited for room
@@ -57,6 +75,13 @@ class Buffer:
     @property
     def held(self) -> int:
         return self._held
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held_bytes
+
+    def _full(self) -> bool:
+        return self._held >= self.max_weight or self._held_bytes >= self.max_bytes
 
     @property
     def pending(self) -> int:
@@ -74,9 +99,9 @@ class Buffer:
     def put(self, message: Message) -> bool:
         """Add a message, waiting while the buffer is full; False once closed (not taken)."""
         with self._cond:
-            if self._held >= self.max_weight and not self._closed:
+            if self._full() and not self._closed:
                 started = time.monotonic()
-                while self._held >= self.max_weight and not self._closed:
+                while self._full() and not self._closed:
                     self._cond.wait(0.5)
                 self.blocked_seconds += time.monotonic() - started
             if self._closed:
@@ -88,6 +113,7 @@ class Buffer:
             rows = len(message.parsed.rows) if isinstance(message.parsed, ParsedReadings) else 1
             self._pending_rows += rows
             self._held += message.weight
+            self._held_bytes += message.nbytes
             if self._pending_rows >= self.batch_rows:
                 self._cond.notify_all()
             return True
@@ -134,6 +160,7 @@ class Buffer:
         """The writer is done with a batch (acknowledged, or given up to be redelivered)."""
         with self._cond:
             self._held -= sum(m.weight for m in batch)
+            self._held_bytes -= sum(m.nbytes for m in batch)
             self._in_flight_since = None
             self._cond.notify_all()
 
@@ -150,5 +177,6 @@ class Buffer:
             self._pending.clear()
             self._pending_rows = 0
             self._held -= sum(m.weight for m in dropped)
+            self._held_bytes -= sum(m.nbytes for m in dropped)
             self._cond.notify_all()
             return dropped

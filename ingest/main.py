@@ -17,6 +17,7 @@ import psycopg
 
 from ingest import metrics
 from ingest.batch import Buffer
+from ingest.memory import Releaser
 from ingest.policies import apply_policies
 from ingest.receive import Receiver
 from ingest.write import Writer
@@ -30,16 +31,21 @@ SHUTDOWN_FLUSH_SECONDS = 10.0  # at stop, how long to keep trying to commit what
 
 def drain(buffer: Buffer, writer: Writer, receiver: Receiver) -> None:
     """The writer thread: commit each batch, acknowledge it, make room for more."""
+    releaser = Releaser()
     while True:
         batch = buffer.take(timeout=0.5)
         if batch is None:
             return
         if not batch:
+            releaser.freed(0, idle=True)
             continue
         committed = writer.write(batch)
         if committed:
             receiver.ack(batch)
         buffer.release(batch)
+        freed = sum(m.nbytes for m in batch)
+        del batch  # its messages go now, not when the next batch replaces the name
+        releaser.freed(freed, idle=buffer.pending == 0)
         if not committed:
             # Abandoned at shutdown: what is left is not acknowledged and comes back later.
             buffer.drop_pending()
@@ -48,6 +54,7 @@ def drain(buffer: Buffer, writer: Writer, receiver: Receiver) -> None:
 
 def _watch(buffer: Buffer) -> None:
     metrics.QUEUE_DEPTH.set_function(lambda: buffer.held)
+    metrics.QUEUE_BYTES.set_function(lambda: buffer.held_bytes)
 
     def oldest_age() -> float:
         oldest = buffer.oldest_received()
@@ -70,6 +77,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, retire: bool = False) 
         batch_rows=settings.ingest_batch_rows,
         batch_ms=settings.ingest_batch_ms,
         max_weight=settings.ingest_max_buffered,
+        max_bytes=settings.ingest_max_buffered_mb * 2**20,
     )
     _watch(buffer)
     await asyncio.to_thread(_policies, settings, database_url)
@@ -92,6 +100,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, retire: bool = False) 
                 "batch_rows": settings.ingest_batch_rows,
                 "batch_ms": settings.ingest_batch_ms,
                 "max_buffered": settings.ingest_max_buffered,
+                "max_buffered_mb": settings.ingest_max_buffered_mb,
             },
         )
         while not stop.is_set():

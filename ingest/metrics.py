@@ -12,6 +12,10 @@ READINGS_DUPLICATE = Counter(
     "ingest_readings_duplicate", "Readings already stored (a redelivery or a repeat), skipped"
 )
 STATUS_UPDATES = Counter("ingest_status_updates", "Status messages applied to batteries")
+STATUS_CONTRADICTIONS = Counter(
+    "ingest_status_contradictions",
+    "Statuses that newly contradict the battery's desired state while no command is pending",
+)
 REJECTED = Counter("ingest_rejected", "Messages sent to the dead-letter table", ["reason"])
 BATCH_ROWS = Histogram(
     "ingest_batch_rows",
@@ -25,6 +29,7 @@ FLUSH_SECONDS = Histogram(
 )
 DB_ERRORS = Counter("ingest_db_errors", "Failed batch writes (retried)", ["kind"])
 QUEUE_DEPTH = Gauge("ingest_queue_depth", "Readings and messages held, not yet acknowledged")
+QUEUE_BYTES = Gauge("ingest_queue_bytes", "Bytes the held messages take (payloads, dead letters, readings)")
 OLDEST_UNACKED = Gauge(
     "ingest_oldest_unacked_seconds", "Age of the oldest received message not yet acknowledged"
 )

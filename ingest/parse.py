@@ -1,6 +1,7 @@
 """Turn one MQTT message (topic + bytes) into readings, a status update or a dead letter.
 
-Pure: no broker, no database, no clock other than the contract's own "not in the future" check.
+Pure: no broker, no database, no clock other than the time bounds of a reading: the contract's own
+"not in the future" and the cloud's "not older than `max_age`" (a BMS whose clock reset says 1970).
 `parse` never raises; anything it cannot accept comes back as a `DeadLetter` with a reason.
 
 Validation is the contract's pydantic models themselves (schemas.device), so ingest and the
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -23,6 +24,9 @@ from schemas import topics
 from schemas.device import MAX_BATCH_READINGS, MAX_PAYLOAD_BYTES, Reading, Status
 
 DEAD_LETTER_PAYLOAD_BYTES: Final = 64 * 1024
+# Of a payload refused for its size only a prefix is kept: enough to see what it was, and a device
+# sending megabytes cannot fill the dead-letter table (or the buffer) with them.
+TOO_LARGE_PAYLOAD_BYTES: Final = 1024
 
 # Dead-letter reasons: short, stable labels (they are metric label values too).
 TOO_LARGE: Final = "too_large"
@@ -33,6 +37,7 @@ MISSING_FIELD: Final = "missing_field"
 INVALID_FIELD: Final = "invalid_field"
 OUT_OF_RANGE: Final = "out_of_range"
 FUTURE_TS: Final = "future_ts"
+OLD_TS: Final = "old_ts"
 BAD_BATCH: Final = "bad_batch"
 BAD_TOPIC: Final = "bad_topic"
 UNKNOWN_BATTERY: Final = "unknown_battery"  # decided by the writer, which knows the fleet
@@ -47,6 +52,7 @@ REASONS: Final = (
     INVALID_FIELD,
     OUT_OF_RANGE,
     FUTURE_TS,
+    OLD_TS,
     BAD_BATCH,
     BAD_TOPIC,
     UNKNOWN_BATTERY,
@@ -70,7 +76,7 @@ class DeadLetter:
     topic: str
     reason: str
     detail: str
-    payload: bytes  # the first 64 KiB
+    payload: bytes  # the first 64 KiB (1 KiB of one refused for its size)
     payload_size: int
 
 
@@ -100,9 +106,8 @@ Parsed = ParsedReadings | StatusUpdate | DeadLetter
 
 def dead_letter(topic: str, payload: bytes, reason: str, detail: str) -> DeadLetter:
     """A dead letter whose text columns PostgreSQL will take whatever the message held."""
-    return DeadLetter(
-        _storable(topic), reason, _storable(detail[:2000]), payload[:DEAD_LETTER_PAYLOAD_BYTES], len(payload)
-    )
+    kept = TOO_LARGE_PAYLOAD_BYTES if reason == TOO_LARGE else DEAD_LETTER_PAYLOAD_BYTES
+    return DeadLetter(_storable(topic), reason, _storable(detail[:2000]), payload[:kept], len(payload))
 
 
 def _storable(text: str) -> str:
@@ -110,10 +115,13 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
-def parse(topic: str, payload: bytes) -> Parsed:
-    """Validate one message against the device contract v1."""
+DEFAULT_MAX_AGE: Final = timedelta(days=30)
+
+
+def parse(topic: str, payload: bytes, *, max_age: timedelta = DEFAULT_MAX_AGE) -> Parsed:
+    """Validate one message against the device contract v1; readings older than `max_age` are refused."""
     try:
-        return _parse(topic, payload)
+        return _parse(topic, payload, datetime.now(UTC) - max_age)
     except Exception as exc:  # a bug here must cost one message, never the worker
         return dead_letter(topic, payload, INVALID_FIELD, f"unexpected {type(exc).__name__}: {exc}")
 
@@ -132,7 +140,7 @@ def _route(topic: str) -> tuple[str, str] | None:
         return route
 
 
-def _parse(topic: str, payload: bytes) -> Parsed:
+def _parse(topic: str, payload: bytes, oldest: datetime) -> Parsed:
     route = _route(topic)
     if route is None or route[1] not in (topics.TELEMETRY, topics.STATUS):
         return dead_letter(topic, payload, BAD_TOPIC, "not batteries/{serial}/telemetry or /status")
@@ -145,19 +153,22 @@ def _parse(topic: str, payload: bytes) -> Parsed:
         return dead_letter(topic, payload, NOT_UTF8, str(exc))
     if kind == topics.STATUS:
         return _status(topic, serial, payload)
-    return _telemetry(topic, serial, payload)
+    return _telemetry(topic, serial, payload, oldest)
 
 
-def _telemetry(topic: str, serial: str, payload: bytes) -> Parsed:
+def _telemetry(topic: str, serial: str, payload: bytes, oldest: datetime) -> Parsed:
     # The common case, one reading, takes one pass through the model. An object with a
     # `readings` key is a batch; `\u` escapes could spell that key, so they take the slow path.
     if b'"readings"' not in payload and b"\\u" not in payload:
         try:
-            return ParsedReadings(serial, (_row(Reading.model_validate_json(payload)),))
+            reading = Reading.model_validate_json(payload)
         except ValidationError as exc:
             if exc.errors()[0]["type"] == "json_invalid":
                 return dead_letter(topic, payload, INVALID_JSON, _describe(exc))
             return dead_letter(topic, payload, *_classify(exc))
+        if reading.ts < oldest:
+            return dead_letter(topic, payload, OLD_TS, _too_old(reading, oldest))
+        return ParsedReadings(serial, (_row(reading),))
     try:
         document = json.loads(payload)
     except (ValueError, RecursionError) as exc:
@@ -165,18 +176,27 @@ def _telemetry(topic: str, serial: str, payload: bytes) -> Parsed:
     if not isinstance(document, dict):
         return dead_letter(topic, payload, NOT_AN_OBJECT, f"a JSON {type(document).__name__}")
     if "readings" not in document:
-        return _single(topic, serial, payload, document)
-    return _batch(topic, serial, payload, document["readings"])
+        return _single(topic, serial, payload, document, oldest)
+    return _batch(topic, serial, payload, document["readings"], oldest)
 
 
-def _single(topic: str, serial: str, payload: bytes, document: dict[str, Any]) -> Parsed:
+def _single(topic: str, serial: str, payload: bytes, document: dict[str, Any], oldest: datetime) -> Parsed:
     try:
-        return ParsedReadings(serial, (_row(Reading.model_validate(document)),))
+        reading = Reading.model_validate(document)
     except ValidationError as exc:
         return dead_letter(topic, payload, *_classify(exc))
+    if reading.ts < oldest:
+        return dead_letter(topic, payload, OLD_TS, _too_old(reading, oldest))
+    return ParsedReadings(serial, (_row(reading),))
 
 
-def _batch(topic: str, serial: str, payload: bytes, readings: Any) -> Parsed:
+def _too_old(reading: Reading, oldest: datetime) -> str:
+    return (
+        f"ts: {reading.ts.isoformat()} is before {oldest.isoformat(timespec='seconds')}, the oldest accepted"
+    )
+
+
+def _batch(topic: str, serial: str, payload: bytes, readings: Any, oldest: datetime) -> Parsed:
     """Store-and-forward upload: the valid readings are kept, the invalid ones dead-lettered."""
     if not isinstance(readings, list) or not 1 <= len(readings) <= MAX_BATCH_READINGS:
         return dead_letter(
@@ -186,9 +206,14 @@ def _batch(topic: str, serial: str, payload: bytes, readings: Any) -> Parsed:
     bad: list[tuple[int, str, str]] = []
     for index, item in enumerate(readings):
         try:
-            rows.append(_row(Reading.model_validate(item)))
+            reading = Reading.model_validate(item)
         except ValidationError as exc:
             bad.append((index, *_classify(exc)))
+            continue
+        if reading.ts < oldest:  # store-and-forward within the bound is kept
+            bad.append((index, OLD_TS, _too_old(reading, oldest)))
+        else:
+            rows.append(_row(reading))
     if not bad:
         return ParsedReadings(serial, tuple(rows))
     detail = f"{len(bad)} of {len(readings)} readings rejected; " + "; ".join(

@@ -6,10 +6,12 @@ Functions take the connection first and never commit: the writer owns the transa
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 
 # One row per reading; ON COMMIT DELETE ROWS empties it at the end of every batch.
 CREATE_STAGING = """
@@ -65,8 +67,12 @@ WHERE b.id = v.id AND (b.last_seen_at IS NULL OR b.last_seen_at < v.seen)
 
 # A status older than the reported state already stored is stale: on a shared subscription two
 # workers can take one battery's messages out of order. A status is as old as its ts (never later
-# than its receipt); the will message, which has no ts, as its receipt.
+# than its receipt); the will message, which has no ts, as its receipt. It returns what the writer
+# needs to keep `status` with the reported switches and to see a contradiction: the reported state
+# before and after, the desired one, and whether a command is still on its way.
 APPLY_STATUS = """
+WITH before AS (SELECT id AS before_id, reported_enabled AS was_enabled, reported_spec AS was_spec
+                FROM batteries WHERE id = %(id)s)
 UPDATE batteries SET
     online = %(online)s,
     reported_enabled = COALESCE(%(enabled)s, reported_enabled),
@@ -74,7 +80,19 @@ UPDATE batteries SET
     firmware = COALESCE(%(firmware)s, firmware),
     reported_at = COALESCE(%(reported_at)s, reported_at),
     last_seen_at = GREATEST(last_seen_at, %(seen)s)
-WHERE id = %(id)s AND (reported_at IS NULL OR reported_at <= %(as_of)s)
+FROM before
+WHERE id = before_id AND (reported_at IS NULL OR reported_at <= %(as_of)s)
+RETURNING id, serial_number, status, desired_status, desired_enabled, desired_spec, reported_enabled,
+    reported_spec, was_enabled, was_spec,
+    EXISTS (SELECT 1 FROM commands c WHERE c.battery_id = batteries.id
+            AND c.status IN ('queued', 'sent', 'delivered')) AS command_pending
+"""
+
+# Only for batteries whose status changes: naming `status` fires the pack-list NOTIFY (0035).
+UPDATE_STATUSES = """
+UPDATE batteries b SET status = v.status, updated_at = now()
+FROM unnest(%s::bigint[], %s::text[]) AS v(id, status)
+WHERE b.id = v.id AND b.status <> v.status
 """
 
 INSERT_DEAD_LETTER = """
@@ -124,11 +142,38 @@ def touch_last_seen(conn: psycopg.Connection[Any], seen: dict[int, datetime]) ->
     conn.execute(TOUCH_LAST_SEEN, (ids, [seen[i] for i in ids]))
 
 
-def apply_statuses(conn: psycopg.Connection[Any], updates: Sequence[dict[str, Any]]) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(APPLY_STATUS, updates)
+def apply_statuses(conn: psycopg.Connection[Any], updates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Apply statuses in order; the batteries each one changed (a stale status changes none)."""
+    applied: list[dict[str, Any]] = []
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.executemany(APPLY_STATUS, updates, returning=True)
+        while True:
+            applied += cur.fetchall()
+            if not cur.nextset():
+                return applied
+
+
+def update_statuses(conn: psycopg.Connection[Any], statuses: dict[int, str]) -> None:
+    """Set the status the devices' reports make (the activity log names the device as the actor)."""
+    conn.execute("SELECT set_config('packfleet.actor', 'device', true)")
+    ids = sorted(statuses)
+    conn.execute(UPDATE_STATUSES, (ids, [statuses[i] for i in ids]))
 
 
 def insert_dead_letters(conn: psycopg.Connection[Any], letters: Sequence[tuple[Any, ...]]) -> None:
     with conn.cursor() as cur:
         cur.executemany(INSERT_DEAD_LETTER, letters)
+
+
+# Oldest first, through dead_letters_received_idx; rows another purge holds are left to it.
+PURGE_DEAD_LETTERS = """
+DELETE FROM dead_letters WHERE id IN (
+    SELECT id FROM dead_letters WHERE received_at < now() - %s::interval
+    ORDER BY received_at LIMIT %s FOR UPDATE SKIP LOCKED)
+"""
+
+
+async def purge_dead_letters(conn: AsyncConnection[Any], *, older_than: timedelta, limit: int) -> int:
+    """Delete up to `limit` dead letters received more than `older_than` ago; how many went."""
+    cur = await conn.execute(PURGE_DEAD_LETTERS, (older_than, limit))
+    return cur.rowcount

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -23,9 +24,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import metrics
-from ingest.batch import Buffer, Message, message_weight
+from ingest.batch import Buffer, Message, message_bytes, message_weight
 from ingest.client import IngestClient
-from ingest.parse import ParsedReadings, StatusUpdate, parse
+from ingest.parse import DeadLetter, ParsedReadings, StatusUpdate, parse
 from packfleet.mqtt import paho_client, paho_connect_properties
 from packfleet.settings import Settings
 from schemas import topics
@@ -47,6 +48,7 @@ class Receiver:
         self._settings = settings
         self._buffer = buffer
         self._retire = retire  # take what the session holds, unsubscribe, end the session at stop
+        self._max_age = timedelta(days=settings.ingest_max_reading_age_days)
         self.unsubscribed = threading.Event()
         self.last_received = time.monotonic()
         self._protocol = settings.mqtt_protocol
@@ -211,19 +213,22 @@ class Receiver:
             topic = raw_topic.decode("utf-8")
         except UnicodeDecodeError:
             topic = repr(raw_topic)  # the broker should not let one through, but never die of it
-        parsed = parse(topic, payload)
+        parsed = parse(topic, payload, max_age=self._max_age)
         kind = type(parsed)
         (_TELEMETRY if kind is ParsedReadings else _STATUS if kind is StatusUpdate else _OTHER).inc()
+        # A refused message is held only as its dead letter (which keeps what is stored of it).
+        kept = b"" if kind is DeadLetter else payload
         message = Message(
             topic,
-            payload,
+            kept,
             parsed,
             mid,
             qos,
             retain,
             received,
             self._generation,
-            message_weight(parsed, payload),
+            message_weight(parsed),
+            message_bytes(parsed, kept),
         )
         # Not taken (shutting down): never acknowledged, so the broker redelivers it.
         self._buffer.put(message)

@@ -30,6 +30,7 @@ from ingest.parse import (
     StatusUpdate,
     dead_letter,
 )
+from schemas import state
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,33 @@ class Stored:
     statuses: int = 0
     dead_letters: list[str] = field(default_factory=list)  # reasons
     seen: dict[int, float] = field(default_factory=dict)
+    contradictions: list[dict[str, Any]] = field(default_factory=list)  # batteries, as returned
+
+
+def _confirmed_statuses(changed: list[dict[str, Any]]) -> tuple[dict[int, str], list[dict[str, Any]]]:
+    """The statuses the batteries' reported switches now make, where they change; and the reports
+    that newly contradict the desired state while no command is on its way (a device going back on
+    what its ack confirmed, or changing on its own)."""
+    confirmed: dict[int, str] = {}
+    contradictions: list[dict[str, Any]] = []
+    for row in changed:  # in order: a battery's last row is its newest state
+        if row["reported_enabled"] is None:
+            continue
+        switches = state.switches(row["reported_enabled"], row["reported_spec"])
+        status = state.status_of(switches, wanted=row["desired_status"], current=row["status"])
+        if status != row["status"]:
+            confirmed[row["id"]] = status
+        else:
+            confirmed.pop(row["id"], None)
+        was = None if row["was_enabled"] is None else state.switches(row["was_enabled"], row["was_spec"])
+        desired = (row["desired_enabled"], row["desired_spec"])
+        if (
+            was != switches
+            and not row["command_pending"]
+            and not state.in_sync(desired, (row["reported_enabled"], row["reported_spec"]))
+        ):
+            contradictions.append(row)
+    return confirmed, contradictions
 
 
 def _utc(epoch: float) -> datetime:
@@ -201,8 +229,11 @@ class Writer:
         if touch:
             queries.touch_last_seen(conn, touch)
         if statuses:
-            queries.apply_statuses(conn, statuses)
+            changed = queries.apply_statuses(conn, statuses)
             stored.statuses = len(statuses)
+            confirmed, stored.contradictions = _confirmed_statuses(changed)
+            if confirmed:
+                queries.update_statuses(conn, confirmed)
         if letters:
             queries.insert_dead_letters(conn, letters)
         stored.seen = {i: t for i, t in stored.seen.items() if i in touch}
@@ -264,6 +295,16 @@ class Writer:
         metrics.STATUS_UPDATES.inc(stored.statuses)
         for reason in stored.dead_letters:
             metrics.REJECTED.labels(reason).inc()
+        for row in stored.contradictions:
+            metrics.STATUS_CONTRADICTIONS.inc()
+            log.error(
+                "a battery reports a state that contradicts its desired state, with no command pending",
+                extra={
+                    "serial": row["serial_number"],
+                    "desired": {"enabled": row["desired_enabled"], "spec": row["desired_spec"]},
+                    "reported": {"enabled": row["reported_enabled"], "spec": row["reported_spec"]},
+                },
+            )
         metrics.BATCH_ROWS.observe(stored.readings + stored.duplicates)
         metrics.FLUSH_SECONDS.observe(seconds)
         if stored.dead_letters:
@@ -277,7 +318,14 @@ class Writer:
         log.error("database refused a message", extra={"topic": message.topic, "error": str(exc)})
         if isinstance(message.parsed, DeadLetter) and message.parsed.reason == DB_REJECTED:
             return True  # even its dead letter was refused: logged above, nothing more to try
-        letter = dead_letter(message.topic, message.payload, DB_REJECTED, f"{type(exc).__name__}: {exc}")
+        detail = f"{type(exc).__name__}: {exc}"
+        if isinstance(message.parsed, DeadLetter):  # its payload is what the letter kept
+            refused = message.parsed
+            letter = DeadLetter(
+                refused.topic, DB_REJECTED, detail[:2000], refused.payload, refused.payload_size
+            )
+        else:
+            letter = dead_letter(message.topic, message.payload, DB_REJECTED, detail)
         substitute = Message(
             message.topic,
             message.payload,
@@ -288,5 +336,6 @@ class Writer:
             message.received,
             message.generation,
             message.weight,
+            message.nbytes,
         )
         return self.write([substitute])

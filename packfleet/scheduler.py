@@ -24,21 +24,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
 from prometheus_client import Counter, Histogram
-from psycopg_pool import AsyncConnectionPool
 
 from api.analytics import jobs as analytics_jobs
 from api.finance import jobs as finance_jobs
 from api.messaging import jobs as messaging_jobs
 from api.telemetry import jobs as telemetry_jobs
+from ingest import jobs as ingest_jobs
 from packfleet.db import open_pool
 from packfleet.metrics import serve_metrics
 from packfleet.outbox import Outbox, run_workers
+
+# Re-exported: the domains' jobs modules name them as scheduler.JobContext, scheduler.ScheduledJob.
+from packfleet.scheduled import JobContext as JobContext
+from packfleet.scheduled import ScheduledJob as ScheduledJob
 from packfleet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,30 +49,13 @@ JOB_RUNS = Counter("packfleet_scheduler_job_runs_total", "Scheduled job runs", [
 JOB_SECONDS = Histogram("packfleet_scheduler_job_seconds", "Scheduled job duration", ["job"])
 
 
-@dataclass(frozen=True)
-class JobContext:
-    """What a job is given: the scheduler process's pool and settings."""
-
-    pool: AsyncConnectionPool
-    settings: Settings
-
-
-@dataclass(frozen=True)
-class ScheduledJob:
-    """One job of a domain: `id` is `<domain>.<name>`, `run` is called with the context."""
-
-    id: str
-    run: Callable[[JobContext], Awaitable[object]]
-    trigger: BaseTrigger
-    misfire_grace_s: int = 3600
-
-
 def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     """Every domain's jobs, as their `jobs` modules declare them for these settings."""
     jobs: list[ScheduledJob] = []
     jobs += telemetry_jobs.scheduled(settings)
     jobs += analytics_jobs.scheduled(settings)
     jobs += finance_jobs.scheduled(settings)
+    jobs += ingest_jobs.scheduled(settings)
     return jobs
 
 

@@ -90,6 +90,16 @@ class Settings(BaseSettings):
     ingest_client_id: str = Field(default_factory=lambda: f"packfleet-ingest-{socket.gethostname()}"[:64])
     ingest_share_group: str = "ingest"
 
+    # ingest: bounds on what a device can make the worker hold or keep
+    # Readings older than this are refused (dead letter `old_ts`): a BMS whose clock reset says 1970.
+    ingest_max_reading_age_days: int = Field(default=30, ge=1, le=3650)
+    # What the worker holds unacknowledged, in MiB, beside ingest_max_buffered (readings): at either
+    # bound it stops reading and the broker keeps the rest.
+    ingest_max_buffered_mb: int = Field(default=64, ge=1, le=65536)
+    # Dead letters (ingest's and control's) are deleted after this many days (the scheduler's
+    # ingest.purge_dead_letters, hourly), so a misbehaving device cannot fill the disk.
+    dead_letter_retention_days: int = Field(default=14, ge=1, le=3650)
+
     # control
     control_client_id: str | None = None  # MQTT session; default packfleet-control-<hostname>
     command_ttl_seconds: int = Field(default=24 * 3600, ge=1)

@@ -1,8 +1,10 @@
 """The device contract as JSON Schema files, so device makers can validate their firmware's payloads.
 
 `python -m schemas.export` rewrites `schemas/jsonschema/`; a test checks the shipped files match.
-The schemas say what the models accept, with two rules JSON Schema cannot carry: a reading's `ts`
-may be at most 5 minutes in the future, and `lat` and `lon` come together or not at all.
+The schemas say what the models accept, but for what depends on the clock: a reading's `ts` may be
+at most 5 minutes in the future and no older than the cloud's bound (PACKFLEET_INGEST_MAX_READING_AGE_DAYS,
+30 days by default), and a payload may be at most 256 KiB. tests/test_jsonschema.py runs one corpus
+of payloads through both and expects the same verdict for each.
 """
 
 from __future__ import annotations
@@ -26,25 +28,6 @@ _PAYLOADS: dict[str, tuple[tuple[type[BaseModel], ...], str]] = {
     "cmd-ack": ((CommandAck,), "batteries/{serial}/cmd/ack: device to cloud"),
 }
 
-_TIMESTAMP = {
-    "anyOf": [
-        {"type": "string", "format": "date-time", "description": "RFC 3339 with a UTC offset"},
-        {"type": "integer", "description": "epoch milliseconds"},
-    ]
-}
-
-
-def _timestamps(node: Any) -> Any:
-    """pydantic sees only the datetime; the contract also takes epoch milliseconds."""
-    if isinstance(node, dict):
-        if node.get("type") == "string" and node.get("format") == "date-time":
-            extra = {k: v for k, v in node.items() if k not in ("type", "format")}
-            return {**extra, **_TIMESTAMP}
-        return {k: _timestamps(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_timestamps(v) for v in node]
-    return node
-
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """file name → JSON Schema (2020-12) of each payload of the device contract v1."""
@@ -52,19 +35,21 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     for stem, (models, description) in _PAYLOADS.items():
         if len(models) == 1:
             body = models[0].model_json_schema(mode="validation")
-        else:
+        else:  # one reading, or a batch: an object with `readings` is a batch, as ingest reads it
             defs: dict[str, Any] = {}
             for model in models:
                 schema = model.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
                 defs.update(schema.pop("$defs", {}))
                 defs[model.__name__] = schema
-            body = {"oneOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in models], "$defs": defs}
+            single, batch = (f"#/$defs/{m.__name__}" for m in models)
+            body = {"if": {"required": ["readings"]}, "then": {"$ref": batch}, "else": {"$ref": single}}
+            body["$defs"] = defs
         out[f"{stem}.json"] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"{_ID_BASE}{stem}.json",
             "title": f"packfleet device contract v1: {stem}",
             "description": description,
-            **_timestamps(body),
+            **body,
         }
     return out
 

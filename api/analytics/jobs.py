@@ -5,18 +5,18 @@ from __future__ import annotations
 from apscheduler.triggers.interval import IntervalTrigger
 
 from api.analytics import health
-from packfleet import scheduler  # the module (it imports this one to register the jobs)
+from packfleet.scheduled import JobContext, ScheduledJob
 from packfleet.settings import Settings
 
 
-async def _battery_health(context: scheduler.JobContext) -> object:
+async def _battery_health(context: JobContext) -> object:
     return await health.run(context.pool, context.settings)
 
 
-def scheduled(settings: Settings) -> list[scheduler.ScheduledJob]:
+def scheduled(settings: Settings) -> list[ScheduledJob]:
     """Battery health from new telemetry, every `health_job_minutes`."""
     return [
-        scheduler.ScheduledJob(
+        ScheduledJob(
             id="analytics.battery_health",
             run=_battery_health,
             trigger=IntervalTrigger(minutes=settings.health_job_minutes),

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas import state
 from schemas.topics import SERIAL_PATTERN
 
 
@@ -41,11 +42,12 @@ def _number(value: Decimal) -> int | float:
 
 
 def battery_body(row: dict[str, Any]) -> dict[str, Any]:
-    """The spec's battery object."""
+    """The spec's battery object: `status` as the device confirmed it, `desired_status` as asked."""
     body = {
         "id": row["id"],
         "serial_number": row["serial_number"],
         "status": row["status"],
+        "desired_status": row["desired_status"],
         "health_score": _number(row["health_score"]),
         "owner_id": row["owner_id"],
         "created_at": _iso(row["created_at"]),
@@ -83,8 +85,9 @@ def control_body(row: dict[str, Any], pending: dict[str, Any] | None) -> dict[st
     return {
         "desired": desired,
         "reported": reported,
-        "in_sync": row["reported_enabled"] == row["desired_enabled"]
-        and (row["reported_spec"] or "both") == row["desired_spec"],
+        "in_sync": state.in_sync(
+            (row["desired_enabled"], row["desired_spec"]), (row["reported_enabled"], row["reported_spec"])
+        ),
         "online": row["online"],
         "last_seen_at": _iso(row["last_seen_at"]),
         "firmware": row["firmware"],

@@ -9,7 +9,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 BATTERY_COLUMNS = """
-    b.id, b.serial_number, b.status, b.health_score, b.owner_id, b.dealer_id, b.created_at,
+    b.id, b.serial_number, b.status, b.desired_status, b.health_score, b.owner_id, b.dealer_id, b.created_at,
     b.desired_enabled, b.desired_spec, b.reported_enabled, b.reported_spec, b.reported_at,
     b.firmware, b.online, b.last_seen_at
 """
@@ -33,6 +33,7 @@ async def list_batteries(
     conn: AsyncConnection,
     *,
     status: str | None,
+    desired_status: str | None = None,
     dealer_id: int | None,
     owner_id: int | None,
     limit: int | None = None,
@@ -43,10 +44,18 @@ async def list_batteries(
             FROM batteries b LEFT JOIN consumers c ON c.id = b.owner_id
             WHERE b.deleted_at IS NULL
               AND (%(status)s::text IS NULL OR b.status = %(status)s)
+              AND (%(desired)s::text IS NULL OR b.desired_status = %(desired)s)
               AND (%(dealer)s::bigint IS NULL OR b.dealer_id = %(dealer)s)
               AND (%(owner)s::bigint IS NULL OR b.owner_id = %(owner)s)
             ORDER BY b.id LIMIT %(limit)s OFFSET %(offset)s""",  # noqa: S608 - a constant column list
-        {"status": status, "dealer": dealer_id, "owner": owner_id, "limit": limit, "offset": offset},
+        {
+            "status": status,
+            "desired": desired_status,
+            "dealer": dealer_id,
+            "owner": owner_id,
+            "limit": limit,
+            "offset": offset,
+        },
     )
     return await cur.fetchall()
 
@@ -133,6 +142,7 @@ async def health_by_status(
                   sum(b.health_score) AS health_sum,
                   count(l.battery_id) AS reporting,
                   count(*) FILTER (WHERE b.online) AS online,
+                  count(*) FILTER (WHERE b.desired_status <> b.status) AS awaiting_confirmation,
                   count(*) FILTER (WHERE l.soc < 20) AS low_soc,
                   count(*) FILTER (WHERE l.ts < now() - interval '1 hour') AS stale,
                   avg(l.soc) AS avg_soc

@@ -26,7 +26,12 @@ router = APIRouter(prefix="/api/batteries", tags=["batteries"])
 async def list_batteries(
     conn: ConnDep,
     principal: CurrentUser,
-    status: Literal["active", "inactive", "maintenance"] | None = None,
+    status: Literal["active", "inactive", "maintenance"] | None = Query(
+        default=None, description="the status the device confirmed"
+    ),
+    desired_status: Literal["active", "inactive", "maintenance"] | None = Query(
+        default=None, description="the status asked for (not yet confirmed where it differs)"
+    ),
     dealer_id: int | None = Query(default=None),
     limit: int | None = Query(
         default=None, ge=1, le=10_000, description="optional page size (all by default)"
@@ -35,7 +40,13 @@ async def list_batteries(
 ) -> list[dict[str, Any]]:
     """The batteries the caller may see, with their consumer's name (spec: all; a page when asked)."""
     rows = await service.list_batteries(
-        conn, principal=principal, status=status, dealer_id=dealer_id, limit=limit, offset=offset
+        conn,
+        principal=principal,
+        status=status,
+        desired_status=desired_status,
+        dealer_id=dealer_id,
+        limit=limit,
+        offset=offset,
     )
     return [battery_body(r) for r in rows]
 

@@ -67,6 +67,7 @@ async def list_batteries(
     *,
     principal: Principal,
     status: str | None,
+    desired_status: str | None = None,
     dealer_id: int | None,
     limit: int | None = None,
     offset: int = 0,
@@ -79,7 +80,13 @@ async def list_batteries(
     elif principal.role != "admin":
         raise Forbidden("Insufficient permissions for this operation")
     return await queries.list_batteries(
-        conn, status=status, dealer_id=dealer_id, owner_id=owner_id, limit=limit, offset=offset
+        conn,
+        status=status,
+        desired_status=desired_status,
+        dealer_id=dealer_id,
+        owner_id=owner_id,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -177,6 +184,8 @@ async def health_report(
             "stale_over_1h": sum(g["stale"] for g in groups),
             "avg_soc": round(soc_weighted / reporting, 1) if reporting else None,
         },
+        # Beyond the spec: batteries asked to change status whose device has not confirmed it yet.
+        "awaiting_confirmation": sum(g["awaiting_confirmation"] for g in groups),
         # The health job's findings (api/analytics), as GET /api/analytics/battery-health reports them.
         "predictive_maintenance": {
             **predictive,

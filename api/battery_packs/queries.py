@@ -13,11 +13,13 @@ from psycopg import AsyncConnection, sql
 
 from api.battery_packs.models import COLUMNS, SORTS
 
-# The battery-pack object of the API, built by PostgreSQL: the two fields that change with every
-# command (status, updated_at) from the row, then the rest as kept in battery_pack_views (migration
-# 0033, battery_pack_tails). Lists pass the text through Python untouched. (to_json, not to_char, for
-# the time: to_char was a third of a page's cost; sessions are UTC, packfleet/db.py.)
+# The battery-pack object of the API, built by PostgreSQL: the fields that change with commands
+# (status as the device confirmed it, desired_status as asked, updated_at) from the row, then the
+# rest as kept in battery_pack_views (migration 0033, battery_pack_tails). Lists pass the text
+# through Python untouched. (to_json, not to_char, for the time: to_char was a third of a page's
+# cost; sessions are UTC, packfleet/db.py.)
 PACK_BODY = """'{"status":' || to_json(b.status)::text
+    || ',"desired_status":' || to_json(b.desired_status)::text
     || ',"updated_at":' || replace(to_json(b.updated_at)::text, '+00:00"', 'Z"') || ',' || v.tail"""
 
 PACK_FROM = """

@@ -54,7 +54,12 @@ class BulkFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dealer_id: int | None = None
-    status: Literal["active", "inactive", "maintenance"] | None = None
+    status: Literal["active", "inactive", "maintenance"] | None = Field(
+        default=None, description="the status the device confirmed"
+    )
+    desired_status: Literal["active", "inactive", "maintenance"] | None = Field(
+        default=None, description="the status asked for"
+    )
     online: bool | None = None
     reported_enabled: bool | None = None
 

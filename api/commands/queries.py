@@ -59,12 +59,14 @@ async def batteries_matching(conn: AsyncConnection[Any], *, selector: BulkFilter
            WHERE deleted_at IS NULL
              AND (%(dealer)s::bigint IS NULL OR dealer_id = %(dealer)s)
              AND (%(status)s::text IS NULL OR status = %(status)s)
+             AND (%(desired)s::text IS NULL OR desired_status = %(desired)s)
              AND (%(online)s::boolean IS NULL OR online = %(online)s)
              AND (%(reported)s::boolean IS NULL OR reported_enabled = %(reported)s)
            ORDER BY id LIMIT %(limit)s""",
         {
             "dealer": selector.dealer_id,
             "status": selector.status,
+            "desired": selector.desired_status,
             "online": selector.online,
             "reported": selector.reported_enabled,
             "limit": limit,

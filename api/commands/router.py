@@ -34,11 +34,15 @@ MAX_WAIT_S = 30.0
 async def control_battery(
     conn: ConnDep, principal: Commander, settings: SettingsDep, serial: str, body: ControlRequest
 ) -> dict[str, Any]:
-    """Switch a battery on (`active`/`activate`) or off (`inactive`/`deactivate`/`maintenance`)."""
-    battery = await service.control_battery(
+    """Switch a battery on (`active`/`activate`) or off (`inactive`/`deactivate`/`maintenance`).
+
+    The answer is the battery: `desired_status` is what was asked, `status` stays what the device
+    has confirmed until it applies the command (`command`, also at /api/commands/{id}).
+    """
+    found = await service.control_battery(
         conn, principal=principal, serial=serial, body=body, ttl_s=settings.command_ttl_seconds
     )
-    return battery_body(battery)
+    return {**battery_body(found["battery"]), "command": command_body(found["command"])}
 
 
 @router.get("/batteries/{serial}/commands")

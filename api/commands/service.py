@@ -33,11 +33,12 @@ def _ttl(requested: int | None, default_s: int) -> timedelta:
 async def control_battery(
     conn: AsyncConnection[Any], *, principal: Principal, serial: str, body: ControlRequest, ttl_s: int
 ) -> dict[str, Any]:
-    """The spec's battery control: queue the command, set the desired state and status; return the battery."""
+    """The spec's battery control: queue the command and set the desired state and status; return the
+    battery (whose `status` changes once the device confirms) and the command."""
     async with conn.transaction():  # committed before we answer: control hears of it at once
         battery = await visible_battery(conn, principal=principal, serial=serial)
         action, status = ACTIONS[body.action]
-        await control.issue_command(
+        command = await control.issue_command(
             conn,
             battery_id=battery["id"],
             action=action,
@@ -49,8 +50,9 @@ async def control_battery(
             battery_status=status,
         )
     updated = await battery_queries.get_battery(conn, serial)
-    assert updated is not None
-    return updated
+    issued = await queries.get_command(conn, command["id"])
+    assert updated is not None and issued is not None
+    return {"battery": updated, "command": issued}
 
 
 async def battery_pack_enable(

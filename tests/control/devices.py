@@ -26,10 +26,12 @@ class Device:
     """One battery: receives commands on its cmd topic and acknowledges them as firmware would.
 
     `mode`: "ack" (received, then applied), "slow" (applied 0.3 s after received), "silent" (never
-    answers), "reject", "received" (only received). A repeated id is treated as already done: it
-    is acknowledged again but not re-applied. With `online`, it announces itself with a status at
-    once; off by default, because control re-sends undelivered commands on `online: true`, which
-    would race with the commands a test issues right after.
+    answers), "reject", "received" (only received), "opposite" (says applied but reports the opposite
+    state: firmware that failed to switch), "stateless" (says applied without saying its state).
+    A repeated id is treated as already done: it is acknowledged again but not re-applied. With
+    `online`, it announces itself with a status at once; off by default, because control re-sends
+    undelivered commands on `online: true`, which would race with the commands a test issues right
+    after.
     """
 
     def __init__(
@@ -123,10 +125,13 @@ class Device:
         self._apply(command)
 
     def _apply(self, command: dict[str, Any]) -> None:
-        self.enabled = command["action"] == "enable"
+        if self.mode == "opposite":
+            self.enabled = command["action"] != "enable"
+        elif self.mode != "stateless":
+            self.enabled = command["action"] == "enable"
         with self._lock:
             self.applied.append(command["id"])
-        self._publish_ack(command["id"], "applied", self.enabled)
+        self._publish_ack(command["id"], "applied", None if self.mode == "stateless" else self.enabled)
 
     def _publish_ack(
         self, command_id: str, stage: str, enabled: bool | None, error: str | None = None

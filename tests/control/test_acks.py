@@ -1,4 +1,5 @@
-"""The ack rules, pure: forward only, duplicates and strays change nothing, late acks still report."""
+"""The ack rules, pure: forward only, duplicates and strays change nothing, late acks still report,
+and a command succeeds only when the device says it is in the commanded state."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from control.acks import Ack, fold
+from control.acks import Ack, Report, fold
 from control.inbound import DeadLetter, Online, parse
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -23,6 +24,7 @@ def _command(status: str = "sent", **overrides: object) -> dict:
         "status": status,
         "delivered_at": None,
         "finished_at": None,
+        "sent_at": T0,
         "last_sent_at": T0,
         **overrides,
     }
@@ -58,12 +60,13 @@ def test_received_then_applied() -> None:
         T0 + timedelta(seconds=2),
     )
     assert [e[0] for e in out.events] == ["delivered", "succeeded"]
-    assert out.reported == (False, "discharging", T0 + timedelta(seconds=2))
+    assert out.reports == [Report(False, "discharging", T0 + timedelta(seconds=2))]
     assert out.device_enabled is False and out.latencies == [("received", 1.0), ("applied", 2.0)]
+    assert out.contradictions == []
 
 
 def test_applied_before_received_implies_delivery_and_the_late_received_is_ignored() -> None:
-    out = fold(_command(), [_ack("applied", 1), _ack("received", 2)])
+    out = fold(_command(), [_ack("applied", 1, enabled=False), _ack("received", 2)])
     assert out.status == "succeeded" and out.delivered_at == T0 + timedelta(seconds=1)
     assert out.device_enabled is False  # a disable, applied
     assert [why for _, why in out.ignored] == ["received while succeeded"]
@@ -72,7 +75,7 @@ def test_applied_before_received_implies_delivery_and_the_late_received_is_ignor
 def test_rejected_fails_with_the_error() -> None:
     out = fold(_command("delivered", delivered_at=T0), [_ack("rejected", 1, error="BMS fault", enabled=True)])
     assert out.status == "failed" and out.error == "BMS fault" and out.delivered_at == T0
-    assert out.reported == (True, None, T0 + timedelta(seconds=1))
+    assert out.reports == [Report(True, "discharging", T0 + timedelta(seconds=1))]
 
 
 @pytest.mark.parametrize("status", ["succeeded", "failed", "expired", "cancelled"])
@@ -81,17 +84,51 @@ def test_final_commands_never_move(status: str) -> None:
     out = fold(command, [_ack("received", 1), _ack("applied", 2, enabled=False), _ack("rejected", 3)])
     assert not out.changed and out.status == status and out.finished_at == T0 and out.events == []
     assert len(out.ignored) == 3
-    assert out.reported == (False, "discharging", T0 + timedelta(seconds=2))  # the device did apply it
+    assert out.reports == [Report(False, "discharging", T0 + timedelta(seconds=2))]  # the device did apply it
 
 
 def test_an_ack_on_another_batterys_topic_is_set_aside() -> None:
     out = fold(_command(), [_ack("applied", 1, serial="BAT2", enabled=False)])
-    assert not out.changed and out.reported is None and len(out.wrong_battery) == 1
+    assert not out.changed and out.reports == [] and len(out.wrong_battery) == 1
 
 
 def test_a_device_clock_in_the_future_does_not_push_the_report_ahead() -> None:
     ack = _ack("applied", 1, enabled=False, ts=T0 + timedelta(days=1))
-    assert fold(_command(), [ack]).reported == (False, "discharging", T0 + timedelta(seconds=1))
+    assert fold(_command(), [ack]).reports == [Report(False, "discharging", T0 + timedelta(seconds=1))]
+
+
+def test_a_device_clock_that_reset_dates_its_report_no_earlier_than_the_command() -> None:
+    ack = _ack("applied", 1, enabled=False, ts=datetime(1970, 1, 1, tzinfo=UTC))
+    assert fold(_command(), [ack]).reports == [Report(False, "discharging", T0)]
+
+
+@pytest.mark.parametrize(("action", "enabled"), [("disable", True), ("enable", False)])
+def test_an_applied_ack_reporting_the_opposite_state_fails_the_command(action: str, enabled: bool) -> None:
+    out = fold(_command(action=action), [_ack("received", 1), _ack("applied", 2, enabled=enabled)])
+    assert out.status == "failed" and out.finished_at == T0 + timedelta(seconds=2)
+    assert out.error is not None and "opposite state" in out.error
+    assert f"reports it is {'enabled' if enabled else 'disabled'}" in out.error
+    assert [e[0] for e in out.events] == ["delivered", "failed"] and out.events[-1][3] == out.error
+    assert out.device_enabled is enabled
+    assert out.reports == [Report(enabled, "discharging", T0 + timedelta(seconds=2))]  # what it now is
+    assert [kind for _, kind, _ in out.contradictions] == ["opposite_state"]
+
+
+def test_an_applied_ack_that_does_not_say_its_state_fails_and_reports_nothing() -> None:
+    out = fold(_command(), [_ack("applied", 1)])
+    assert out.status == "failed" and out.error is not None and "unconfirmed" in out.error
+    assert out.reports == [] and out.device_enabled is None
+    assert [kind for _, kind, _ in out.contradictions] == ["state_not_reported"]
+
+
+@pytest.mark.parametrize("status", ["expired", "cancelled", "succeeded"])
+def test_a_late_ack_reports_only_what_it_says(status: str) -> None:
+    command = _command(status, finished_at=T0)
+    assert fold(command, [_ack("applied", 1)]).reports == []  # no `enabled`: nothing is known
+    late = fold(command, [_ack("applied", 1, enabled=True)])  # a disable the device says it did not do
+    assert not late.changed and late.status == status
+    assert late.reports == [Report(True, "discharging", T0 + timedelta(seconds=1))]
+    assert [kind for _, kind, _ in late.contradictions] == ["opposite_state"]
 
 
 def test_parse_sorts_messages() -> None:

@@ -56,7 +56,7 @@ def test_a_dealer_cannot_command_another_dealers_battery(api: TestClient, dealer
     mine = api.post(
         f"/api/batteries/{serial}/control", json={"action": "maintenance"}, headers=dealer_setup["headers"]
     )
-    assert mine.status_code == 200 and mine.json()["status"] == "maintenance"
+    assert mine.status_code == 200 and mine.json()["desired_status"] == "maintenance"
     listed = api.get(f"/api/batteries/{serial}/commands", headers=dealer_setup["headers"]).json()
     _spec_error(api.get(f"/api/commands/{listed[0]['id']}", headers=_auth(stranger)), 404)
     _spec_error(api.post(f"/api/commands/{listed[0]['id']}/cancel", headers=_auth(stranger)), 404)
@@ -195,9 +195,9 @@ def test_last_intent_wins(api: TestClient, dealer_setup, db) -> None:
     assert oldest["status"] == "cancelled" and oldest["superseded_by"] == middle["id"]
     assert middle["cancel_reason"] == f"superseded by command {newest['id']}"
     battery = db.execute(
-        "SELECT status, desired_enabled FROM batteries WHERE serial_number = %s", (serial,)
+        "SELECT status, desired_status, desired_enabled FROM batteries WHERE serial_number = %s", (serial,)
     ).fetchone()
-    assert battery == {"status": "maintenance", "desired_enabled": False}
+    assert battery == {"status": "active", "desired_status": "maintenance", "desired_enabled": False}
 
 
 def test_battery_pack_enable_answers_200_once_applied(
@@ -218,8 +218,8 @@ def test_battery_pack_enable_answers_200_once_applied(
     assert set(answer.json()) == {"issuedAt", "enabledAt"}
     assert answer.json()["issuedAt"] <= answer.json()["enabledAt"]
     row = db.execute(
-        "SELECT status_label, desired_enabled, desired_spec, reported_enabled, reported_spec, status "
-        "FROM batteries WHERE serial_number = %s",
+        "SELECT status_label, desired_enabled, desired_spec, reported_enabled, reported_spec, status, "
+        "desired_status FROM batteries WHERE serial_number = %s",
         (serial,),
     ).fetchone()
     assert row == {
@@ -228,7 +228,9 @@ def test_battery_pack_enable_answers_200_once_applied(
         "desired_spec": "discharging",
         "reported_enabled": False,
         "reported_spec": "discharging",
-        "status": "active",
+        # It can no longer discharge (run a vehicle): inactive, as asked and as the device confirmed.
+        "status": "inactive",
+        "desired_status": "inactive",
     }
 
 

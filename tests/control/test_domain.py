@@ -37,7 +37,7 @@ def test_issue_sets_desired_state_status_and_label_and_notifies_on_commit(databa
             conn,
             battery_id=battery["id"],
             action="disable",
-            spec="charging",
+            spec="discharging",
             reason="EMI overdue",
             requested_by=user["id"],
             source="finance",
@@ -62,12 +62,14 @@ def test_issue_sets_desired_state_status_and_label_and_notifies_on_commit(databa
         timedelta(hours=2), abs=timedelta(seconds=5)
     )
     b = db.execute("SELECT * FROM batteries WHERE id = %s", (battery["id"],)).fetchone()
-    assert (b["desired_enabled"], b["desired_spec"], b["status"], b["status_label"]) == (
+    # The wish is set; the status stays what the device confirmed until it confirms the disable.
+    assert (b["desired_enabled"], b["desired_spec"], b["desired_status"], b["status_label"]) == (
         False,
-        "charging",
+        "discharging",
         "inactive",
         "Recovered",
     )
+    assert b["status"] == "active"
     assert [(e["status"], e["actor"], e["detail"]) for e in events_of(db, str(row["id"]))] == [
         ("queued", f"user:{user['id']}", "EMI overdue")
     ]

@@ -51,7 +51,9 @@ def test_round_trip_through_the_api(control, api: TestClient, devices, dealer_se
         headers=headers,
     )
     assert answer.status_code == 200, answer.text
-    assert answer.json()["status"] == "inactive" and answer.json()["serial_number"] == serial
+    # Asked, not yet done: the status is the device's until it confirms.
+    assert answer.json()["status"] == "active" and answer.json()["desired_status"] == "inactive"
+    assert answer.json()["serial_number"] == serial and answer.json()["command"]["status"] == "queued"
 
     def done() -> dict | None:
         listed = api.get(f"/api/batteries/{serial}/commands", headers=headers).json()

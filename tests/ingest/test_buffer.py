@@ -6,7 +6,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from ingest.batch import Buffer, Message, message_weight
+from ingest.batch import ROW_BYTES, Buffer, Message, message_bytes, message_weight
 from ingest.parse import ParsedReadings, Row, dead_letter
 
 ROW: Row = (datetime.now(UTC), 48.0, 1.0, 50.0, None, None, None)
@@ -70,11 +70,29 @@ def test_close_wakes_a_blocked_put_and_hands_out_the_rest() -> None:
     assert buffer.take(timeout=0.1) is None
 
 
-def test_big_dead_letters_weigh_by_payload() -> None:
+def test_messages_weigh_their_readings_and_hold_their_bytes() -> None:
     payload = b"x" * 200_000
-    letter = dead_letter("batteries/B/telemetry", payload, "too_large", "big")
-    assert message_weight(letter, payload) == 1 + 64  # only the kept 64 KiB is held
-    assert message_weight(ParsedReadings("B", (ROW,) * 10), b"x" * 2048) == 12
+    too_large = dead_letter("batteries/B/telemetry", payload, "too_large", "big")
+    assert message_weight(too_large) == 1 and message_bytes(too_large, b"") == 1024  # a prefix only
+    invalid = dead_letter("batteries/B/telemetry", payload, "invalid_json", "bad")
+    assert message_bytes(invalid, b"") == 64 * 1024  # the first 64 KiB, as stored
+    readings = ParsedReadings("B", (ROW,) * 10)
+    assert message_weight(readings) == 10 and message_bytes(readings, b"x" * 2048) == 2048 + 10 * ROW_BYTES
+
+
+def test_a_full_buffer_in_bytes_blocks_until_released() -> None:
+    buffer = Buffer(batch_rows=1, batch_ms=60_000, max_weight=1000, max_bytes=100_000)
+    big = message()
+    big.nbytes = 100_000
+    buffer.put(big)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (buffer.put(message(mid=2)), done.set()), daemon=True)
+    thread.start()
+    assert not done.wait(0.3)  # one message, but its bytes are at the bound
+    batch = buffer.take(timeout=0.1)
+    assert batch == [big] and not done.wait(0.2)  # written is not yet released
+    buffer.release(batch)
+    assert done.wait(2) and buffer.held_bytes == 0
 
 
 def test_oldest_unacked_covers_the_batch_being_written() -> None:

@@ -101,7 +101,27 @@ def test_bad_messages_become_dead_letters_with_a_reason(topic: str, payload: byt
     parsed = parse(topic, payload)
     assert isinstance(parsed, DeadLetter), parsed
     assert (parsed.reason, parsed.topic, parsed.payload_size) == (reason, topic, len(payload))
-    assert parsed.payload == payload[: 64 * 1024] and parsed.detail
+    kept = 1024 if reason == "too_large" else 64 * 1024  # of one refused for its size, a prefix only
+    assert parsed.payload == payload[:kept] and parsed.detail
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00Z", "1899-12-31T23:59:59+05:30", 0, 86_400_000])
+def test_a_reading_from_a_clock_that_reset_is_refused_as_too_old(ts: object) -> None:
+    parsed = parse(TOPIC, encode(reading(ts=ts)))
+    assert isinstance(parsed, DeadLetter) and parsed.reason == "old_ts" and "oldest accepted" in parsed.detail
+
+
+def test_readings_older_than_the_bound_are_refused_and_store_and_forward_within_it_is_kept() -> None:
+    now = datetime.now(UTC)
+    days = [29, 31, 0]
+    batch = {"readings": [reading(ts=(now - timedelta(days=d)).isoformat()) for d in days]}
+    parsed = parse(TOPIC, encode(batch))
+    assert isinstance(parsed, ParsedReadings) and len(parsed.rows) == 2
+    assert parsed.rejected is not None and parsed.rejected.reason == "old_ts"
+    assert "readings[1]" in parsed.rejected.detail
+    single = encode(reading(ts=(now - timedelta(days=2)).isoformat()))
+    assert isinstance(parse(TOPIC, single), ParsedReadings)
+    assert parse(TOPIC, single, max_age=timedelta(days=1)).reason == "old_ts"  # type: ignore[union-attr]
 
 
 def test_status_and_will() -> None:

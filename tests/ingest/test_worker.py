@@ -157,6 +157,10 @@ def test_a_real_will_message_marks_the_battery_offline(
         (json.dumps({"ts": NOW.isoformat(), "voltage": 48.0, "soc": 50}).encode(), "missing_field"),
         (json.dumps(reading(NOW, 101.0)).encode(), "out_of_range"),
         (FUTURE, "future_ts"),
+        (
+            json.dumps({"ts": 0, "voltage": 48.0, "current": 1.0, "soc": 50}).encode(),
+            "old_ts",
+        ),  # a reset clock
         (json.dumps({"readings": []}).encode(), "bad_batch"),
         (b'{"pad": "' + b"x" * (256 * 1024) + b'"}', "too_large"),
     ],
@@ -182,7 +186,7 @@ def test_bad_telemetry_is_dead_lettered_with_its_reason(
     letter = letters[0]
     assert letter["reason"] == reason and letter["detail"]
     assert letter["payload_size"] == len(payload)
-    assert bytes(letter["payload"]) == payload[: 64 * 1024]
+    assert bytes(letter["payload"]) == payload[: 1024 if reason == "too_large" else 64 * 1024]
     assert letter["received_at"] > NOW - timedelta(minutes=1)
 
 
@@ -290,3 +294,24 @@ def test_the_worker_rides_out_a_broker_restart(
     device.send_many(second)
     device.close()
     wait_for(lambda: scalar(url, "SELECT count(*) FROM telemetry") == len(messages), timeout=20)
+
+
+def test_the_oldest_accepted_reading_is_a_setting_and_refusals_are_counted(
+    ingest_settings: Settings, own_mosquitto: services.Mosquitto
+) -> None:
+    url = ingest_settings.require_database_url()
+    [serial] = provision(url, 1)
+    counted = REGISTRY.get_sample_value("ingest_rejected_total", {"reason": "old_ts"}) or 0.0
+    worker = Worker(ingest_settings.model_copy(update={"ingest_max_reading_age_days": 1})).start()
+    device = Publisher(own_mosquitto)
+    try:
+        now = datetime.now(UTC)
+        batch = [reading(now - timedelta(days=2), 1.0), reading(now - timedelta(hours=20), 2.0)]
+        device.send(f"batteries/{serial}/telemetry", {"readings": batch})  # store-and-forward
+        wait_for(lambda: scalar(url, "SELECT count(*) FROM dead_letters") == 1)
+    finally:
+        device.close()
+        worker.stop()
+    assert [r["soc"] for r in stored(url, serial)] == [2.0]  # within the bound: kept
+    assert scalar(url, "SELECT reason FROM dead_letters") == "old_ts"
+    assert REGISTRY.get_sample_value("ingest_rejected_total", {"reason": "old_ts"}) == counted + 1

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from ingest.batch import Message, message_weight
 from ingest.parse import parse
@@ -23,7 +25,7 @@ def msg(serial: str, soc: float, *, age_s: int = 0, mid: int = 1, kind: str = "t
     body = {"ts": (NOW - timedelta(seconds=age_s)).isoformat(), "voltage": 48.0, "current": 1.0, "soc": soc}
     payload = json.dumps(body).encode()
     parsed = parse(topic, payload)
-    return Message(topic, payload, parsed, mid, 1, False, time.time(), 1, message_weight(parsed, payload))
+    return Message(topic, payload, parsed, mid, 1, False, time.time(), 1, message_weight(parsed))
 
 
 @pytest.fixture
@@ -102,3 +104,58 @@ def test_a_will_older_than_the_reported_state_is_stale(writer: Writer, fresh_dat
     assert scalar(fresh_database_url, "SELECT online FROM batteries") is True
     assert writer.write([status(b'{"online": false}', now + 1)])
     assert scalar(fresh_database_url, "SELECT online FROM batteries") is False
+
+
+def test_a_status_contradicting_a_confirmed_disable_is_kept_visible_and_counted(
+    writer: Writer, fresh_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    [serial] = provision(fresh_database_url, 1)
+    topic = f"batteries/{serial}/status"
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        # A disable the device acknowledged as applied a minute ago (as control records it).
+        conn.execute(
+            """UPDATE batteries SET desired_enabled = false, desired_status = 'inactive', status = 'inactive',
+                   reported_enabled = false, reported_spec = 'both', reported_at = now() - interval '1 minute'
+               WHERE serial_number = %s""",
+            (serial,),
+        )
+        conn.execute(
+            """INSERT INTO commands (id, battery_id, action, status, reason, expires_at, finished_at)
+               SELECT gen_random_uuid(), id, 'disable', 'succeeded', 'EMI overdue', now(), now()
+               FROM batteries WHERE serial_number = %s""",
+            (serial,),
+        )
+
+    def status(enabled: bool) -> Message:
+        body = {"online": True, "enabled": enabled, "spec": "both", "ts": int(time.time() * 1000)}
+        payload = json.dumps(body).encode()
+        return Message(topic, payload, parse(topic, payload), 1, 1, False, time.time(), 1, 1)
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("ingest_status_contradictions_total") or 0.0
+
+    before = counted()
+    with caplog.at_level(logging.ERROR, logger="ingest.write"):
+        assert writer.write([status(True)])
+    row = scalar(
+        fresh_database_url,
+        "SELECT ARRAY[status, desired_status, reported_enabled::text] FROM batteries "
+        "WHERE serial_number = %s",
+        (serial,),
+    )
+    assert row == ["active", "inactive", "true"]  # the device runs: it says so, and the wish stands beside
+    assert counted() == before + 1
+    assert any("contradicts its desired state" in r.getMessage() for r in caplog.records)
+    assert writer.write([status(True)])  # the same report again (a retained copy): not a new contradiction
+    assert counted() == before + 1
+    assert writer.write([status(False)])  # back as asked
+    assert scalar(fresh_database_url, "SELECT status FROM batteries WHERE serial_number = %s", (serial,)) == (
+        "inactive"
+    )
+    assert counted() == before + 1
+    activity = scalar(
+        fresh_database_url,
+        "SELECT array_agg(actor || ':' || (detail->>'to') ORDER BY id) FROM battery_activity "
+        "WHERE action = 'status_changed' AND actor <> 'system'",
+    )
+    assert activity == ["device:active", "device:inactive"]
