@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 LOCK_KEY = 0x6865_616C  # "heal"
 BATTERIES_PER_READ = 64  # a week of one-minute readings of 64 batteries is ~37 MB of COPY data
 TREND_DAYS = 90
+PROGRESS_EVERY_S = 10.0
 CATEGORIES = {  # the issue category of the ticket each finding opens
     "low_health": "performance",
     "self_discharge": "performance",
@@ -63,14 +64,14 @@ async def _run(conn: AsyncConnection, settings: Settings, started: float) -> dic
     async with conn.transaction():
         due = await queries.due(conn)
     totals = {"batteries": 0, "readings": 0, "estimated": 0, "tickets": 0}
+    reported = time.monotonic()
     for k in range(0, len(due), BATTERIES_PER_READ):
         done = await _process(conn, settings, due[k : k + BATTERIES_PER_READ])
         for key, value in done.items():
             totals[key] += value
-        log.info(
-            "health job progress",
-            extra={"done": min(k + BATTERIES_PER_READ, len(due)), "due": len(due), **totals},
-        )
+        if time.monotonic() - reported >= PROGRESS_EVERY_S:
+            reported = time.monotonic()
+            log.info("health job progress", extra={"due": len(due), **totals})
     return {**totals, "seconds": round(time.monotonic() - started, 3)}
 
 

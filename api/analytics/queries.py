@@ -14,6 +14,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from api.service.queries import read_snapshot
+
 Row = dict[str, Any]
 
 
@@ -38,19 +40,17 @@ TICKET_SCOPE = """(%(dealer)s::bigint IS NULL OR t.dealer_id = %(dealer)s)
 
 @asynccontextmanager
 async def snapshot(conn: AsyncConnection) -> AsyncIterator[None]:
-    """One consistent read-only snapshot for a report's queries, planned for their actual parameters.
+    """One consistent read-only snapshot for a report's queries, each planned for its parameters
+    (api/service/queries.read_snapshot), and without JIT compilation.
 
-    JIT compilation is off: PostgreSQL compiled these aggregates (their estimated cost passes
-    jit_above_cost) for ~30 ms each, more than running them. Custom plans always: psycopg prepares a
-    statement run five times on a connection, and PostgreSQL's generic plan of a prepared scope
-    filter (`$1 IS NULL OR dealer_id = $1`) cannot drop the branch not taken; the daily collections
-    went from 60 ms to 3-5 s at the tenth run (bench/analytics.py).
+    Both measured (bench/analytics.py): psycopg prepares a statement run five times on a connection,
+    and the generic plan of a prepared scope filter took the daily collections from 60 ms to 3-5 s
+    at the tenth run; JIT compiled each of these aggregates (their estimated cost passes
+    jit_above_cost) for ~30 ms, more than running them.
     """
     async with conn.transaction():
-        await conn.execute(
-            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;"
-            " SET LOCAL jit = off; SET LOCAL plan_cache_mode = force_custom_plan"
-        )
+        await read_snapshot(conn)
+        await conn.execute("SET LOCAL jit = off")
         yield
 
 

@@ -45,6 +45,15 @@ async def set_actor(conn: AsyncConnection, actor: str, note: str | None = None) 
     )
 
 
+async def read_snapshot(conn: AsyncConnection) -> None:
+    """Make this transaction one read-only snapshot, planned for each statement's parameters: a
+    prepared statement's generic plan keeps every branch of `$1 IS NULL OR dealer_id = $1`."""
+    await conn.execute(
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+        " SET LOCAL plan_cache_mode = force_custom_plan"
+    )
+
+
 # --- batteries, as tickets need them ------------------------------------------------------------------
 
 
@@ -180,6 +189,25 @@ async def insert_ticket(conn: AsyncConnection, fields: dict[str, Any]) -> int:
     row = await cur.fetchone()
     assert row is not None
     return row["id"]
+
+
+async def insert_health_ticket(
+    conn: AsyncConnection, *, battery_id: int, kind: str, category: str, reason: str, sla_seconds: float
+) -> int | None:
+    """A high-priority ticket of the health job; None while the battery has an active one for `kind`."""
+    cur = await conn.execute(
+        """INSERT INTO service_tickets (battery_id, dealer_id, consumer_id, issue_category, description,
+                                        priority, source, auto_kind, sla_due_at)
+           SELECT b.id, b.dealer_id, b.owner_id, %(category)s, %(reason)s, 'high', 'health', %(kind)s,
+                  now() + make_interval(secs => %(sla)s)
+           FROM batteries b WHERE b.id = %(battery)s AND b.deleted_at IS NULL
+           ON CONFLICT (battery_id, auto_kind)
+               WHERE auto_kind IS NOT NULL AND status IN ('open', 'assigned', 'in_progress')
+           DO NOTHING RETURNING id""",
+        {"category": category, "reason": reason, "kind": kind, "battery": battery_id, "sla": sla_seconds},
+    )
+    row = await cur.fetchone()
+    return None if row is None else int(row["id"])
 
 
 async def get_ticket(conn: AsyncConnection, ticket_id: int, *, lock: bool = False) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ for their own battery and follows them; a technician sees and works the tickets 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -102,7 +103,7 @@ async def create_ticket(
         chosen = await _assign_best(conn, settings, ticket, actor="system:auto-assign")
         ticket = await queries.get_ticket(conn, ticket_id)
     log.info("ticket opened", extra={"ticket_id": ticket_id, "assigned_to": ticket and ticket["assigned_to"]})
-    return {"ticket": ticket, "assigned_technician": chosen and chosen[0]}
+    return {"ticket": ticket, "assigned_technician": chosen and chosen.technician}
 
 
 async def open_health_ticket(
@@ -111,33 +112,32 @@ async def open_health_ticket(
     """Open the health job's ticket for this battery and reason unless one is still active (then
     None); auto-assigned like any other. Safe from several processes at once (a unique index)."""
     await queries.set_actor(conn, "system:health", reason)
-    cur = await conn.execute(
-        """INSERT INTO service_tickets (battery_id, dealer_id, consumer_id, issue_category, description,
-                                        priority, source, auto_kind, sla_due_at)
-           SELECT b.id, b.dealer_id, b.owner_id, %(category)s, %(reason)s, 'high', 'health', %(kind)s,
-                  now() + make_interval(secs => %(sla)s)
-           FROM batteries b WHERE b.id = %(battery)s AND b.deleted_at IS NULL
-           ON CONFLICT (battery_id, auto_kind)
-               WHERE auto_kind IS NOT NULL AND status IN ('open', 'assigned', 'in_progress')
-           DO NOTHING RETURNING id""",
-        {
-            "category": category,
-            "reason": reason,
-            "kind": kind,
-            "battery": battery_id,
-            "sla": _sla_seconds(settings, "high"),
-        },
+    ticket_id = await queries.insert_health_ticket(
+        conn,
+        battery_id=battery_id,
+        kind=kind,
+        category=category,
+        reason=reason,
+        sla_seconds=_sla_seconds(settings, "high"),
     )
-    row = await cur.fetchone()
-    if row is None:
+    if ticket_id is None:
         return None
-    ticket = await queries.get_ticket(conn, row["id"], lock=True)
+    ticket = await queries.get_ticket(conn, ticket_id, lock=True)
     assert ticket is not None
     await _assign_best(conn, settings, ticket, actor="system:auto-assign")
-    return int(row["id"])
+    return ticket_id
 
 
 # --- assignment --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Who took a ticket, with what score, and the other candidates with their names."""
+
+    technician: dict[str, Any]
+    best: scoring.Scored
+    others: list[tuple[scoring.Scored, str]]
 
 
 def _job(
@@ -192,9 +192,9 @@ async def _assign_best(
     skill_required: str | None = None,
     location: str | None = None,
     priority: str | None = None,
-) -> tuple[dict[str, Any], scoring.Scored, list[scoring.Scored]] | None:
-    """Give the open (locked) ticket to the best suitable technician: (technician, score, others),
-    or None when nobody suitable is free. Candidates' rows are locked before their loads are read."""
+) -> Assignment | None:
+    """Give the open (locked) ticket to the best suitable technician, or None when nobody suitable
+    is free. Candidates' rows are locked before their loads are read."""
     job = _job(ticket, skill_required=skill_required, location=location)
     ranked, rows = await _ranked(conn, settings, job, lock=True)
     if not ranked:
@@ -208,7 +208,7 @@ async def _assign_best(
         priority=priority,
         sla_seconds=None if priority is None else _sla_seconds(settings, priority),
     )
-    return rows[best.technician.id], best, others
+    return Assignment(rows[best.technician.id], best, [(o, rows[o.technician.id]["name"]) for o in others])
 
 
 async def assign_ticket(
@@ -293,26 +293,17 @@ async def auto_assign(
                 error="No suitable technician available",
                 code="NO_TECHNICIAN",
             )
-        tech, best, others = result
         ticket = await queries.get_ticket(conn, ticket["id"])
-    assert ticket is not None
-    names = {tech["id"]: tech["name"]}
-    rest = await _names(conn, [o.technician.id for o in others])
-    names.update(rest)
+    tech, best = result.technician, result.best
     return {
         "message": "Ticket auto-assigned successfully",
         "ticket": ticket,
         "assigned_technician": {"id": tech["id"], "name": tech["name"], "availability_score": best.score},
-        "assignment_reason": scoring.reason(best, others),
+        "assignment_reason": scoring.reason(best, [o for o, _ in result.others]),
         "other_candidates": [
-            {"id": o.technician.id, "name": names[o.technician.id], "score": o.score} for o in others
+            {"id": o.technician.id, "name": name, "score": o.score} for o, name in result.others
         ],
     }
-
-
-async def _names(conn: AsyncConnection, ids: list[int]) -> dict[int, str]:
-    cur = await conn.execute("SELECT id, name FROM users WHERE id = ANY(%s)", (ids,))
-    return {r["id"]: r["name"] for r in await cur.fetchall()}
 
 
 async def available_technicians(
@@ -380,7 +371,7 @@ async def update_ticket(
     return {
         "message": "Ticket updated successfully",
         "ticket": ticket,
-        "assigned_technician": chosen and chosen[0],
+        "assigned_technician": chosen and chosen.technician,
     }
 
 
@@ -421,12 +412,7 @@ async def active_tickets(
 ) -> dict[str, Any]:
     scope = read_scope(principal)
     async with conn.transaction():
-        # One snapshot for the page and its counts, planned for the caller's scope (a prepared
-        # statement's generic plan keeps every branch of `$1 IS NULL OR dealer_id = $1`).
-        await conn.execute(
-            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;"
-            " SET LOCAL plan_cache_mode = force_custom_plan"
-        )
+        await queries.read_snapshot(conn)  # the page and its counts agree
         rows = await queries.active_tickets(conn, scope, limit=limit, offset=offset)
         summary = await queries.active_summary(conn, scope)
     return {"active_tickets": rows, "count": sum(summary.values()), "summary": summary}
