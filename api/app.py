@@ -21,6 +21,7 @@ from api.dashboard import dashboard_files
 from api.errors import install_error_handlers
 from api.finance.router import router as finance_router
 from api.messaging.router import router as messaging_router
+from api.nbfc.router import router as nbfc_router
 from api.ratelimit import build_rate_limits
 from api.service.router import router as service_router
 from api.telemetry.router import router as telemetry_router
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(messaging_router)
     app.include_router(telemetry_router)
     app.include_router(finance_router)
+    app.include_router(nbfc_router)
     app.mount("/metrics", make_asgi_app())
     app.mount("/dashboard", dashboard_files(), name="dashboard")
 

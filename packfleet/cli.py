@@ -238,3 +238,78 @@ def _register_sim() -> None:
 
 
 _register_sim()
+
+
+# --- NBFC (lenders) --------------------------------------------------------------------------------
+
+nbfc_app = typer.Typer(help="Manage NBFCs (lenders).", no_args_is_help=True)
+app.add_typer(nbfc_app, name="nbfc")
+
+
+@nbfc_app.command("add")
+def nbfc_add(
+    code: Annotated[str, typer.Option(help="the lender's code (its webhooks' X-NBFC-Id)")],
+    name: Annotated[str, typer.Option()],
+    url: Annotated[str | None, typer.Option(help="its API base URL (default PACKFLEET_NBFC_API_URL)")] = None,
+) -> None:
+    """Register a lender (or update its URL); prints the secret it signs its webhooks with."""
+    from api.nbfc.lenders import LenderError, ensure_lender
+    from packfleet.db import connect
+
+    with connect(_settings().require_database_url()) as conn:
+        try:
+            lender = ensure_lender(conn, code=code, name=name, api_base_url=url)
+        except LenderError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"nbfc {lender['id']} {lender['code']} webhook_secret={lender['webhook_secret']}")
+
+
+@nbfc_app.command("link-user")
+def nbfc_link_user(
+    phone: Annotated[str, typer.Option(help="an NBFC user's phone")],
+    code: Annotated[str, typer.Option(help="the lender it acts for")],
+) -> None:
+    """Let an NBFC user see the applications and portfolio of one lender."""
+    from api.nbfc.lenders import LenderError, link_user
+    from packfleet.db import connect
+
+    with connect(_settings().require_database_url()) as conn:
+        try:
+            user = link_user(conn, phone=phone, code=code)
+        except LenderError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"user {user['id']} {user['phone']} nbfc_id={user['nbfc_id']}")
+
+
+@app.command("nbfc-sim")
+def nbfc_sim(
+    secret: Annotated[str, typer.Option(envvar="PACKFLEET_NBFC_SIM_SECRET", help="its webhook secret")],
+    webhook_url: Annotated[str, typer.Option(help="packfleet's POST /api/nbfc/webhook-status URL")],
+    code: Annotated[str, typer.Option(help="its code (X-NBFC-Id)")] = "DEMO-NBFC",
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8700,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="PACKFLEET_NBFC_API_KEY", help="bearer it requires")
+    ] = None,
+    decision_delay: Annotated[float, typer.Option(help="seconds before it decides")] = 5.0,
+    disburse_after: Annotated[
+        float, typer.Option(help="seconds from approval to disbursement (<0: never)")
+    ] = 2.0,
+    approve_rate: Annotated[float, typer.Option(min=0, max=1, help="share of applications approved")] = 1.0,
+) -> None:
+    """Run a simulated lender: takes applications, decides after a delay, calls our signed webhook."""
+    from nbfc_sim.lender import LenderOptions
+    from nbfc_sim.main import run
+
+    options = LenderOptions(
+        code=code,
+        secret=secret,
+        webhook_url=webhook_url,
+        api_key=api_key,
+        decision_delay_s=decision_delay,
+        disburse_after_s=None if disburse_after < 0 else disburse_after,
+        approve_rate=approve_rate,
+    )
+    _serve(lambda _settings, stop: run(options, stop, host=host, port=port), _settings())

@@ -32,6 +32,7 @@ from prometheus_client import Counter, Histogram
 from api.analytics import jobs as analytics_jobs
 from api.finance import jobs as finance_jobs
 from api.messaging import jobs as messaging_jobs
+from api.nbfc import jobs as nbfc_jobs
 from api.telemetry import jobs as telemetry_jobs
 from ingest import jobs as ingest_jobs
 from packfleet.db import open_pool
@@ -55,13 +56,14 @@ def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     jobs += telemetry_jobs.scheduled(settings)
     jobs += analytics_jobs.scheduled(settings)
     jobs += finance_jobs.scheduled(settings)
+    jobs += nbfc_jobs.scheduled(settings)
     jobs += ingest_jobs.scheduled(settings)
     return jobs
 
 
 def domain_outboxes(settings: Settings) -> list[Outbox]:
     """Every domain's outbox tables and their senders, as their `jobs` modules declare them."""
-    return [*messaging_jobs.outboxes(settings)]
+    return [*messaging_jobs.outboxes(settings), *nbfc_jobs.outboxes(settings)]
 
 
 def _guarded(job: ScheduledJob, context: JobContext) -> Callable[[], Awaitable[None]]:

@@ -14,13 +14,16 @@ import uvicorn
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.nbfc.lenders import ensure_lender, link_user
 from control.main import run as run_control
 from device_sim.main import SimOptions
 from device_sim.main import run as run_sim
 from ingest.main import run as run_ingest
+from nbfc_sim.lender import LenderOptions
+from nbfc_sim.main import run as run_lender
 from packfleet.accounts import token_for_phone
 from packfleet.db import connect
-from packfleet.demo import ADMIN_PHONE, DEALER_PHONE, seed_demo
+from packfleet.demo import ADMIN_PHONE, DEALER_PHONE, NBFC_PHONE, seed_demo
 from packfleet.embedded import EmbeddedBroker, EmbeddedPostgres, port_or_free
 from packfleet.local import jwt_secret_file, remove_state, write_state
 from packfleet.logs import on_terminal, setup_logging
@@ -142,6 +145,7 @@ async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: fl
         if simulate:
             options = SimOptions(serials=serials[:simulate], interval=interval)
             tasks.append(asyncio.create_task(run_sim(settings, stop, options), name="sim"))
+        tasks.append(asyncio.create_task(_demo_lender(settings, stop, api_port=port), name="nbfc-sim"))
         while not server.started:
             if tasks[0].done():
                 await tasks[0]
@@ -190,6 +194,29 @@ async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: fl
         if postgres is not None:
             await asyncio.to_thread(postgres.stop)
         log.info("packfleet stopped")
+
+
+async def _demo_lender(settings: Settings, stop: asyncio.Event, *, api_port: int) -> None:
+    """A simulated NBFC (DEMO-NBFC) that the API submits applications to and that calls the webhook
+    back; the demo NBFC user acts for it."""
+    host = settings.api_host
+    port = port_or_free(8700, host)
+
+    def register() -> dict[str, object]:
+        with connect(settings.require_database_url()) as conn:
+            lender = ensure_lender(
+                conn, code="DEMO-NBFC", name="Demo NBFC", api_base_url=f"http://{host}:{port}"
+            )
+            link_user(conn, phone=NBFC_PHONE, code="DEMO-NBFC")
+            return lender
+
+    lender = await asyncio.to_thread(register)
+    options = LenderOptions(
+        code=str(lender["code"]),
+        secret=str(lender["webhook_secret"]),
+        webhook_url=f"http://{host}:{api_port}/api/nbfc/webhook-status",
+    )
+    await run_lender(options, stop, host=host, port=port)
 
 
 def main(settings: Settings, *, simulate: int, interval: float) -> None:

@@ -9,13 +9,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from api.finance import overdue
 from api.finance.access import Scope
-from packfleet import scheduler  # the module (it imports this one to register the jobs)
+from packfleet.scheduled import JobContext, ScheduledJob
 from packfleet.settings import Settings
 
 FOLLOW_UP_MINUTES = 15
 
 
-async def _auto_disable(context: scheduler.JobContext) -> object:
+async def _auto_disable(context: JobContext) -> object:
     async with context.pool.connection() as conn:
         result = await overdue.run(
             conn,
@@ -31,21 +31,21 @@ async def _auto_disable(context: scheduler.JobContext) -> object:
     }
 
 
-async def _discharge_follow_up(context: scheduler.JobContext) -> object:
+async def _discharge_follow_up(context: JobContext) -> object:
     async with context.pool.connection() as conn:
         return await overdue.follow_up(
             conn, settings=context.settings, actor="job:finance.discharge_follow_up"
         )
 
 
-def scheduled(settings: Settings) -> list[scheduler.ScheduledJob]:
+def scheduled(settings: Settings) -> list[ScheduledJob]:
     """The daily overdue run (warnings, disables) at `finance_job_time` in the business's time zone;
     in full-disable mode, every 15 minutes, cutting discharge of the disabled batteries now at rest."""
     if not settings.finance_jobs_enabled:
         return []
     hour, minute = (int(part) for part in settings.finance_job_time.split(":"))
     jobs = [
-        scheduler.ScheduledJob(
+        ScheduledJob(
             id="finance.auto_disable",
             run=_auto_disable,
             trigger=CronTrigger(hour=hour, minute=minute, timezone=ZoneInfo(settings.finance_timezone)),
@@ -54,7 +54,7 @@ def scheduled(settings: Settings) -> list[scheduler.ScheduledJob]:
     ]
     if settings.finance_disable_mode == "full":
         jobs.append(
-            scheduler.ScheduledJob(
+            ScheduledJob(
                 id="finance.discharge_follow_up",
                 run=_discharge_follow_up,
                 trigger=IntervalTrigger(minutes=FOLLOW_UP_MINUTES),

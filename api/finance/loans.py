@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from api.finance.schedule import InstalmentState, PenaltyPolicy, overdue_days, position
+from api.finance.schedule import InstalmentState, PenaltyPolicy, Split, overdue_days, position
 from packfleet.settings import Settings
 
 Row = dict[str, Any]
@@ -41,6 +41,27 @@ def states(rows: Sequence[Row]) -> list[InstalmentState]:
         )
         for r in rows
     ]
+
+
+def with_payment(rows: Sequence[Row], split: Split, *, at: datetime) -> list[Row]:
+    """The instalment rows once a payment's split is applied (as apply_to_instalments stores it)."""
+    paid = {a.instalment_id: a for a in split.allocations}
+    out = []
+    for row in rows:
+        part, fee = paid.get(row["id"]), split.penalties_charged.get(row["id"])
+        if part is None and fee is None:
+            out.append(row)
+            continue
+        new = dict(row)
+        new["penalty"] = max(row["penalty"], fee or 0)
+        if part is not None:
+            new["penalty_paid"] += part.penalty
+            new["interest_paid"] += part.interest
+            new["principal_paid"] += part.principal
+        if states([new])[0].outstanding == 0:
+            new["paid_at"] = at
+        out.append(new)
+    return out
 
 
 def summary_body(loan: Row, instalments: Sequence[Row], today: date, policy: PenaltyPolicy) -> Row:

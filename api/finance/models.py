@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 MAX_AMOUNT = Decimal("10000000")  # one crore
 MAX_ID = 2**63 - 1
@@ -26,8 +26,19 @@ def json_number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-Money = Annotated[Decimal, PlainSerializer(json_number, return_type=float, when_used="json")]
-MoneyText = Annotated[Decimal, PlainSerializer(lambda v: f"{v:.2f}", return_type=str, when_used="json")]
+# Serialized as written (an int stays an int), documented as a number.
+Money = Annotated[
+    Decimal,
+    PlainSerializer(json_number, return_type=Any, when_used="json"),
+    WithJsonSchema({"type": "number", "examples": [45000]}, mode="serialization"),
+]
+MoneyText = Annotated[
+    Decimal,
+    PlainSerializer(lambda v: f"{v:.2f}", return_type=str, when_used="json"),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^-?\d+\.\d{2}$", "examples": ["2128.83"]}, mode="serialization"
+    ),
+]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 AmountIn = Annotated[
     Decimal,

@@ -30,7 +30,7 @@ from api.finance import queries
 from api.finance.access import Scope, scope_for
 from api.finance.loans import business_today, penalty_policy
 from api.messaging import templates
-from api.messaging.service import InvalidPhone, queue_sms
+from api.messaging.service import Outgoing, queue_sms_many
 from control.commands import issue_commands
 from packfleet.settings import Settings
 
@@ -237,12 +237,16 @@ async def _now(conn: AsyncConnection) -> datetime:
     return row["now"]
 
 
-async def _sms(conn: AsyncConnection, *, to: str, sms: templates.Sms, key: str, consumer_id: int) -> None:
-    """Queue an SMS in this transaction; a number the gateway cannot take is logged, not fatal."""
-    try:
-        await queue_sms(conn, to=to, kind=sms.kind, text=sms.text, dedupe_key=key, consumer_id=consumer_id)
-    except (InvalidPhone, ValueError) as exc:
-        log.warning("finance sms not queued", extra={"dedupe_key": key, "error": str(exc)})
+def _message(row: Row, sms: templates.Sms, key: str) -> Outgoing:
+    return Outgoing(
+        to=row["consumer_phone"], kind=sms.kind, text=sms.text, dedupe_key=key, consumer_id=row["consumer_id"]
+    )
+
+
+async def _send(conn: AsyncConnection, messages: Sequence[Outgoing]) -> None:
+    """Queue SMS in this transaction (one statement); a number the gateway cannot take is logged."""
+    for message, why in await queue_sms_many(conn, messages):
+        log.warning("finance sms not queued", extra={"dedupe_key": message.dedupe_key, "error": why})
 
 
 async def _warn(
@@ -257,7 +261,7 @@ async def _warn(
     disable_from = [r["due_date"] + timedelta(days=threshold_days + 1) for r in rows]
     fresh = await q.insert_warnings(conn, rows, disable_from=disable_from)
     charging_only = settings.finance_disable_mode == "charging"
-    entries = []
+    entries, messages = [], []
     for row, when in zip(rows, disable_from, strict=True):
         if row["instalment_id"] not in fresh:
             continue
@@ -269,13 +273,7 @@ async def _warn(
             days_until_disable=(when - today).days,
             charging_only=charging_only,
         )
-        await _sms(
-            conn,
-            to=row["consumer_phone"],
-            sms=sms,
-            key=f"overdue_warning:instalment:{row['instalment_id']}",
-            consumer_id=row["consumer_id"],
-        )
+        messages.append(_message(row, sms, f"overdue_warning:instalment:{row['instalment_id']}"))
         entries.append(
             {
                 "loan_id": row["loan_id"],
@@ -284,6 +282,7 @@ async def _warn(
                 "detail": {"disable_from": when.isoformat(), "overdue_amount": str(row["overdue_amount"])},
             }
         )
+    await _send(conn, messages)
     await queries.audit_many(conn, actor="finance", action="overdue_warning_sent", entries=entries)
     return len(entries)
 
@@ -352,9 +351,16 @@ async def _disable(
         )
         bulk_ids.append(bulk_id)
         disabled += await _issue_disables(
-            conn, rows=rows, spec=spec, settings=settings, rate=rate, bulk_id=bulk_id,
-            threshold_days=threshold_days, actor=actor, requested_by=requested_by,
-        )  # fmt: skip
+            conn,
+            rows=rows,
+            spec=spec,
+            settings=settings,
+            rate=rate,
+            bulk_id=bulk_id,
+            threshold_days=threshold_days,
+            actor=actor,
+            requested_by=requested_by,
+        )
     return disabled, deferred, bulk_ids
 
 
@@ -392,20 +398,22 @@ async def _issue_disables(
         conn, [{**r, "spec": spec, "command_id": command_of[r["battery_id"]]} for r in rows]
     )
     record_of = {r["battery_id"]: r["id"] for r in records}
-    for row in rows:
-        sms = templates.battery_disabled(
-            consumer_name=row["consumer_name"],
-            battery_serial=row["battery_serial"],
-            amount_due=row["overdue_amount"],
-            charging_only=spec == "charging",
-        )
-        await _sms(
-            conn,
-            to=row["consumer_phone"],
-            sms=sms,
-            key=f"battery_disabled:overdue_disable:{record_of[row['battery_id']]}:{spec}",
-            consumer_id=row["consumer_id"],
-        )
+    await _send(
+        conn,
+        [
+            _message(
+                row,
+                templates.battery_disabled(
+                    consumer_name=row["consumer_name"],
+                    battery_serial=row["battery_serial"],
+                    amount_due=row["overdue_amount"],
+                    charging_only=spec == "charging",
+                ),
+                f"battery_disabled:overdue_disable:{record_of[row['battery_id']]}:{spec}",
+            )
+            for row in rows
+        ],
+    )
     await queries.audit_many(
         conn,
         actor=actor,
@@ -504,18 +512,13 @@ async def _follow_up(
             },
         )
         if upgrade:
-            await _sms(
-                conn,
-                to=row["consumer_phone"],
-                sms=templates.battery_disabled(
-                    consumer_name=row["consumer_name"],
-                    battery_serial=row["battery_serial"],
-                    amount_due=await q.overdue_amount(conn, row["loan_id"], today),
-                    charging_only=False,
-                ),
-                key=f"battery_disabled:overdue_disable:{row['id']}:both",
-                consumer_id=row["consumer_id"],
+            sms = templates.battery_disabled(
+                consumer_name=row["consumer_name"],
+                battery_serial=row["battery_serial"],
+                amount_due=await q.overdue_amount(conn, row["loan_id"], today),
+                charging_only=False,
             )
+            await _send(conn, [_message(row, sms, f"battery_disabled:overdue_disable:{row['id']}:both")])
         counts["discharge_cut" if upgrade else "reissued"] += 1
     return counts
 
@@ -571,14 +574,10 @@ async def release_if_cleared(
         command_id=command_id,
         detail={"reason": ENABLE_REASON, "disable_id": record["id"]},
     )
-    await _sms(
-        conn,
-        to=record["consumer_phone"],
-        sms=templates.battery_enabled(
-            consumer_name=record["consumer_name"], battery_serial=record["battery_serial"]
-        ),
-        key=f"battery_enabled:overdue_disable:{record['id']}",
-        consumer_id=record["consumer_id"],
+    sms = templates.battery_enabled(
+        consumer_name=record["consumer_name"], battery_serial=record["battery_serial"]
     )
+    await _send(conn, [_message(record, sms, f"battery_enabled:overdue_disable:{record['id']}")])
+
     log.info("battery enabled after payment", extra={"loan_id": loan_id, "command_id": str(command_id)})
     return command_id

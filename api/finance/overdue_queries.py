@@ -195,6 +195,13 @@ async def overdue_amount(conn: AsyncConnection, loan_id: int, today: date) -> De
     return row["owed"]
 
 
+async def disabled_for_overdue(conn: AsyncConnection, loan_id: int) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM overdue_disables WHERE loan_id = %s AND released_at IS NULL LIMIT 1", (loan_id,)
+    )
+    return await cur.fetchone() is not None
+
+
 async def has_overdue(conn: AsyncConnection, loan_id: int, today: date) -> bool:
     cur = await conn.execute(
         "SELECT 1 FROM loan_instalments WHERE loan_id = %s AND paid_at IS NULL AND due_date < %s LIMIT 1",

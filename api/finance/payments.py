@@ -12,11 +12,10 @@ from psycopg import AsyncConnection
 
 from api.auth.tokens import Principal
 from api.errors import BadRequest, Conflict, NotFound
-from api.finance import overdue, queries
+from api.finance import overdue, overdue_queries, queries
 from api.finance.access import scope_for, within
-from api.finance.loans import business_today, penalty_policy, states, summary_body
+from api.finance.loans import business_today, penalty_policy, states, summary_body, with_payment
 from api.finance.models import PaymentCreate
-from api.finance.overdue_queries import enable_of_payment
 from api.finance.schedule import allocate, future_after_prepayment
 from api.finance.service import visible_loan
 from packfleet.settings import Settings
@@ -49,13 +48,9 @@ async def record_payment(
         )
     async with conn.transaction():
         loan = await visible_loan(conn, principal=principal, loan_id=loan_id, lock=True)
-        existing = await queries.payment_by_reference(
-            conn, dealer_id=loan["dealer_id"], reference=body.reference
-        )
-        if existing is not None:
-            _same_payment(existing, loan_id=loan_id, body=body)
-            return await result(conn, existing["id"], settings=settings), False
-        if loan["status"] != "active":
+        if loan["status"] != "active":  # nothing is owed: only a repeat of an earlier payment is answered
+            if (earlier := await _earlier(conn, loan=loan, body=body, settings=settings)) is not None:
+                return earlier, False
             raise Conflict(f"Loan {loan_id} is closed: nothing is owed", error="Loan is closed")
         if paid_on < loan["created_at"].date():
             raise BadRequest(
@@ -64,14 +59,7 @@ async def record_payment(
             )
         rows = await queries.instalments_of(conn, [loan_id])
         split = allocate(states(rows), body.amount, today, policy, received_on=paid_on)
-        if split.excess > 0:
-            raise Conflict(
-                f"The loan is closed by {body.amount - split.excess:.2f}; "
-                f"this payment is {split.excess:.2f} more",
-                error="Payment exceeds what is owed",
-                code="OVERPAYMENT",
-            )
-        payment_id = await queries.insert_payment(
+        payment = await queries.insert_payment(
             conn,
             loan_id=loan_id,
             dealer_id=loan["dealer_id"],
@@ -82,24 +70,32 @@ async def record_payment(
             prepaid_principal=split.prepaid,
             recorded_by=principal.actor,
         )
-        if payment_id is None:  # the same reference committed meanwhile, for another loan
-            existing = await queries.payment_by_reference(
-                conn, dealer_id=loan["dealer_id"], reference=body.reference
+        if payment is None:  # the reference is taken: this is a repeat (or a mistake)
+            earlier = await _earlier(conn, loan=loan, body=body, settings=settings)
+            assert earlier is not None
+            return earlier, False
+        if split.excess > 0:  # checked after the reference, so that a repeat is answered as such
+            raise Conflict(
+                f"The loan is closed by {body.amount - split.excess:.2f}; "
+                f"this payment is {split.excess:.2f} more",
+                error="Payment exceeds what is owed",
+                code="OVERPAYMENT",
             )
-            assert existing is not None
-            _same_payment(existing, loan_id=loan_id, body=body)
-            return await result(conn, existing["id"], settings=settings), False
-        await queries.insert_allocations(conn, payment_id, split.allocations)
+        await queries.insert_allocations(conn, payment["id"], split.allocations)
         await queries.apply_to_instalments(conn, split.allocations, split.penalties_charged)
+        rows = with_payment(rows, split, at=payment["recorded_at"])
         if split.prepaid:
             await _reschedule(conn, loan=loan, change=split.prepaid, today=today, actor=principal.actor)
-        await _close_if_paid(conn, loan_id)
+            rows = await queries.instalments_of(conn, [loan_id])
+        closed = all(r["paid_at"] is not None for r in rows)
+        if closed:
+            await queries.set_loan_status(conn, loan_id, closed=True)
         await queries.audit(
             conn,
             actor=principal.actor,
             action="payment_recorded",
             loan_id=loan_id,
-            payment_id=payment_id,
+            payment_id=payment["id"],
             detail={
                 "reference": body.reference,
                 "amount": str(body.amount),
@@ -110,14 +106,45 @@ async def record_payment(
                 "prepaid_principal": str(split.prepaid),
             },
         )
-        await overdue.release_if_cleared(
-            conn, loan_id=loan_id, today=today, actor=principal.actor, payment_id=payment_id
-        )
-        answer = await result(conn, payment_id, settings=settings)
+        enabled, still_disabled = None, loan["battery_disabled_for_overdue"]
+        if still_disabled:
+            enabled = await overdue.release_if_cleared(
+                conn, loan_id=loan_id, today=today, actor=principal.actor, payment_id=payment["id"]
+            )
+            still_disabled = await overdue_queries.disabled_for_overdue(conn, loan_id)
+    number = {r["id"]: r["emi_number"] for r in rows}
+    loan = {
+        **loan,
+        "status": "closed" if closed else "active",
+        "battery_disabled_for_overdue": still_disabled,
+    }
     log.info(
-        "payment recorded", extra={"loan_id": loan_id, "payment_id": payment_id, "amount": str(body.amount)}
+        "payment recorded",
+        extra={"loan_id": loan_id, "payment_id": payment["id"], "amount": str(body.amount)},
     )
-    return answer, True
+    return {
+        "payment": {
+            **payment,
+            "reversed_at": None,
+            "reversal_reason": None,
+            "allocations": [
+                {**vars(a), "emi_number": number.get(a.instalment_id)} for a in split.allocations
+            ],
+        },
+        "loan": summary_body(loan, rows, today, policy),
+        "enable_command_id": None if enabled is None else str(enabled),
+    }, True
+
+
+async def _earlier(
+    conn: AsyncConnection, *, loan: Row, body: PaymentCreate, settings: Settings
+) -> Row | None:
+    """The result of the payment recorded earlier with this reference (409 if it was another one)."""
+    existing = await queries.payment_by_reference(conn, dealer_id=loan["dealer_id"], reference=body.reference)
+    if existing is None:
+        return None
+    _same_payment(existing, loan_id=loan["id"], body=body)
+    return await result(conn, existing["id"], settings=settings)
 
 
 def _same_payment(existing: Row, *, loan_id: int, body: PaymentCreate) -> None:
@@ -159,12 +186,6 @@ async def _reschedule(conn: AsyncConnection, *, loan: Row, change: Decimal, toda
             "last_due_date": successors[-1].due_date.isoformat() if successors else None,
         },
     )
-
-
-async def _close_if_paid(conn: AsyncConnection, loan_id: int) -> None:
-    rows = await queries.instalments_of(conn, [loan_id])
-    if all(r["paid_at"] is not None for r in rows):
-        await queries.set_loan_status(conn, loan_id, closed=True)
 
 
 async def reverse_payment(
@@ -240,7 +261,7 @@ async def result(conn: AsyncConnection, payment_id: int, *, settings: Settings) 
     loan = await queries.get_loan(conn, payment["loan_id"])
     assert loan is not None
     instalments = await queries.instalments_of(conn, [loan["id"]])
-    enable = await enable_of_payment(conn, payment_id)
+    enable = await overdue_queries.enable_of_payment(conn, payment_id)
     return {
         "payment": (await _with_allocations(conn, [payment]))[0],
         "loan": summary_body(loan, instalments, business_today(settings), penalty_policy(settings)),

@@ -21,7 +21,7 @@ from api.finance.schedule import Allocation, Instalment
 Row = dict[str, Any]
 
 APPLICATION_COLUMNS = """a.id, a.dealer_id, a.consumer_id, a.battery_id, b.serial_number AS battery_serial,
-    a.amount, a.tenure_months, a.interest_rate, a.status, a.nbfc_id, a.nbfc_reference, a.approved_amount,
+    a.amount, a.tenure_months, a.interest_rate, a.status, a.nbfc_id, a.approved_amount,
     a.decision_note, a.decided_by, a.decided_at, a.submitted_at, a.disbursement_date, a.created_by,
     a.created_at, l.id AS loan_id"""
 APPLICATION_FROM = """finance_applications a JOIN batteries b ON b.id = a.battery_id
@@ -68,9 +68,19 @@ async def insert_application(
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s::bigint IS NULL THEN NULL ELSE now() END, %s)
            ON CONFLICT (battery_id) WHERE status IN ('pending', 'submitted', 'under_review') DO NOTHING
            RETURNING id""",
-        (dealer_id, consumer_id, battery_id, amount, tenure_months, interest_rate, status, nbfc_id, nbfc_id,
-         created_by),
-    )  # fmt: skip
+        (
+            dealer_id,
+            consumer_id,
+            battery_id,
+            amount,
+            tenure_months,
+            interest_rate,
+            status,
+            nbfc_id,
+            nbfc_id,
+            created_by,
+        ),
+    )
     row = await cur.fetchone()
     return None if row is None else row["id"]
 
@@ -129,14 +139,12 @@ async def set_application_status(
     *,
     status: str,
     disbursement_date: date | None = None,
-    nbfc_reference: str | None = None,
 ) -> None:
     await conn.execute(
         """UPDATE finance_applications SET status = %s, updated_at = now(),
-               disbursement_date = coalesce(%s, disbursement_date),
-               nbfc_reference = coalesce(%s, nbfc_reference)
+               disbursement_date = coalesce(%s, disbursement_date)
            WHERE id = %s""",
-        (status, disbursement_date, nbfc_reference, application_id),
+        (status, disbursement_date, application_id),
     )
 
 
@@ -319,17 +327,18 @@ async def insert_payment(
     method: str,
     prepaid_principal: Decimal,
     recorded_by: str,
-) -> int | None:
-    """Insert a payment; None when the dealer already has one with this reference."""
+) -> Row | None:
+    """Insert a payment and return it; None when the dealer already has one with this reference."""
     cur = await conn.execute(
         """INSERT INTO loan_payments (loan_id, dealer_id, reference, amount, paid_on, method,
                prepaid_principal, recorded_by)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (dealer_id, reference) DO NOTHING RETURNING id""",
+           ON CONFLICT (dealer_id, reference) DO NOTHING
+           RETURNING id, loan_id, dealer_id, reference, amount, paid_on, method, prepaid_principal, status,
+                     recorded_by, recorded_at""",
         (loan_id, dealer_id, reference, amount, paid_on, method, prepaid_principal, recorded_by),
     )
-    row = await cur.fetchone()
-    return None if row is None else row["id"]
+    return await cur.fetchone()
 
 
 async def insert_allocations(
@@ -448,9 +457,18 @@ async def audit(
         """INSERT INTO finance_audit (actor, action, application_id, loan_id, instalment_id, payment_id,
                battery_id, command_id, detail)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (actor, action, application_id, loan_id, instalment_id, payment_id, battery_id, command_id,
-         Jsonb(detail or {})),
-    )  # fmt: skip
+        (
+            actor,
+            action,
+            application_id,
+            loan_id,
+            instalment_id,
+            payment_id,
+            battery_id,
+            command_id,
+            Jsonb(detail or {}),
+        ),
+    )
 
 
 async def audit_many(conn: AsyncConnection, *, actor: str, action: str, entries: Sequence[Row]) -> None:

@@ -9,6 +9,7 @@ import logging
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 
@@ -285,13 +286,15 @@ async def decide_application(
 
 
 async def record_disbursement(
-    conn: AsyncConnection, *, application: Row, disbursement_date: date, actor: str, today: date
+    conn: AsyncConnection, *, application: Row, disbursement_date: date, actor: str, settings: Settings
 ) -> None:
     """approved → disbursed: the loan's due dates move to run monthly from the disbursement date."""
     check_transition(application["status"], "disbursed")
+    today = business_today(settings)
+    made_on = application["created_at"].astimezone(ZoneInfo(settings.finance_timezone)).date()
     problem = (
         "is before the application was made"
-        if disbursement_date < application["created_at"].date()
+        if disbursement_date < made_on
         else "is more than 31 days ahead"
         if disbursement_date > today + MAX_DISBURSEMENT_AHEAD
         else None
@@ -342,7 +345,7 @@ async def disburse(
             application=application,
             disbursement_date=disbursement_date,
             actor=principal.actor,
-            today=business_today(settings),
+            settings=settings,
         )
         row = await queries.get_application(conn, application_id)
     assert row is not None
@@ -399,40 +402,29 @@ async def loan_audit(conn: AsyncConnection, *, principal: Principal, loan_id: in
 
 async def consumer_finance(conn: AsyncConnection, *, settings: Settings, consumer_id: int) -> Row:
     """The spec's consumer finance answer: the consumer's applications and every EMI of their loans
-    (the caller checked the consumer is visible)."""
+    (the caller checked the consumer is visible); a loan's detail is GET /api/finance/loans/{id}."""
     applications = await queries.consumer_applications(conn, consumer_id)
     loan_ids = [a["loan_id"] for a in applications if a["loan_id"] is not None]
     today, policy = business_today(settings), penalty_policy(settings)
-    emis = [
-        instalment_body(r, today, policy) | {"loan_id": r["loan_id"]}
-        for r in await queries.instalments_of(conn, loan_ids)
-    ]
+    emis = [instalment_body(r, today, policy) for r in await queries.instalments_of(conn, loan_ids)]
     return {
         "applications": [
             {
                 "id": a["id"],
                 "amount": json_number(a["amount"]),
                 "tenure_months": a["tenure_months"],
-                "interest_rate": json_number(a["interest_rate"]),
                 "status": a["status"],
                 "battery_serial": a["battery_serial"],
-                "approved_amount": None
-                if a["approved_amount"] is None
-                else json_number(a["approved_amount"]),
-                "loan_id": a["loan_id"],
             }
             for a in applications
         ],
         "emi_schedules": [
             {
                 "id": e["id"],
-                "loan_id": e["loan_id"],
                 "emi_number": e["emi_number"],
                 "due_date": e["due_date"].isoformat(),
                 "amount": f"{e['amount']:.2f}",
-                "outstanding": f"{e['outstanding']:.2f}",
                 "status": e["status"],
-                "overdue_days": e["overdue_days"],
             }
             for e in emis
         ],

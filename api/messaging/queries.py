@@ -69,3 +69,20 @@ async def battery_by_id(conn: AsyncConnection, battery_id: int) -> dict[str, Any
         (battery_id,),
     )
     return await cur.fetchone()
+
+
+async def insert_messages(conn: AsyncConnection, messages: list[dict[str, Any]]) -> int:
+    """Insert queued messages in one statement, skipping dedupe keys already taken; return how many."""
+    cur = await conn.execute(
+        """INSERT INTO sms_outbox (to_phone, body, kind, dedupe_key, consumer_id)
+           SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])
+           ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING""",
+        (
+            [m["to"] for m in messages],
+            [m["text"] for m in messages],
+            [m["kind"] for m in messages],
+            [m["dedupe_key"] for m in messages],
+            [m["consumer_id"] for m in messages],
+        ),
+    )
+    return cur.rowcount

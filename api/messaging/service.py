@@ -7,6 +7,8 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +79,37 @@ async def queue_sms(
     await notify_workers(conn, queries.TABLE)
     log.info("sms queued", extra={"outbox_id": message_id, "kind": kind, "dedupe_key": dedupe_key})
     return message_id
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for `queue_sms_many`."""
+
+    to: str
+    kind: str
+    text: str
+    dedupe_key: str | None
+    consumer_id: int | None = None
+
+
+async def queue_sms_many(conn: AsyncConnection, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, str]]:
+    """`queue_sms` for many messages in one statement (a job warning thousands of consumers); the
+    same checks and dedupe keys. Returns the messages refused before queuing, with why."""
+    refused: list[tuple[Outgoing, str]] = []
+    rows = []
+    for message in messages:
+        if not is_e164(message.to):
+            refused.append((message, f"not an E.164 phone number: {message.to!r}"))
+        elif not message.text.strip() or len(message.text) > MAX_TEXT:
+            refused.append((message, f"an SMS text has 1 to {MAX_TEXT} characters"))
+        else:
+            rows.append(vars(message))
+    if rows:
+        queued = await queries.insert_messages(conn, rows)
+        if queued:
+            await notify_workers(conn, queries.TABLE)
+        log.info("sms queued", extra={"count": queued, "kinds": sorted({r["kind"] for r in rows})})
+    return refused
 
 
 # The Communication Services endpoints (api/messaging/router.py) ---------------------------------

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Field_ = Literal["voltage", "current", "soc", "temperature"]
-FIELDS: tuple[Field_, ...] = ("voltage", "current", "soc", "temperature")
+FieldName = Literal["voltage", "current", "soc", "temperature"]
+FIELDS: tuple[FieldName, ...] = ("voltage", "current", "soc", "temperature")
 Agg = Literal["avg", "min", "max", "first", "last"]
 
 
@@ -35,7 +35,7 @@ class TelemetrySeries(BaseModel):
         description="ISO 8601 bucket width; null for raw readings", examples=["PT1H"]
     )
     agg: Agg | None = Field(description="how each bucket's values were combined; null for raw")
-    fields: list[Field_]
+    fields: list[FieldName]
     source: Literal["raw", "hourly", "daily"] = Field(
         description="where the answer was computed: raw readings or a stored rollup"
     )

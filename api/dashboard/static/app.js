@@ -138,7 +138,7 @@ function drawMap(collection) {
   const step = Math.pow(10, Math.floor(Math.log10(n - s)));
   for (let lat = Math.ceil(s / step) * step; lat < n; lat += step) {
     map.append(svg("line", { x1: x(w), x2: x(e), y1: y(lat), y2: y(lat), stroke: "#e3e6ec" }));
-    const t = svg("text", { x: 2, y: y(lat) - 2, "font-size": 9, fill: "#8a90a0" });
+    const t = svg("text", { x: x(w) + 3, y: y(lat) - 2, "font-size": 9, fill: "#8a90a0" });
     t.textContent = `${lat.toFixed(3)}°`;
     map.append(t);
   }

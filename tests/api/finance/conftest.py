@@ -20,8 +20,15 @@ def today() -> date:
     return business_today(Settings(_env_file=None))
 
 
-def apply(client: TestClient, world: World, *, amount: float = 45000, tenure: int = 24, rate: float = 12.5,
-          battery: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def apply(
+    client: TestClient,
+    world: World,
+    *,
+    amount: float = 45000,
+    tenure: int = 24,
+    rate: float = 12.5,
+    battery: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A pending application of dealer A's consumer for its battery (or the battery given)."""
     answer = client.post(
         "/api/finance/applications",

@@ -21,17 +21,35 @@ def test_submit_is_pending_in_the_spec_shape(client: TestClient, world: World) -
     again = client.post(
         "/api/finance/applications",
         headers=bearer(world.dealer_a_user),
-        json={"consumer_id": world.consumer_a["id"], "battery_id": world.battery_a["id"], "amount": 1000,
-              "tenure_months": 6, "interest_rate": 10},
-    )  # fmt: skip
+        json={
+            "consumer_id": world.consumer_a["id"],
+            "battery_id": world.battery_a["id"],
+            "amount": 1000,
+            "tenure_months": 6,
+            "interest_rate": 10,
+        },
+    )
     assert again.status_code == 409 and again.json()["error"] == "Application already open"
 
 
 def test_bad_input_is_a_400_naming_the_field(client: TestClient, world: World) -> None:
-    for field, value in [("amount", 0), ("amount", 1e308), ("amount", "NaN"), ("amount", 10.001),
-                         ("tenure_months", 85), ("interest_rate", -1), ("consumer_id", 2**63)]:  # fmt: skip
-        body = {"consumer_id": world.consumer_a["id"], "battery_id": world.battery_a["id"], "amount": 1000,
-                "tenure_months": 6, "interest_rate": 10, field: value}  # fmt: skip
+    for field, value in [
+        ("amount", 0),
+        ("amount", 1e308),
+        ("amount", "NaN"),
+        ("amount", 10.001),
+        ("tenure_months", 85),
+        ("interest_rate", -1),
+        ("consumer_id", 2**63),
+    ]:
+        body = {
+            "consumer_id": world.consumer_a["id"],
+            "battery_id": world.battery_a["id"],
+            "amount": 1000,
+            "tenure_months": 6,
+            "interest_rate": 10,
+            field: value,
+        }
         answer = client.post("/api/finance/applications", headers=bearer(world.dealer_a_user), json=body)
         assert answer.status_code == 400, (field, value, answer.text)
         assert field in answer.json()["error"]
@@ -41,9 +59,14 @@ def test_a_dealer_applies_only_for_its_own(client: TestClient, world: World) -> 
     answer = client.post(
         "/api/finance/applications",
         headers=bearer(world.dealer_b_user),
-        json={"consumer_id": world.consumer_a["id"], "battery_id": world.battery_a["id"], "amount": 1000,
-              "tenure_months": 6, "interest_rate": 10},
-    )  # fmt: skip
+        json={
+            "consumer_id": world.consumer_a["id"],
+            "battery_id": world.battery_a["id"],
+            "amount": 1000,
+            "tenure_months": 6,
+            "interest_rate": 10,
+        },
+    )
     assert answer.status_code == 404
     mine = apply(client, world, battery=fresh_battery(world))
     listed = client.get("/api/finance/applications", headers=bearer(world.dealer_b_user)).json()
@@ -125,13 +148,24 @@ def test_disbursement_moves_the_due_dates(client: TestClient, world: World) -> N
 
 
 def test_consumer_finance_lists_the_emis(client: TestClient, world: World) -> None:
-    application = approve(client, world, apply(client, world, battery=fresh_battery(world), amount=12000,
-                                              tenure=12, rate=0)["id"])  # fmt: skip
+    application = approve(
+        client,
+        world,
+        apply(client, world, battery=fresh_battery(world), amount=12000, tenure=12, rate=0)["id"],
+    )
     finance = client.get(
         f"/api/consumers/{world.consumer_a['id']}/finance", headers=bearer(world.consumer_a_user)
     ).json()
-    mine = [e for e in finance["emi_schedules"] if e["loan_id"] == application["loan_id"]]
-    assert len(mine) == 12 and mine[0]["amount"] == "1000.00" and mine[0]["status"] == "pending"
+    loan = client.get(f"/api/finance/loans/{application['loan_id']}", headers=bearer(world.admin)).json()
+    ids = {i["id"] for i in loan["instalments"]}
+    mine = [e for e in finance["emi_schedules"] if e["id"] in ids]
+    assert len(mine) == 12 and mine[0] == {
+        "id": loan["instalments"][0]["id"],
+        "emi_number": 1,
+        "due_date": loan["instalments"][0]["due_date"],
+        "amount": "1000.00",
+        "status": "pending",
+    }
     assert {
         "id": application["id"],
         "amount": 12000,

@@ -123,9 +123,12 @@ def test_two_runs_at_once_issue_one_command(
                 database_url, autocommit=True, row_factory=dict_row
             ) as conn:
                 return await overdue.run(
-                    conn, settings=settings, scope=Scope(dealer_id=world.dealer_a["id"]), threshold_days=7,
+                    conn,
+                    settings=settings,
+                    scope=Scope(dealer_id=world.dealer_a["id"]),
+                    threshold_days=7,
                     actor="test",
-                )  # fmt: skip
+                )
 
         return list(await asyncio.gather(one(), one()))
 
@@ -152,8 +155,15 @@ def test_an_operators_disable_is_left_alone(
         async with await psycopg.AsyncConnection.connect(
             database_url, autocommit=True, row_factory=dict_row
         ) as c:
-            await issue_command(c, battery_id=battery["id"], action="disable", spec="both", reason="stolen",
-                                requested_by=world.admin["id"], source="api")  # fmt: skip
+            await issue_command(
+                c,
+                battery_id=battery["id"],
+                action="disable",
+                spec="both",
+                reason="stolen",
+                requested_by=world.admin["id"],
+                source="api",
+            )
 
     asyncio.run(operator())
     result = _run(database_url, settings, world.dealer_a["id"])
@@ -178,8 +188,12 @@ def test_the_payment_that_clears_the_overdue_enables_at_once(
         ("enable", "emi_overdue_cleared"),
     ]
     assert _sms(world.conn, world.consumer_a["phone"])[-1] == "battery_enabled"
-    actions = [e["action"] for e in client.get(f"/api/finance/loans/{overdue_loan['id']}/audit",
-                                                headers=bearer(world.admin)).json()]  # fmt: skip
+    actions = [
+        e["action"]
+        for e in client.get(
+            f"/api/finance/loans/{overdue_loan['id']}/audit", headers=bearer(world.admin)
+        ).json()
+    ]
     assert actions[-3:] == ["payment_recorded", "payment_recorded", "battery_enabled"]
 
 
@@ -280,10 +294,14 @@ def test_collection_report_by_day(client: TestClient, world: World) -> None:
     url = f"/api/finance/collection-report?start_date={day - timedelta(days=1)}&end_date={day}"
     report = client.get(url, headers=bearer(world.dealer_a_user)).json()
     assert report["collection_report"] == [
-        {"collection_date": str(day - timedelta(days=1)), "collections_count": 1, "total_collected": 250,
-         "avg_collection": 250},
+        {
+            "collection_date": str(day - timedelta(days=1)),
+            "collections_count": 1,
+            "total_collected": 250,
+            "avg_collection": 250,
+        },
         {"collection_date": str(day), "collections_count": 2, "total_collected": 1500, "avg_collection": 750},
-    ]  # fmt: skip
+    ]
     assert report["summary"] == {
         "total_collections": 3,
         "total_amount_collected": 1750,
@@ -295,7 +313,9 @@ def test_collection_report_by_day(client: TestClient, world: World) -> None:
     assert only_today.json()["summary"]["total_collections"] == 2
     other = client.get(url, headers=bearer(world.dealer_b_user)).json()
     assert other["summary"]["total_collections"] == 0
-    bad = client.get(f"/api/finance/collection-report?start_date={day}&end_date={day - timedelta(days=1)}",
-                     headers=bearer(world.admin))  # fmt: skip
+    bad = client.get(
+        f"/api/finance/collection-report?start_date={day}&end_date={day - timedelta(days=1)}",
+        headers=bearer(world.admin),
+    )
     assert bad.status_code == 400
     assert Decimal(str(report["summary"]["total_amount_collected"])) == Decimal("1750")

@@ -122,6 +122,8 @@ def test_a_request_over_the_points_cap_names_an_interval_that_fits(client: TestC
         {"agg": "median"},
         {"fields": "voltage,pressure"},
         {"from": "2026-03-02T00:00:00"},  # no time zone
+        {"from": "0001-01-01T00:00:00Z"},
+        {"to": "9999-12-31T23:59:59Z", "interval": "1d"},
         {"from": "2026-03-03T00:00:00Z", "to": "2026-03-02T00:00:00Z"},
         {"limit": 0},
         {"limit": 10**9},

@@ -1,0 +1,1 @@
+"""NBFC integration: submissions to lenders through an outbox, their webhooks, portfolio, reports."""

@@ -1,0 +1,1 @@
+"""A simulated NBFC (lender) for development and tests: `packfleet nbfc-sim`."""
