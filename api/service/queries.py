@@ -138,8 +138,8 @@ async def update_profile(conn: AsyncConnection, user_id: int, fields: dict[str, 
         if k in fields
     ]
     await conn.execute(
-        sql.SQL("UPDATE technicians SET {}, updated_at = now() WHERE user_id = %(id)s").format(
-            sql.SQL(", ").join([*sets, sql.SQL("user_id = user_id")])
+        sql.SQL("UPDATE technicians SET {} WHERE user_id = %(id)s").format(
+            sql.SQL(", ").join([*sets, sql.SQL("updated_at = now()")])
         ),
         {"id": user_id, **{k: v for k, v in fields.items() if k in _PROFILE_FIELDS}},
     )
