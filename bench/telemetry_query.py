@@ -84,7 +84,8 @@ def log(message: str) -> None:
 
 
 def readings(ids: np.ndarray, start: datetime, count: int, step: int, rng: np.random.Generator) -> bytes:
-    """`count` readings per battery from `start`, `step` seconds apart, as binary COPY rows."""
+    """`count` readings per battery from `start`, `step` seconds apart, as binary COPY rows in time
+    order (the fleet's readings of one moment, then the next), as ingest stores them."""
     n = len(ids) * count
     rows = np.zeros(n, dtype=ROW)
     rows["n"] = 8
@@ -94,15 +95,15 @@ def readings(ids: np.ndarray, start: datetime, count: int, step: int, rng: np.ra
         rows[f"{name}_len"] = 4
     first = int((start - PG_EPOCH).total_seconds() * 1_000_000)
     offsets = np.arange(count, dtype=np.int64) * step * 1_000_000
-    rows["battery_id"] = np.repeat(ids, count)
-    rows["ts"] = np.tile(first + offsets, len(ids))
-    phase = np.tile(np.arange(count) / 240.0, len(ids)) + np.repeat(rng.random(len(ids)) * 6.28, count)
+    rows["battery_id"] = np.tile(ids, count)
+    rows["ts"] = np.repeat(first + offsets, len(ids))
+    phase = np.repeat(np.arange(count) / 240.0, len(ids)) + np.tile(rng.random(len(ids)) * 6.28, count)
     rows["current"] = 25 * np.sin(phase) + rng.normal(0, 2, n)
     rows["soc"] = np.clip(55 + 40 * np.cos(phase), 0, 100)
     rows["voltage"] = 46 + rows["soc"] * 0.06 + rng.normal(0, 0.1, n)
     rows["temperature"] = 28 + 6 * np.abs(np.sin(phase)) + rng.normal(0, 0.5, n)
-    rows["lat"] = np.repeat(12.9 + rng.random(len(ids)) * 0.2, count)
-    rows["lon"] = np.repeat(77.5 + rng.random(len(ids)) * 0.2, count)
+    rows["lat"] = np.tile(12.9 + rng.random(len(ids)) * 0.2, count)
+    rows["lon"] = np.tile(77.5 + rng.random(len(ids)) * 0.2, count)
     return rows.tobytes()
 
 

@@ -233,9 +233,7 @@ class InboundWorker:
                 reports[command["battery_id"]] += [(r, command["battery_status"]) for r in out.reports]
                 finished = finished or out.finished_at is not None and command["finished_at"] is None
             await queries.apply_acks(conn, updates)
-            reported, statuses = _reported_states(batteries, reports)
-            await queries.update_reported(conn, reported)
-            await queries.update_statuses(conn, statuses, actor="device")
+            await queries.update_reported(conn, _reported_states(batteries, reports), actor="device")
             await queries.insert_events(conn, events)
         return letters, finished
 
@@ -278,11 +276,10 @@ class InboundWorker:
 
 def _reported_states(
     batteries: dict[int, Row], reports: dict[int, list[tuple[Report, str | None]]]
-) -> tuple[list[Row], dict[int, str]]:
-    """Each battery's reported state after its acks' reports (those newer than what is stored), and
-    the batteries whose status that changes (id → status)."""
+) -> list[Row]:
+    """Each battery's reported state after its acks' reports (those newer than what is stored), with
+    the status that makes where it changes."""
     reported: list[Row] = []
-    statuses: dict[int, str] = {}
     for battery_id, its_reports in reports.items():
         battery = batteries.get(battery_id)
         if battery is None:  # deleted since
@@ -298,13 +295,20 @@ def _reported_states(
         assert switches is not None
         enabled, spec = state.canonical(switches)
         report, wanted = newer[-1]
-        reported.append({"battery_id": battery_id, "enabled": enabled, "spec": spec, "at": report.at})
         status = state.status_of(
             switches, wanted=wanted or battery["desired_status"], current=battery["status"]
         )
-        if status != battery["status"]:
-            statuses[battery_id] = status
-    return reported, statuses
+        reported.append(
+            {
+                "battery_id": battery_id,
+                "enabled": enabled,
+                "spec": spec,
+                "at": report.at,
+                "status": status if status != battery["status"] else None,
+                "was": battery["status"],
+            }
+        )
+    return reported
 
 
 def _at(item: tuple[Report, str | None]) -> datetime:

@@ -393,40 +393,45 @@ async def apply_acks(conn: AsyncConnection[Row], updates: Sequence[Row]) -> None
     )
 
 
-async def update_reported(conn: AsyncConnection[Row], reports: Sequence[Row]) -> None:
-    """Record what devices said they are now, unless the battery already has a newer report.
+async def update_reported(conn: AsyncConnection[Row], reports: Sequence[Row], *, actor: str) -> None:
+    """Record what devices said they are now (`battery_id`, `enabled`, `spec`, `at`), unless the battery
+    already has a newer report, and the `status` that makes where it changes (None: unchanged).
 
-    Neither `status` nor `updated_at` is set here: what a battery-pack list shows does not change
-    (no NOTIFY, migration 0035); `update_statuses` follows for the batteries whose status does.
+    Only those whose status changes (from `was`) name `status` and `updated_at`, which fire the
+    pack-list NOTIFY (migration 0035), and get an activity row naming `actor`: a report alone shows
+    in no list.
     """
-    if not reports:
-        return
-    await conn.execute(
-        """UPDATE batteries b
-           SET reported_enabled = r.enabled, reported_spec = r.spec, reported_at = r.at
-           FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::timestamptz[]) AS r(id, enabled, spec, at)
-           WHERE b.id = r.id AND (b.reported_at IS NULL OR b.reported_at <= r.at)""",
-        (
-            [r["battery_id"] for r in reports],
-            [r["enabled"] for r in reports],
-            [r["spec"] for r in reports],
-            [r["at"] for r in reports],
-        ),
-    )
+    changing = [r for r in reports if r["status"] is not None]
+    staying = [r for r in reports if r["status"] is None]
+    if changing:
+        # One INSERT logs the status changes (the row trigger stays quiet: migration 0036).
+        await conn.execute("SELECT set_config('packfleet.status_logged', 'yes', true)")
+        await conn.execute(
+            """WITH changed AS (
+                   UPDATE batteries b
+                   SET reported_enabled = r.enabled, reported_spec = r.spec, reported_at = r.at,
+                       status = r.status, updated_at = now()
+                   FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::timestamptz[], %s::text[],
+                               %s::text[]) AS r(id, enabled, spec, at, status, was)
+                   WHERE b.id = r.id AND (b.reported_at IS NULL OR b.reported_at <= r.at)
+                   RETURNING b.id, r.was, r.status)
+               INSERT INTO battery_activity (battery_id, actor, action, detail)
+               SELECT id, %s, 'status_changed', jsonb_build_object('from', was, 'to', status) FROM changed""",
+            [*_columns(changing, "battery_id", "enabled", "spec", "at", "status", "was"), actor],
+        )
+        await conn.execute("SELECT set_config('packfleet.status_logged', '', true)")
+    if staying:
+        await conn.execute(
+            """UPDATE batteries b SET reported_enabled = r.enabled, reported_spec = r.spec, reported_at = r.at
+               FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::timestamptz[])
+                    AS r(id, enabled, spec, at)
+               WHERE b.id = r.id AND (b.reported_at IS NULL OR b.reported_at <= r.at)""",
+            _columns(staying, "battery_id", "enabled", "spec", "at"),
+        )
 
 
-async def update_statuses(conn: AsyncConnection[Row], statuses: dict[int, str], *, actor: str) -> None:
-    """Set the status of batteries whose device confirmed a change (the activity log names `actor`)."""
-    if not statuses:
-        return
-    await conn.execute("SELECT set_config('packfleet.actor', %s, true)", (actor,))
-    ids = sorted(statuses)
-    await conn.execute(
-        """UPDATE batteries b SET status = v.status, updated_at = now()
-           FROM unnest(%s::bigint[], %s::text[]) AS v(id, status)
-           WHERE b.id = v.id AND b.status <> v.status""",
-        (ids, [statuses[i] for i in ids]),
-    )
+def _columns(rows: Sequence[Row], *names: str) -> list[list[Any]]:
+    return [[row[name] for row in rows] for name in names]
 
 
 async def insert_dead_letters(conn: AsyncConnection[Row], letters: Sequence[Row]) -> None:

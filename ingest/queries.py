@@ -88,11 +88,17 @@ RETURNING id, serial_number, status, desired_status, desired_enabled, desired_sp
             AND c.status IN ('queued', 'sent', 'delivered')) AS command_pending
 """
 
-# Only for batteries whose status changes: naming `status` fires the pack-list NOTIFY (0035).
+# Only for batteries whose status changes: naming `status` fires the pack-list NOTIFY (0035). The
+# changes are logged by this one INSERT, not row by row by the trigger (migration 0036).
 UPDATE_STATUSES = """
-UPDATE batteries b SET status = v.status, updated_at = now()
-FROM unnest(%s::bigint[], %s::text[]) AS v(id, status)
-WHERE b.id = v.id AND b.status <> v.status
+WITH changed AS (
+    UPDATE batteries b SET status = v.status, updated_at = now()
+    FROM unnest(%s::bigint[], %s::text[]) AS v(id, status)
+    WHERE b.id = v.id AND b.status <> v.status
+    RETURNING b.id, v.status)
+INSERT INTO battery_activity (battery_id, actor, action, detail)
+SELECT c.id, 'device', 'status_changed', jsonb_build_object('from', p.was, 'to', c.status)
+FROM changed c JOIN unnest(%s::bigint[], %s::text[]) AS p(id, was) USING (id)
 """
 
 INSERT_DEAD_LETTER = """
@@ -153,11 +159,15 @@ def apply_statuses(conn: psycopg.Connection[Any], updates: Sequence[dict[str, An
                 return applied
 
 
-def update_statuses(conn: psycopg.Connection[Any], statuses: dict[int, str]) -> None:
-    """Set the status the devices' reports make (the activity log names the device as the actor)."""
-    conn.execute("SELECT set_config('packfleet.actor', 'device', true)")
+def update_statuses(conn: psycopg.Connection[Any], statuses: dict[int, tuple[str, str]]) -> None:
+    """Set the status the devices' reports make (id → (was, now)); the activity log names the device."""
     ids = sorted(statuses)
-    conn.execute(UPDATE_STATUSES, (ids, [statuses[i] for i in ids]))
+    conn.execute("SELECT set_config('packfleet.status_logged', 'yes', true)")
+    conn.execute(
+        UPDATE_STATUSES,
+        (ids, [statuses[i][1] for i in ids], ids, [statuses[i][0] for i in ids]),
+    )
+    conn.execute("SELECT set_config('packfleet.status_logged', '', true)")
 
 
 def insert_dead_letters(conn: psycopg.Connection[Any], letters: Sequence[tuple[Any, ...]]) -> None:

@@ -53,11 +53,13 @@ class Stored:
     contradictions: list[dict[str, Any]] = field(default_factory=list)  # batteries, as returned
 
 
-def _confirmed_statuses(changed: list[dict[str, Any]]) -> tuple[dict[int, str], list[dict[str, Any]]]:
-    """The statuses the batteries' reported switches now make, where they change; and the reports
-    that newly contradict the desired state while no command is on its way (a device going back on
-    what its ack confirmed, or changing on its own)."""
-    confirmed: dict[int, str] = {}
+def _confirmed_statuses(
+    changed: list[dict[str, Any]],
+) -> tuple[dict[int, tuple[str, str]], list[dict[str, Any]]]:
+    """The statuses the batteries' reported switches now make, where they change (id → (was, now));
+    and the reports that newly contradict the desired state while no command is on its way (a device
+    going back on what its ack confirmed, or changing on its own)."""
+    confirmed: dict[int, tuple[str, str]] = {}
     contradictions: list[dict[str, Any]] = []
     for row in changed:  # in order: a battery's last row is its newest state
         if row["reported_enabled"] is None:
@@ -65,7 +67,7 @@ def _confirmed_statuses(changed: list[dict[str, Any]]) -> tuple[dict[int, str], 
         switches = state.switches(row["reported_enabled"], row["reported_spec"])
         status = state.status_of(switches, wanted=row["desired_status"], current=row["status"])
         if status != row["status"]:
-            confirmed[row["id"]] = status
+            confirmed[row["id"]] = (row["status"], status)
         else:
             confirmed.pop(row["id"], None)
         was = None if row["was_enabled"] is None else state.switches(row["was_enabled"], row["was_spec"])

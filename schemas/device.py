@@ -64,6 +64,10 @@ def _parse_rfc3339(text: str) -> datetime:
     match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError("timestamp must be RFC 3339 (2024-01-15T10:30:00Z or with a UTC offset)")
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)  # in C: the common case costs 0.3 µs
+    except ValueError:
+        pass  # a lower-case t or z: read the parts (datetime refuses a day the month lacks)
     year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
     micros = int((match[7] or "0")[:6].ljust(6, "0"))
     offset = timedelta(0)

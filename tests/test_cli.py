@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import psutil
@@ -123,3 +124,40 @@ def test_api_with_two_worker_processes(database_url: str) -> None:
         _, stderr = server.communicate(timeout=30)
     assert server.returncode == 0, stderr[-2000:]
     assert "PACKFLEET_REDIS_URL" in stderr  # told that each process counts rate limits alone
+
+
+def test_a_missing_or_bad_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PACKFLEET_")}
+    env["PACKFLEET_DATA_DIR"] = str(tmp_path)  # no `packfleet up` runs from there
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "packfleet", *args],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    cases = [
+        (
+            run("api", PACKFLEET_DATABASE_URL="postgresql://x@127.0.0.1:1/x"),
+            "PACKFLEET_JWT_SECRET is not set",
+        ),
+        (run("user", "add", "--phone", "+919800000999", "--name", "X", "--role", "admin"), "no database"),
+        (run("migrate", PACKFLEET_API_PORT="eighty"), "PACKFLEET_API_PORT"),
+        (
+            run(
+                "token",
+                "--phone",
+                "+919800000999",
+                PACKFLEET_DATABASE_URL="postgresql://x@127.0.0.1:1/x",
+                PACKFLEET_JWT_SECRET="a-real-secret-of-some-length",
+            ),
+            "cannot reach the database",
+        ),
+    ]
+    for result, says in cases:
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and says in lines[0], result.stderr
+        assert lines[0].startswith("error: ")

@@ -11,12 +11,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from psycopg import AsyncConnection
 
 from api.telemetry import rollups
-from packfleet import scheduler  # the module (it imports this one to register the jobs)
+from packfleet.scheduled import JobContext, ScheduledJob
 from packfleet.settings import Settings
 
 
 @asynccontextmanager
-async def _autocommit(context: scheduler.JobContext) -> AsyncIterator[AsyncConnection]:
+async def _autocommit(context: JobContext) -> AsyncIterator[AsyncConnection]:
     """A pooled connection in autocommit mode, so each chunk's transaction commits on its own."""
     async with context.pool.connection() as conn:
         await conn.set_autocommit(True)
@@ -26,12 +26,12 @@ async def _autocommit(context: scheduler.JobContext) -> AsyncIterator[AsyncConne
             await conn.set_autocommit(False)
 
 
-async def refresh_rollups(context: scheduler.JobContext) -> dict[str, Any]:
+async def refresh_rollups(context: JobContext) -> dict[str, Any]:
     async with _autocommit(context) as conn:
         return asdict(await rollups.refresh(conn))
 
 
-async def prune_telemetry(context: scheduler.JobContext) -> dict[str, Any]:
+async def prune_telemetry(context: JobContext) -> dict[str, Any]:
     settings = context.settings
     async with _autocommit(context) as conn:
         done = await rollups.prune(
@@ -40,15 +40,13 @@ async def prune_telemetry(context: scheduler.JobContext) -> dict[str, Any]:
         return asdict(done)
 
 
-def scheduled(settings: Settings) -> list[scheduler.ScheduledJob]:
+def scheduled(settings: Settings) -> list[ScheduledJob]:
     return [
-        scheduler.ScheduledJob(
+        ScheduledJob(
             id="telemetry.refresh_rollups",
             run=refresh_rollups,
             trigger=IntervalTrigger(seconds=settings.telemetry_rollup_refresh_seconds),
             misfire_grace_s=settings.telemetry_rollup_refresh_seconds,
         ),
-        scheduler.ScheduledJob(
-            id="telemetry.retention", run=prune_telemetry, trigger=IntervalTrigger(hours=1)
-        ),
+        ScheduledJob(id="telemetry.retention", run=prune_telemetry, trigger=IntervalTrigger(hours=1)),
     ]

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Field_ = Literal["voltage", "current", "soc", "temperature"]
-FIELDS: tuple[Field_, ...] = ("voltage", "current", "soc", "temperature")
+FieldName = Literal["voltage", "current", "soc", "temperature"]
+FIELDS: tuple[FieldName, ...] = ("voltage", "current", "soc", "temperature")
 Agg = Literal["avg", "min", "max", "first", "last"]
 
 
@@ -35,7 +35,7 @@ class TelemetrySeries(BaseModel):
         description="ISO 8601 bucket width; null for raw readings", examples=["PT1H"]
     )
     agg: Agg | None = Field(description="how each bucket's values were combined; null for raw")
-    fields: list[Field_]
+    fields: list[FieldName]
     source: Literal["raw", "hourly", "daily"] = Field(
         description="where the answer was computed: raw readings or a stored rollup"
     )
@@ -51,8 +51,10 @@ class LatestReading(BaseModel):
     serial_number: str
     status: Literal["active", "inactive", "maintenance"]
     online: bool
-    enabled: bool = Field(description="the state the cloud wants (desired)")
-    reported_enabled: bool | None = Field(description="what the device last said")
+    enabled: bool | None = Field(
+        description="what the device last confirmed (null: it never reported), not a pending request"
+    )
+    desired_enabled: bool = Field(description="the state the cloud asked for")
     last_seen_at: datetime | None
     ts: datetime | None = Field(description="the reading's time")
     voltage: float | None
@@ -74,7 +76,8 @@ class PositionProperties(BaseModel):
     soc: float
     status: Literal["active", "inactive", "maintenance"]
     online: bool
-    enabled: bool
+    enabled: bool | None = Field(description="what the device last confirmed (null: it never reported)")
+    desired_enabled: bool = Field(description="the state the cloud asked for")
     last_seen: datetime = Field(description="time of the reading that gave the position")
 
 

@@ -105,6 +105,7 @@ def full_combined_columns(storage: Storage) -> str:
     )
 
 
+FLEET_WORK_MEM = "64MB"
 _LEVEL_TABLE = {"hourly": "telemetry_hourly", "daily": "telemetry_daily"}
 _LEVEL_STEP = {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}
 
@@ -230,24 +231,29 @@ async def fleet_buckets(
         )
     else:
         inner = _level_sql(storage, source, interval, pairs, where, energy=True, per_battery=True)
-    cur = await conn.execute(
-        f"""SELECT bucket, count(*) AS batteries_reporting, sum(readings)::bigint AS readings,
+    sql = f"""SELECT bucket, count(*) AS batteries_reporting, sum(readings)::bigint AS readings,
                    sum(soc_avg * readings) / sum(readings) AS soc_mean,
                    percentile_cont(ARRAY[0.1, 0.5, 0.9]) WITHIN GROUP (ORDER BY soc_avg) AS soc_p,
                    sum(energy_charged_wh) AS energy_charged_wh,
                    sum(energy_discharged_wh) AS energy_discharged_wh
-            FROM ({inner}) per_battery GROUP BY bucket ORDER BY bucket""",  # noqa: S608
-        {
-            "start": start,
-            "end": end,
-            "interval": interval,
-            "hour": timedelta(hours=1),
-            "origin": ORIGIN,
-            "dealer": dealer_id,
-            "owner": owner_id,
-        },
-    )
-    return await cur.fetchall()
+            FROM ({inner}) per_battery GROUP BY bucket ORDER BY bucket"""  # noqa: S608
+    params = {
+        "start": start,
+        "end": end,
+        "interval": interval,
+        "hour": timedelta(hours=1),
+        "origin": ORIGIN,
+        "dealer": dealer_id,
+        "owner": owner_id,
+    }
+    async with conn.transaction():
+        # A week of a thousand batteries' hours is 168,000 rows sorted by bucket: in memory. The
+        # newest hour, computed from raw readings, is a few thousand rows per hundred batteries:
+        # parallel workers cost more to start than they save (64 against 96 ms, 300 batteries).
+        await conn.execute(f"SET LOCAL work_mem = '{FLEET_WORK_MEM}'")
+        await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        cur = await conn.execute(sql, params)
+        return await cur.fetchall()
 
 
 async def latest(
@@ -263,7 +269,7 @@ async def latest(
 ) -> list[dict[str, Any]]:
     """Each live battery of the scope with its newest reading (from battery_latest), by serial."""
     cur = await conn.execute(
-        """SELECT b.serial_number, b.status, b.online, b.desired_enabled AS enabled, b.reported_enabled,
+        """SELECT b.serial_number, b.status, b.online, b.reported_enabled AS enabled, b.desired_enabled,
                   b.last_seen_at, l.ts, l.voltage, l.current, l.soc, l.temperature, l.lat, l.lon,
                   extract(epoch FROM statement_timestamp() - l.ts)::float8 AS age_seconds
            FROM batteries b LEFT JOIN battery_latest l ON l.battery_id = b.id
@@ -297,7 +303,8 @@ async def positions(
     """Live batteries of the scope that have a position, with their newest reading's."""
     west, south, east, north = bbox if bbox is not None else (None, None, None, None)
     cur = await conn.execute(
-        """SELECT b.serial_number, b.status, b.online, b.desired_enabled AS enabled, l.ts, l.soc, l.lat, l.lon
+        """SELECT b.serial_number, b.status, b.online, b.reported_enabled AS enabled, b.desired_enabled,
+                  l.ts, l.soc, l.lat, l.lon
            FROM battery_latest l JOIN batteries b ON b.id = l.battery_id
            WHERE b.deleted_at IS NULL AND l.lat IS NOT NULL AND l.lon IS NOT NULL
              AND (%(dealer)s::bigint IS NULL OR b.dealer_id = %(dealer)s)

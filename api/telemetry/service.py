@@ -29,6 +29,8 @@ from api.telemetry.queries import Storage
 
 DEFAULT_SPAN = timedelta(hours=24)
 MAX_SPAN = timedelta(days=3660)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # no battery reported before, or will after LATEST
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 RAW_INDEX = {name: i for i, name in enumerate(queries.RAW_COLUMNS.split(", "))}
 DIGITS = 4  # readings are float4 (about 7 significant digits): 48.29999923706055 answers 48.3
 
@@ -41,6 +43,8 @@ def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, 
     """[from, to) in UTC: `to` defaults to now, `from` to a day before `to`."""
     end = (end or datetime.now(UTC)).astimezone(UTC)
     start = (start or end - DEFAULT_SPAN).astimezone(UTC)
+    if not EARLIEST <= start < LATEST or not EARLIEST < end <= LATEST:
+        raise BadRequest("`from` and `to` must lie between 1970-01-01 and 2200-01-01")
     if start >= end:
         raise BadRequest("`from` must be before `to`")
     if end - start > MAX_SPAN:
@@ -236,6 +240,7 @@ async def positions(
                     "status": r["status"],
                     "online": r["online"],
                     "enabled": r["enabled"],
+                    "desired_enabled": r["desired_enabled"],
                     "last_seen": r["ts"],
                 },
             }

@@ -33,6 +33,16 @@ UPDATE batteries SET
         ELSE 'inactive'
     END;
 
+-- Status changes are logged by the row trigger of 0031, one INSERT per row. Control and ingest change
+-- the statuses of thousands of batteries at once (a fan-out's acks) and log them with one INSERT of
+-- their own, saying so in `packfleet.status_logged` for the statement: the trigger then stays quiet.
+DROP TRIGGER batteries_status_activity ON batteries;
+CREATE TRIGGER batteries_status_activity
+    AFTER UPDATE OF status ON batteries
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status
+                       AND current_setting('packfleet.status_logged', true) IS DISTINCT FROM 'yes')
+    EXECUTE FUNCTION battery_status_activity();
+
 -- Pack lists show desired_status from the row, beside status: a change to it changes a list (0035).
 DROP TRIGGER batteries_list_fields_changed ON batteries;
 CREATE TRIGGER batteries_list_fields_changed
