@@ -16,7 +16,7 @@ from api.batteries.models import (
     control_body,
     telemetry_body,
 )
-from api.deps import ConnDep, CurrentUser, authenticate
+from api.deps import ConnDep, CurrentUser, SettingsDep, authenticate
 from api.direct_route import DirectRoute, direct_openapi
 
 router = APIRouter(prefix="/api/batteries", tags=["batteries"])
@@ -53,10 +53,11 @@ async def list_batteries(
 
 @router.get("/health-report")
 async def health_report(
-    conn: ConnDep, principal: CurrentUser, dealer_id: int | None = Query(default=None)
+    conn: ConnDep, principal: CurrentUser, settings: SettingsDep, dealer_id: int | None = Query(default=None)
 ) -> dict[str, Any]:
-    """Fleet health per status over the batteries the caller may see (admin may filter by dealer)."""
-    return await service.health_report(conn, principal=principal, dealer_id=dealer_id)
+    """Fleet health per status over the batteries the caller may see (admin may filter by dealer),
+    with the predictive-maintenance figures of /api/analytics/battery-health."""
+    return await service.health_report(conn, principal=principal, settings=settings, dealer_id=dealer_id)
 
 
 @router.post("", status_code=201)

@@ -62,6 +62,12 @@ class BulkFilter(BaseModel):
     )
     online: bool | None = None
     reported_enabled: bool | None = None
+    overdue_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="batteries whose loan has an EMI unpaid this many days past due",
+    )
 
 
 class BulkRequest(BaseModel):

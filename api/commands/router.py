@@ -23,6 +23,7 @@ from api.commands.models import (
 )
 from api.deps import ConnDep, PoolDep, SettingsDep, require_roles
 from api.errors import Conflict
+from api.finance.loans import business_today
 
 router = APIRouter(prefix="/api", tags=["commands"])
 
@@ -108,6 +109,7 @@ async def create_bulk(
         body=body,
         ttl_s=settings.command_ttl_seconds,
         max_rate=settings.command_bulk_rate_per_s,
+        today=business_today(settings),
     )
     return bulk_body(found["bulk"], found["counts"])
 
