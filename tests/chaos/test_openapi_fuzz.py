@@ -26,7 +26,7 @@ from tests.chaos.stack import Service
 from tests.conftest import JWT_SECRET, make_settings
 
 pytestmark = pytest.mark.chaos
-EXAMPLES = int(os.environ.get("PACKFLEET_SCHEMATHESIS_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("PACKFLEET_SCHEMATHESIS_EXAMPLES", "10"))
 LEAKS = ("Traceback", 'File "/', "psycopg", "SELECT ", "INSERT INTO", "asyncpg", "sqlalchemy")
 
 # The app's own document, built without a database (as tests/api/test_authorization.py does); the
