@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.analytics.router import router as analytics_router
 from api.auth.router import router as auth_router
 from api.batteries.details import BatteryDetails
 from api.batteries.router import router as batteries_router
@@ -23,6 +24,7 @@ from api.messaging.router import router as messaging_router
 from api.nbfc.router import router as nbfc_router
 from api.openapi import OPENAPI_PATH, contract_openapi, install_docs, operation_id
 from api.ratelimit import build_rate_limits
+from api.service.router import router as service_router
 from api.tags import OPENAPI_TAGS
 from api.telemetry.router import router as telemetry_router
 from packfleet.db import open_pool
@@ -86,6 +88,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(consumers_router)
     app.include_router(commands_router)
+    app.include_router(service_router)
+    app.include_router(analytics_router)
     app.include_router(messaging_router)
     app.include_router(telemetry_router)
     app.include_router(finance_router)

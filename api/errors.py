@@ -11,7 +11,8 @@
     ├── Conflict             409 already exists / wrong state
     ├── PayloadTooLarge      413 a body or upload over its cap
     ├── UnsupportedMedia     415 an upload of a kind not accepted
-    └── TooManyRequests      429 with Retry-After
+    ├── TooManyRequests      429 with Retry-After
+    └── ServiceUnavailable   503 with Retry-After: the database cannot be reached just now
 
 Everything else is a 500 whose details never leak internals.
 """
@@ -27,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -82,6 +84,18 @@ class InvalidData(BadRequest):
 
     def __init__(self) -> None:
         super().__init__("The request holds a value the database cannot store (for example a NUL character)")
+
+
+class ServiceUnavailable(ApiError):
+    """The database cannot be reached just now (a restart, a failover): worth retrying shortly."""
+
+    status, code, error = 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"
+    RETRY_AFTER_S = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database is not reachable; retry shortly", headers={"Retry-After": str(self.RETRY_AFTER_S)}
+        )
 
 
 class Unauthorized(ApiError):
@@ -150,6 +164,7 @@ _DESCRIPTIONS = {
     413: "Body or upload larger than its cap",
     415: "An upload of a type that is not accepted",
     429: "Rate limit exceeded",
+    503: "The database is not reachable just now: retry after Retry-After seconds",
 }
 
 
@@ -262,6 +277,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
         log.info("data error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return InvalidData().response()
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # A lost or unobtainable connection is the database's outage, not a bug: 503, not 500.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        error = ServiceUnavailable()
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+    app.add_exception_handler(psycopg.OperationalError, _unavailable)
+    app.add_exception_handler(PoolTimeout, _unavailable)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -62,6 +63,14 @@ def sim(
         ),
     ] = 0,
     metrics_port: Annotated[int | None, typer.Option(help="serve Prometheus metrics on this port")] = None,
+    counts_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="write per-battery counts (readings acknowledged, pending, state, commands) here; "
+            "SIGUSR1 then quiesces the fleet and writes exact counts, SIGUSR2 resumes"
+        ),
+    ] = None,
+    summary_every: Annotated[float, typer.Option(help="seconds between summary lines", min=0.1)] = 5.0,
 ) -> None:
     """Simulate batteries speaking the MQTT device contract until Ctrl-C."""
     try:
@@ -81,6 +90,8 @@ def sim(
         device_password=device_password,
         time_scale=time_scale,
         multiplexed=multiplexed,
+        counts_file=counts_file,
+        summary_every=summary_every,
     )
     try:
         options.serial_list()

@@ -108,6 +108,7 @@ class Device(Connection):
         self.holding = 0  # readings still to hold back in a backlog burst
         self._inflight: dict[int, list[dict[str, Any]]] = {}  # mid -> readings not yet PUBACKed
         self._commands: OrderedDict[str, dict[str, Any] | None] = OrderedDict()  # id -> final ack
+        self.readings_acked = 0  # distinct readings the broker acknowledged (the counts export)
         self.shared: SharedConnection | None = None  # set in multiplexed mode
         self._topic_telemetry = topics.telemetry(serial)
         self._topic_status = topics.status(serial)
@@ -245,7 +246,18 @@ class Device(Connection):
 
     def published(self, mid: int) -> None:
         """The broker acknowledged message `mid`: its readings are safe."""
-        self._inflight.pop(mid, None)
+        readings = self._inflight.pop(mid, None)
+        if readings:
+            self.readings_acked += len(readings)
+
+    @property
+    def readings_pending(self) -> int:
+        """Readings taken but not yet acknowledged by the broker (buffered or in flight)."""
+        return len(self.backlog) + sum(len(r) for r in self._inflight.values())
+
+    def commands_seen(self) -> dict[str, str | None]:
+        """The remembered commands by id: their final stage, or None while being applied."""
+        return {cid: (ack or {}).get("stage") for cid, ack in self._commands.items()}
 
     def _flush_backlog(self) -> None:
         """Upload what was kept while offline as {"readings": [...]} batches of at most 1000."""

@@ -7,10 +7,14 @@ import asyncio
 import contextlib
 import logging
 import resource
+import signal
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
+from device_sim import counts
 from device_sim.device import Device, Link, Stats
 from device_sim.faults import Faults
 from device_sim.metrics import export
@@ -20,6 +24,7 @@ from device_sim.multiplex import SharedConnection
 log = logging.getLogger(__name__)
 
 MAX_BEHIND_S = 120.0  # beyond this the simulator is simply overloaded: skip ahead rather than catch up
+QUIESCE_TIMEOUT_S = 120.0  # how long a quiesce waits for every device to be connected with nothing pending
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -48,12 +53,16 @@ class Fleet:
         time_scale: float = 1.0,
         summary_every: float = 5.0,
         multiplexed: int = 0,
+        counts_file: Path | None = None,
     ) -> None:
         self.model = FleetModel(specs, seed=seed, city=city, start_time=time.time())
         self.link = link
         self.interval = interval
         self.time_scale = time_scale
         self.summary_every = summary_every
+        self.counts_file = counts_file
+        self.paused = False  # quiesced: no readings are taken until resumed
+        self._quiescing: asyncio.Task[None] | None = None
         self.devices = [
             Device(serial=s, index=i, model=self.model, link=link, faults=faults, seed=seed * 1_000_003 + i)
             for i, s in enumerate(serials)
@@ -87,6 +96,11 @@ class Fleet:
         self._last = (time.monotonic(), 0, 0)
         ticker = asyncio.create_task(self._tick(stop), name="sim-tick")
         summary = asyncio.create_task(self._summaries(stop), name="sim-summary")
+        if self.counts_file is not None and threading.current_thread() is threading.main_thread():
+            # A harness asks for exact counts: SIGUSR1 quiesces (and writes them), SIGUSR2 resumes.
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGUSR1, self._start_quiesce)
+            loop.add_signal_handler(signal.SIGUSR2, self.resume)
         try:
             await self._connect_all(stop)
             await stop.wait()
@@ -97,6 +111,7 @@ class Fleet:
             await asyncio.gather(ticker, summary, return_exceptions=True)
             await link.driver.close()
             self._summary(final=True)
+            self._write_counts(quiesced=False)
 
     async def _connect_all(self, stop: asyncio.Event) -> None:
         links: list[Device] | list[SharedConnection] = self.shared or self.devices
@@ -162,10 +177,44 @@ class Fleet:
             # A fixed dt (not the measured one) keeps a seeded run's readings reproducible.
             self.model.step(self.tick * self.time_scale)
             members = self._slot_members[slot]
+            slot = (slot + 1) % self.slots
+            if self.paused:
+                continue
             at = next_at + wall_offset
             for index, values in zip(members.tolist(), self.model.readings(members), strict=True):
                 self.devices[index].record(values, at=at)
-            slot = (slot + 1) % self.slots
+
+    def _start_quiesce(self) -> None:
+        if self._quiescing is None or self._quiescing.done():
+            self._quiescing = asyncio.get_running_loop().create_task(self.quiesce(), name="sim-quiesce")
+
+    async def quiesce(self, within_s: float = QUIESCE_TIMEOUT_S) -> bool:
+        """Stop taking readings, wait until every device is connected with nothing unacknowledged,
+        and write the counts; True when it got there within `within_s`."""
+        self.paused = True
+        deadline = time.monotonic() + within_s
+        settled = False
+        while time.monotonic() < deadline:
+            settled = all(d.connected and d.readings_pending == 0 for d in self.devices)
+            if settled:
+                break
+            await asyncio.sleep(0.1)
+        self._write_counts(quiesced=settled)
+        log.info("quiesced" if settled else "could not quiesce", extra={"quiesced": settled})
+        return settled
+
+    def resume(self) -> None:
+        """Take readings again after a quiesce."""
+        if self._quiescing is not None:
+            self._quiescing.cancel()
+        self.paused = False
+        self._write_counts(quiesced=False)
+
+    def _write_counts(self, *, quiesced: bool) -> None:
+        if self.counts_file is not None:
+            counts.write(
+                self.counts_file, counts.snapshot(self.devices, quiesced=quiesced, paused=self.paused)
+            )
 
     async def _shutdown(self) -> None:
         """Tell the broker each device is going offline, then close every connection."""
@@ -199,6 +248,8 @@ class Fleet:
         self._last = (now, s.readings_published, 0)
         buffered = sum(len(d.backlog) for d in self.devices)
         export(s, buffered=buffered)
+        if not self.paused:  # a quiesced fleet's file keeps saying so until resumed
+            self._write_counts(quiesced=False)
         log.info(
             "sim %s: %d/%d connected, %.0f readings/s, %d commands applied",
             "stopped" if final else "running",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -44,6 +45,8 @@ class SimOptions:
     # N: MULTIPLEXED MODE for load tests beyond the open-files limit: batteries share N
     # connections, and lose their own identity and will (see multiplex.py).
     multiplexed: int = 0
+    # Set: per-battery counts are written here (device_sim/counts.py); SIGUSR1 quiesces, SIGUSR2 resumes.
+    counts_file: Path | None = None
 
     def serial_list(self) -> list[str]:
         if self.serials is not None:
@@ -146,5 +149,6 @@ async def run(settings: Settings, stop: asyncio.Event, options: SimOptions | Non
         time_scale=options.time_scale,
         summary_every=options.summary_every,
         multiplexed=options.multiplexed,
+        counts_file=options.counts_file,
     )
     await fleet.run(stop)

@@ -61,6 +61,15 @@ def seed_demo(conn: psycopg.Connection, *, batteries: int = 24) -> list[str]:
                     "INSERT INTO users (phone, name, role, consumer_id) VALUES (%s, %s, 'consumer', %s)",
                     (phone, name, row["id"]),
                 )
+            # The technician's service profile, so that tickets of the demo fleet are auto-assigned.
+            conn.execute(
+                """INSERT INTO technicians (user_id, skills, rating, experience_years, location, latitude,
+                                            longitude)
+                   SELECT id, ARRAY['battery_maintenance', 'charging_systems', 'electrical', 'mechanical'],
+                          4.5, 3, 'Bengaluru', 12.9716, 77.5946
+                   FROM users WHERE phone = %s""",
+                (TECHNICIAN_PHONE,),
+            )
             log.info("demo dealer, users and consumers created", extra={"dealer_id": dealer["id"]})
         consumer_ids = [
             r["id"]

@@ -29,6 +29,7 @@ from datetime import UTC
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import Counter, Histogram
 
+from api.analytics import jobs as analytics_jobs
 from api.finance import jobs as finance_jobs
 from api.messaging import jobs as messaging_jobs
 from api.nbfc import jobs as nbfc_jobs
@@ -53,6 +54,7 @@ def domain_jobs(settings: Settings) -> list[ScheduledJob]:
     """Every domain's jobs, as their `jobs` modules declare them for these settings."""
     jobs: list[ScheduledJob] = []
     jobs += telemetry_jobs.scheduled(settings)
+    jobs += analytics_jobs.scheduled(settings)
     jobs += finance_jobs.scheduled(settings)
     jobs += nbfc_jobs.scheduled(settings)
     jobs += ingest_jobs.scheduled(settings)

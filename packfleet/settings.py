@@ -9,7 +9,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Secrets that appear in docs and examples; refusing them keeps a copy-pasted config out of production.
@@ -33,6 +33,17 @@ class MqttTarget:
     def __repr__(self) -> str:
         user = f"{self.username}@" if self.username else ""
         return f"mqtt://{user}{self.host}:{self.port}"
+
+
+class SlaHours(BaseModel):
+    """Hours to resolve a service ticket, by priority (`PACKFLEET_SERVICE_SLA_HOURS` as JSON)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    critical: float = Field(default=8.0, gt=0, le=8760)
+    high: float = Field(default=24.0, gt=0, le=8760)
+    medium: float = Field(default=72.0, gt=0, le=8760)
+    low: float = Field(default=120.0, gt=0, le=8760)
 
 
 class MissingSetting(RuntimeError):
@@ -126,6 +137,18 @@ class Settings(BaseSettings):
     # TimescaleDB policies (used only when the extension exists)
     telemetry_compress_after: str = "7 days"
     telemetry_retention: str = "365 days"
+
+    # service desk and battery health (api/service/, api/analytics/)
+    service_technician_max_load: int = Field(default=5, ge=1, le=100)  # open tickets per technician
+    service_max_distance_km: float = Field(default=50.0, gt=0, le=20_000)  # farther is not a candidate
+    service_sla_hours: SlaHours = Field(default_factory=lambda: SlaHours())
+    service_visit_cost: Decimal = Field(default=Decimal("2000"), ge=0, le=10**9, decimal_places=2)
+    health_service_threshold: float = Field(default=70.0, ge=1, le=100)  # health below: needs service
+    health_risk_horizon_days: int = Field(default=90, ge=1, le=3650)  # at risk: crosses within this
+    health_max_temperature_c: float = Field(default=60.0, ge=20, le=150)
+    health_self_discharge_pct_per_day: float = Field(default=3.0, gt=0, le=100)
+    health_window_days: int = Field(default=7, ge=1, le=90)  # readings a battery's first run reads
+    health_job_minutes: int = Field(default=60, ge=1, le=1440)
 
     # telemetry queries and rollups (api/telemetry)
     telemetry_max_points: int = Field(default=10_000, ge=100, le=1_000_000)  # buckets one query answers

@@ -20,6 +20,7 @@ from device_sim.main import SimOptions
 from device_sim.main import run as run_sim
 from ingest.main import run as run_ingest
 from nbfc_sim.lender import LenderOptions
+from nbfc_sim.main import bind as lender_socket
 from nbfc_sim.main import run as run_lender
 from packfleet.accounts import token_for_phone
 from packfleet.db import connect
@@ -198,15 +199,17 @@ async def up(settings: Settings, *, simulate: int = DEMO_BATTERIES, interval: fl
 
 async def _demo_lender(settings: Settings, stop: asyncio.Event, *, api_port: int) -> None:
     """A simulated NBFC (DEMO-NBFC) that the API submits applications to and that calls the webhook
-    back; the demo NBFC user acts for it."""
+    back; the demo NBFC user acts for it. Port 8700 if free, else any."""
     host = settings.api_host
-    port = port_or_free(8700, host)
+    try:
+        sock = lender_socket(host, 8700)
+    except OSError:
+        sock = lender_socket(host, 0)
+    url = f"http://{host}:{sock.getsockname()[1]}"
 
     def register() -> dict[str, object]:
         with connect(settings.require_database_url()) as conn:
-            lender = ensure_lender(
-                conn, code="DEMO-NBFC", name="Demo NBFC", api_base_url=f"http://{host}:{port}"
-            )
+            lender = ensure_lender(conn, code="DEMO-NBFC", name="Demo NBFC", api_base_url=url)
             link_user(conn, phone=NBFC_PHONE, code="DEMO-NBFC")
             return lender
 
@@ -216,7 +219,7 @@ async def _demo_lender(settings: Settings, stop: asyncio.Event, *, api_port: int
         secret=str(lender["webhook_secret"]),
         webhook_url=f"http://{host}:{api_port}/api/nbfc/webhook-status",
     )
-    await run_lender(options, stop, host=host, port=port)
+    await run_lender(options, stop, sock=sock)
 
 
 def main(settings: Settings, *, simulate: int, interval: float) -> None:

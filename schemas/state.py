@@ -3,7 +3,7 @@
 A device describes its two switches, charging and discharging, with one pair: `spec` names the
 switches `enabled` describes, and a switch it does not name is in the other position. So
 `(True, "both")` is all on, `(False, "both")` all off, `(False, "charging")` charging off but
-discharging on, and `(False, "discharging")` the reverse (`(True, "discharging")` says the same).
+discharging on (as `(True, "discharging")` says too), and `(False, "discharging")` the reverse.
 A command names switches too: `disable charging` turns charging off and leaves discharging as it was.
 The cloud keeps the desired state in the same canonical form as the device reports it, so that the
 two compare switch by switch.

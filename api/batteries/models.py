@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from api.analytics.models import PredictiveMaintenance
 from api.shapes import DecimalString, Id, Number, Shape
 from schemas import state
 from schemas.topics import SERIAL_PATTERN
@@ -145,6 +146,7 @@ class HealthReport(Shape):
     overall_health_score: Number | None = Field(examples=[87.6])
     telemetry: FleetTelemetry
     awaiting_confirmation: int = Field(description="batteries asked to change status, not yet confirmed")
+    predictive_maintenance: PredictiveMaintenance = Field(description="as in the battery-health analytics")
 
 
 class ActivityEntry(Shape):

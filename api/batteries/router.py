@@ -22,7 +22,7 @@ from api.batteries.models import (
     control_body,
     telemetry_body,
 )
-from api.deps import ConnDep, CurrentUser, authenticate
+from api.deps import ConnDep, CurrentUser, SettingsDep, authenticate
 from api.direct_route import DirectRoute, direct_openapi
 from api.errors import error_responses
 from api.shapes import Blank, Id, Offset
@@ -77,10 +77,11 @@ async def list_batteries(
     responses=error_responses(400),
 )
 async def health_report(
-    conn: ConnDep, principal: CurrentUser, dealer_id: DealerFilter = None
+    conn: ConnDep, principal: CurrentUser, settings: SettingsDep, dealer_id: DealerFilter = None
 ) -> dict[str, Any]:
-    """Fleet health per status over the batteries the caller may see (admin may filter by dealer)."""
-    return await service.health_report(conn, principal=principal, dealer_id=dealer_id)
+    """Fleet health per status over the batteries the caller may see (admin may filter by dealer),
+    with the predictive-maintenance figures of /api/analytics/battery-health."""
+    return await service.health_report(conn, principal=principal, settings=settings, dealer_id=dealer_id)
 
 
 @router.post(

@@ -7,11 +7,14 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from api.analytics.queries import Scope
+from api.analytics.service import predictive_maintenance
 from api.auth.tokens import Principal
 from api.batteries import queries
 from api.batteries.details import BatteryDetails
 from api.batteries.models import BatteryCreate
 from api.errors import BadRequest, Conflict, Forbidden, NotFound
+from packfleet.settings import Settings
 
 
 def _can_see(principal: Principal, battery: dict[str, Any]) -> bool:
@@ -156,11 +159,12 @@ async def assign_battery(
 
 
 async def health_report(
-    conn: AsyncConnection, *, principal: Principal, dealer_id: int | None
+    conn: AsyncConnection, *, principal: Principal, settings: Settings, dealer_id: int | None
 ) -> dict[str, Any]:
     """Fleet health per status, computed from the batteries the caller may see."""
     dealer, owner = read_scope(principal, dealer_id=dealer_id)
     groups = await queries.health_by_status(conn, dealer_id=dealer, owner_id=owner)
+    predictive = await predictive_maintenance(conn, Scope(dealer_id=dealer, owner_id=owner), settings)
     total = sum(g["count"] for g in groups)
     health_sum = sum((g["health_sum"] for g in groups), Decimal(0))
     reporting = sum(g["reporting"] for g in groups)
@@ -187,6 +191,11 @@ async def health_report(
         },
         # Beyond the spec: batteries asked to change status whose device has not confirmed it yet.
         "awaiting_confirmation": sum(g["awaiting_confirmation"] for g in groups),
+        # The health job's findings (api/analytics), as GET /api/analytics/battery-health reports them.
+        "predictive_maintenance": {
+            **predictive,
+            "estimated_service_cost": _number(predictive["estimated_service_cost"]),
+        },
     }
 
 

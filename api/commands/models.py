@@ -84,6 +84,12 @@ class BulkFilter(BaseModel):
     desired_status: BatteryStatus | None = Field(default=None, description="the status asked for")
     online: bool | None = None
     reported_enabled: bool | None = None
+    overdue_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="batteries whose loan has an EMI unpaid this many days past due",
+    )
 
 
 class BulkRequest(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -53,7 +54,11 @@ async def batteries_by_serial(conn: AsyncConnection[Any], serials: Sequence[str]
     return await cur.fetchall()
 
 
-async def batteries_matching(conn: AsyncConnection[Any], *, selector: BulkFilter, limit: int) -> list[Row]:
+async def batteries_matching(
+    conn: AsyncConnection[Any], *, selector: BulkFilter, limit: int, today: date | None = None
+) -> list[Row]:
+    """Batteries matching every field of the filter; `overdue_days` counts back from `today` (the
+    finance calendar's)."""
     cur = await conn.execute(
         """SELECT id, serial_number, dealer_id FROM batteries
            WHERE deleted_at IS NULL
@@ -62,6 +67,10 @@ async def batteries_matching(conn: AsyncConnection[Any], *, selector: BulkFilter
              AND (%(desired)s::text IS NULL OR desired_status = %(desired)s)
              AND (%(online)s::boolean IS NULL OR online = %(online)s)
              AND (%(reported)s::boolean IS NULL OR reported_enabled = %(reported)s)
+             AND (%(overdue)s::int IS NULL OR id IN (
+                     SELECT l.battery_id FROM loans l JOIN loan_instalments li ON li.loan_id = l.id
+                     WHERE l.status = 'active' AND li.paid_at IS NULL
+                       AND li.due_date <= %(today)s::date - %(overdue)s::int))
            ORDER BY id LIMIT %(limit)s""",
         {
             "dealer": selector.dealer_id,
@@ -69,6 +78,8 @@ async def batteries_matching(conn: AsyncConnection[Any], *, selector: BulkFilter
             "desired": selector.desired_status,
             "online": selector.online,
             "reported": selector.reported_enabled,
+            "overdue": selector.overdue_days,
+            "today": today or date.today(),
             "limit": limit,
         },
     )

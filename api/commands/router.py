@@ -30,6 +30,7 @@ from api.commands.models import (
 )
 from api.deps import ConnDep, PoolDep, SettingsDep, require_roles
 from api.errors import Conflict, error_responses
+from api.finance.loans import business_today
 from api.shapes import Offset
 from api.tags import Tag
 
@@ -145,6 +146,7 @@ async def create_bulk(
         body=body,
         ttl_s=settings.command_ttl_seconds,
         max_rate=settings.command_bulk_rate_per_s,
+        today=business_today(settings),
     )
     return bulk_body(found["bulk"], found["counts"])
 

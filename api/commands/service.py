@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -141,7 +141,13 @@ async def cancel(
 
 
 async def create_bulk(
-    conn: AsyncConnection[Any], *, principal: Principal, body: BulkRequest, ttl_s: int, max_rate: float
+    conn: AsyncConnection[Any],
+    *,
+    principal: Principal,
+    body: BulkRequest,
+    ttl_s: int,
+    max_rate: float,
+    today: date | None = None,
 ) -> dict[str, Any]:
     """Queue one command per selected battery, rolled out at most `max_rate` per second."""
     async with conn.transaction():
@@ -170,7 +176,7 @@ async def create_bulk(
             if not selector_filter.model_dump(exclude_none=True):
                 raise BadRequest("A filter needs at least one field", error="Empty filter")
             batteries = await queries.batteries_matching(
-                conn, selector=selector_filter, limit=MAX_BULK_FILTER + 1
+                conn, selector=selector_filter, limit=MAX_BULK_FILTER + 1, today=today
             )
             if len(batteries) > MAX_BULK_FILTER:
                 raise BadRequest(

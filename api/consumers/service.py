@@ -23,9 +23,12 @@ from api.consumers.models import (
 )
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, UnsupportedMedia
 from api.finance import service as finance_service
+from api.service import queries as service_queries
 from packfleet.settings import Settings
 
 log = logging.getLogger(__name__)
+
+RECENT_TICKETS = 10  # the profile's recent tickets, newest first
 
 
 def _forbidden() -> Forbidden:
@@ -162,17 +165,20 @@ async def consumer_profile(
     """The consumer, their batteries and service tickets, and a summary of both."""
     row = await visible_consumer(conn, principal=principal, consumer_id=consumer_id)
     batteries = await queries.consumer_batteries(conn, consumer_id)
-    # Service tickets arrive with the service issue (api/service/), which supplies these counts and
-    # the recent tickets; until then there are none.
-    recent_tickets: list[dict[str, Any]] = []
+    ids = [b["id"] for b in batteries]
+    counts = await service_queries.ticket_counts_by_battery(conn, ids)
+    recent_tickets = [
+        {**t, "created_at": t["created_at"].isoformat().replace("+00:00", "Z")}
+        for t in await service_queries.recent_consumer_tickets(conn, ids, RECENT_TICKETS)
+    ]
     battery_bodies = [
         {
             "id": b["id"],
             "serial_number": b["serial_number"],
             "status": b["status"],
             "health_score": _number(b["health_score"]),
-            "service_tickets_count": 0,
-            "active_tickets_count": 0,
+            "service_tickets_count": counts.get(b["id"], {}).get("total", 0),
+            "active_tickets_count": counts.get(b["id"], {}).get("active", 0),
         }
         for b in batteries
     ]

@@ -253,7 +253,9 @@ class DisabledBattery(BaseModel):
 class DeferredBattery(BaseModel):
     battery_serial: str
     loan_id: int
-    reason: Literal["warned", "awaiting_warning_grace", "moving", "disabled_by_operator", "no_battery"]
+    reason: Literal["awaiting_warning_grace", "moving", "disabled_by_operator"] = Field(
+        description="warned too recently; moving (charging cut, discharge at rest); an operator's disable"
+    )
 
 
 class AutoDisableResult(BaseModel):

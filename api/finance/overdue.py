@@ -1,4 +1,4 @@
-"""Overdue EMIs: the overdue list, the collection report, and the auto-disable with its warnings.
+"""The overdue auto-disable: warnings, disables, their follow-up, and the enable after a payment.
 
 The auto-disable never strands a rider: by default it only stops charging (`spec: "charging"`).
 With `finance_disable_mode = "full"`, discharge is also cut, but only on a battery whose latest
@@ -16,7 +16,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -24,11 +23,10 @@ from psycopg import AsyncConnection
 
 from api.auth.tokens import Principal
 from api.commands import queries as command_queries
-from api.errors import BadRequest
 from api.finance import overdue_queries as q
 from api.finance import queries
 from api.finance.access import Scope, scope_for
-from api.finance.loans import business_today, penalty_policy
+from api.finance.loans import business_today
 from api.messaging import templates
 from api.messaging.service import Outgoing, queue_sms_many
 from control.commands import issue_commands
@@ -40,111 +38,6 @@ Row = dict[str, Any]
 REASON = "emi_overdue"
 ENABLE_REASON = "emi_overdue_cleared"
 SOURCE = "finance"
-MAX_REPORT_DAYS = 3660
-
-
-# --- reads --------------------------------------------------------------------------------------
-
-
-async def overdue_accounts(
-    conn: AsyncConnection, *, principal: Principal, settings: Settings, min_days: int, limit: int, offset: int
-) -> Row:
-    scope = await scope_for(conn, principal, "admin", "dealer", "consumer", "nbfc")
-    policy = penalty_policy(settings)
-    rows = await queries.overdue_instalments(
-        conn,
-        scope=scope,
-        today=business_today(settings),
-        min_days=min_days,
-        fee=policy.fee,
-        fee_percent=policy.percent,
-        fee_after_days=policy.after_days,
-        limit=limit,
-        offset=offset,
-    )
-    accounts = [{**r, "status": "partial" if r["touched"] else "pending"} for r in rows]
-    total = (
-        rows[0]["total_count"] if rows else await _count_beyond_page(conn, scope, settings, min_days, offset)
-    )
-    return {
-        "overdue_accounts": accounts,
-        "total_overdue": total,
-        "total_overdue_amount": rows[0]["total_outstanding"] if rows else Decimal("0"),
-    }
-
-
-async def _count_beyond_page(
-    conn: AsyncConnection, scope: Scope, settings: Settings, min_days: int, offset: int
-) -> int:
-    """The total when the page asked for is past the end (the window totals came with no row)."""
-    if offset == 0:
-        return 0
-    rows = await queries.overdue_instalments(
-        conn,
-        scope=scope,
-        today=business_today(settings),
-        min_days=min_days,
-        fee=Decimal(0),
-        fee_percent=Decimal(0),
-        fee_after_days=0,
-        limit=1,
-        offset=0,
-    )
-    return rows[0]["total_count"] if rows else 0
-
-
-async def collection_report(
-    conn: AsyncConnection,
-    *,
-    principal: Principal,
-    settings: Settings,
-    start: date | None,
-    end: date | None,
-) -> Row:
-    """Recorded payments per day between `start` and `end` (default: the last 30 days)."""
-    scope = await scope_for(conn, principal, "admin", "dealer", "nbfc")
-    end = end or business_today(settings)
-    start = start or end - timedelta(days=29)
-    if start > end:
-        raise BadRequest(
-            [{"field": "start_date", "message": "must not be after end_date"}],
-            error="Invalid fields: start_date",
-        )
-    if (end - start).days >= MAX_REPORT_DAYS:
-        raise BadRequest(
-            [{"field": "start_date", "message": f"a report covers at most {MAX_REPORT_DAYS} days"}],
-            error="Invalid fields: start_date",
-        )
-    return await report_between(conn, scope=scope, start=start, end=end)
-
-
-async def report_between(conn: AsyncConnection, *, scope: Scope, start: date, end: date) -> Row:
-    rows = await queries.collections_by_day(conn, scope=scope, start=start, end=end)
-    count = sum(r["collections_count"] for r in rows)
-    total = sum((r["total"] for r in rows), Decimal("0.00"))
-    days = (end - start).days + 1
-    return {
-        "collection_report": [
-            {
-                "collection_date": r["collection_date"],
-                "collections_count": r["collections_count"],
-                "total_collected": r["total"],
-                "avg_collection": _per(r["total"], r["collections_count"]),
-            }
-            for r in rows
-        ],
-        "summary": {
-            "total_collections": count,
-            "total_amount_collected": total,
-            "avg_daily_collection": _per(total, days),
-        },
-        "start_date": start,
-        "end_date": end,
-    }
-
-
-def _per(total: Decimal, n: int) -> Decimal:
-    return (total / n).quantize(Decimal("0.01")) if n else Decimal("0.00")
 
 
 # --- the auto-disable ---------------------------------------------------------------------------

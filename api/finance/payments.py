@@ -12,7 +12,7 @@ from psycopg import AsyncConnection
 
 from api.auth.tokens import Principal
 from api.errors import BadRequest, Conflict, NotFound
-from api.finance import overdue, overdue_queries, queries
+from api.finance import overdue, overdue_queries, payment_queries, queries
 from api.finance.access import scope_for, within
 from api.finance.loans import business_today, penalty_policy, states, summary_body, with_payment
 from api.finance.models import PaymentCreate
@@ -59,7 +59,7 @@ async def record_payment(
             )
         rows = await queries.instalments_of(conn, [loan_id])
         split = allocate(states(rows), body.amount, today, policy, received_on=paid_on)
-        payment = await queries.insert_payment(
+        payment = await payment_queries.insert_payment(
             conn,
             loan_id=loan_id,
             dealer_id=loan["dealer_id"],
@@ -81,8 +81,8 @@ async def record_payment(
                 error="Payment exceeds what is owed",
                 code="OVERPAYMENT",
             )
-        await queries.insert_allocations(conn, payment["id"], split.allocations)
-        await queries.apply_to_instalments(conn, split.allocations, split.penalties_charged)
+        await payment_queries.insert_allocations(conn, payment["id"], split.allocations)
+        await payment_queries.apply_to_instalments(conn, split.allocations, split.penalties_charged)
         rows = with_payment(rows, split, at=payment["recorded_at"])
         if split.prepaid:
             await _reschedule(conn, loan=loan, change=split.prepaid, today=today, actor=principal.actor)
@@ -140,7 +140,9 @@ async def _earlier(
     conn: AsyncConnection, *, loan: Row, body: PaymentCreate, settings: Settings
 ) -> Row | None:
     """The result of the payment recorded earlier with this reference (409 if it was another one)."""
-    existing = await queries.payment_by_reference(conn, dealer_id=loan["dealer_id"], reference=body.reference)
+    existing = await payment_queries.payment_by_reference(
+        conn, dealer_id=loan["dealer_id"], reference=body.reference
+    )
     if existing is None:
         return None
     _same_payment(existing, loan_id=loan["id"], body=body)
@@ -197,7 +199,7 @@ async def reverse_payment(
     decides, with its warning and grace.
     """
     scope = await scope_for(conn, principal, *WRITERS)
-    payment = await queries.get_payment(conn, payment_id)
+    payment = await payment_queries.get_payment(conn, payment_id)
     loan = None if payment is None else await queries.get_loan(conn, payment["loan_id"])
     if payment is None or loan is None or not within(scope, loan):
         raise NotFound(f"No payment with id {payment_id}", error="Payment not found")
@@ -205,10 +207,10 @@ async def reverse_payment(
     async with conn.transaction():
         loan = await queries.get_loan(conn, payment["loan_id"], lock=True)
         assert loan is not None
-        if await queries.insert_reversal(
+        if await payment_queries.insert_reversal(
             conn, payment_id=payment_id, reason=reason, reversed_by=principal.actor
         ):
-            await queries.take_back_allocations(conn, payment_id)
+            await payment_queries.take_back_allocations(conn, payment_id)
             if payment["prepaid_principal"]:
                 await _reschedule(
                     conn, loan=loan, change=-payment["prepaid_principal"], today=today, actor=principal.actor
@@ -243,20 +245,20 @@ async def loan_payments(
     conn: AsyncConnection, *, principal: Principal, loan_id: int, limit: int, offset: int
 ) -> list[Row]:
     await visible_loan(conn, principal=principal, loan_id=loan_id)
-    rows = await queries.payments_of_loan(conn, loan_id, limit=limit, offset=offset)
+    rows = await payment_queries.payments_of_loan(conn, loan_id, limit=limit, offset=offset)
     return await _with_allocations(conn, rows)
 
 
 async def _with_allocations(conn: AsyncConnection, payments: list[Row]) -> list[Row]:
     by_payment: dict[int, list[Row]] = {p["id"]: [] for p in payments}
-    for row in await queries.allocations_of(conn, list(by_payment)):
+    for row in await payment_queries.allocations_of(conn, list(by_payment)):
         by_payment[row["payment_id"]].append(row)
     return [{**p, "allocations": by_payment[p["id"]]} for p in payments]
 
 
 async def result(conn: AsyncConnection, payment_id: int, *, settings: Settings) -> Row:
     """A payment as stored, with the loan as it stands now."""
-    payment = await queries.get_payment(conn, payment_id)
+    payment = await payment_queries.get_payment(conn, payment_id)
     assert payment is not None
     loan = await queries.get_loan(conn, payment["loan_id"])
     assert loan is not None

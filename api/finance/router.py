@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from api.deps import ConnDep, CurrentUser, SettingsDep
 from api.errors import error_responses
-from api.finance import overdue, payments, service
+from api.finance import overdue, payments, reports, service
 from api.finance.models import (
     MAX_ID,
     Application,
@@ -131,7 +131,7 @@ async def overdue_accounts(
     offset: Offset = 0,
 ) -> OverdueAccounts:
     """Unpaid instalments past their due date, the oldest first; totals over all of them."""
-    found = await overdue.overdue_accounts(
+    found = await reports.overdue_accounts(
         conn, principal=principal, settings=settings, min_days=min_days, limit=limit, offset=offset
     )
     return OverdueAccounts.model_validate(found)
@@ -163,7 +163,7 @@ async def collection_report(
     end_date: Annotated[date | None, Query(description="last day (default: today)")] = None,
 ) -> CollectionReport:
     """Recorded payments per day received (reversed ones excluded)."""
-    found = await overdue.collection_report(
+    found = await reports.collection_report(
         conn, principal=principal, settings=settings, start=start_date, end=end_date
     )
     return CollectionReport.model_validate(found)

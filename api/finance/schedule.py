@@ -22,7 +22,6 @@ from fractions import Fraction
 
 PAISA = Decimal("0.01")
 ZERO = Decimal("0.00")
-MAX_TENURE_MONTHS = 84
 
 
 def to_paisa(value: Decimal | Fraction) -> Decimal:

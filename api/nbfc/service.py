@@ -27,7 +27,7 @@ from api.finance import service as finance
 from api.finance.access import Scope, scope_for
 from api.finance.loans import business_today
 from api.finance.models import ApplicationCreate, json_number
-from api.finance.overdue import report_between
+from api.finance.reports import report_between
 from api.finance.schedule import add_months, emi
 from api.nbfc import queries
 from api.nbfc.models import CollectionReportSubmit, NbfcApplicationCreate

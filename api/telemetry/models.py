@@ -51,8 +51,10 @@ class LatestReading(BaseModel):
     serial_number: str
     status: Literal["active", "inactive", "maintenance"]
     online: bool
-    enabled: bool = Field(description="the state the cloud wants (desired)")
-    reported_enabled: bool | None = Field(description="what the device last said")
+    enabled: bool | None = Field(
+        description="what the device last confirmed (null: it never reported), not a pending request"
+    )
+    desired_enabled: bool = Field(description="the state the cloud asked for")
     last_seen_at: datetime | None
     ts: datetime | None = Field(description="the reading's time")
     voltage: float | None
@@ -74,7 +76,8 @@ class PositionProperties(BaseModel):
     soc: float
     status: Literal["active", "inactive", "maintenance"]
     online: bool
-    enabled: bool
+    enabled: bool | None = Field(description="what the device last confirmed (null: it never reported)")
+    desired_enabled: bool = Field(description="the state the cloud asked for")
     last_seen: datetime = Field(description="time of the reading that gave the position")
 
 

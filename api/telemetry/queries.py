@@ -269,7 +269,7 @@ async def latest(
 ) -> list[dict[str, Any]]:
     """Each live battery of the scope with its newest reading (from battery_latest), by serial."""
     cur = await conn.execute(
-        """SELECT b.serial_number, b.status, b.online, b.desired_enabled AS enabled, b.reported_enabled,
+        """SELECT b.serial_number, b.status, b.online, b.reported_enabled AS enabled, b.desired_enabled,
                   b.last_seen_at, l.ts, l.voltage, l.current, l.soc, l.temperature, l.lat, l.lon,
                   extract(epoch FROM statement_timestamp() - l.ts)::float8 AS age_seconds
            FROM batteries b LEFT JOIN battery_latest l ON l.battery_id = b.id
@@ -303,7 +303,8 @@ async def positions(
     """Live batteries of the scope that have a position, with their newest reading's."""
     west, south, east, north = bbox if bbox is not None else (None, None, None, None)
     cur = await conn.execute(
-        """SELECT b.serial_number, b.status, b.online, b.desired_enabled AS enabled, l.ts, l.soc, l.lat, l.lon
+        """SELECT b.serial_number, b.status, b.online, b.reported_enabled AS enabled, b.desired_enabled,
+                  l.ts, l.soc, l.lat, l.lon
            FROM battery_latest l JOIN batteries b ON b.id = l.battery_id
            WHERE b.deleted_at IS NULL AND l.lat IS NOT NULL AND l.lon IS NOT NULL
              AND (%(dealer)s::bigint IS NULL OR b.dealer_id = %(dealer)s)

@@ -240,6 +240,7 @@ async def positions(
                     "status": r["status"],
                     "online": r["online"],
                     "enabled": r["enabled"],
+                    "desired_enabled": r["desired_enabled"],
                     "last_seen": r["ts"],
                 },
             }

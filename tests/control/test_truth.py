@@ -123,6 +123,13 @@ def test_status_never_claims_a_disable_that_did_not_happen(control, api: TestCli
     assert while_pending["detail"] == ("active", "inactive") and while_pending["pending"] is not None
     assert while_pending["list"] == while_pending["packs"] == [("active", "inactive")]
     assert while_pending["health"] == (["active"], 1)
+    by = {
+        q: api.get(f"/api/batteries?{q}", headers=headers).json()
+        for q in ("status=inactive", "desired_status=inactive")
+    }
+    assert by["status=inactive"] == [] and [b["serial_number"] for b in by["desired_status=inactive"]] == [
+        serial
+    ]
     # Unacknowledged until it expired: the battery never stopped, and says so.
     wait_for(lambda: command_row(db, answer.json()["command"]["id"])["status"] == "expired", timeout=10)
     expired = views()

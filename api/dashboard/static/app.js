@@ -46,7 +46,7 @@ function ago(iso) {
   return `${Math.round(s / 86400)} d ago`;
 }
 function state(b) {
-  if (!b.enabled) return "disabled";
+  if (b.enabled === false) return "disabled";
   return b.online ? "online" : "offline";
 }
 function socColour(soc) { return soc < 20 ? "#c0392b" : soc < 50 ? "#c77700" : "#1f8a4c"; }
@@ -94,7 +94,7 @@ function attentionOf(b) {
   if (!b.ts || b.age_seconds > 600) reasons.push(`no reading for ${ago(b.ts).replace(" ago", "")}`);
   if (b.soc !== null && b.soc < 20) reasons.push(`SOC ${fmt(b.soc)} %`);
   if (b.temperature !== null && b.temperature >= 55) reasons.push(`temperature ${fmt(b.temperature)} °C`);
-  if (b.reported_enabled !== null && b.reported_enabled !== b.enabled) reasons.push(`device reports ${b.reported_enabled ? "enabled" : "disabled"}, wanted ${b.enabled ? "enabled" : "disabled"}`);
+  if (b.enabled !== null && b.enabled !== b.desired_enabled) reasons.push(`device reports ${b.enabled ? "enabled" : "disabled"}, wanted ${b.desired_enabled ? "enabled" : "disabled"}`);
   return reasons;
 }
 
@@ -150,7 +150,7 @@ function drawMap(collection) {
     const p = f.properties;
     const dot = svg("circle", {
       cx: x(lon), cy: y(lat), r: 6, fill: socColour(p.soc), "fill-opacity": p.online ? 0.9 : 0.35,
-      stroke: p.enabled ? "#1d2330" : "#c0392b", "stroke-width": p.enabled ? 1 : 2.5, class: "battery-dot",
+      stroke: p.enabled === false ? "#c0392b" : "#1d2330", "stroke-width": p.enabled === false ? 2.5 : 1, class: "battery-dot",
     });
     const title = svg("title");
     title.textContent = `${p.serial_number}: SOC ${fmt(p.soc)} %, ${p.online ? "online" : "offline"}, ${ago(p.last_seen)}`;
@@ -165,7 +165,7 @@ async function refreshOverview() {
   const count = (pred) => batteries.filter(pred).length;
   $("count-online").textContent = count((b) => b.online);
   $("count-offline").textContent = count((b) => !b.online);
-  $("count-disabled").textContent = count((b) => !b.enabled);
+  $("count-disabled").textContent = count((b) => b.enabled === false);
   const attention = batteries.map((b) => [b, attentionOf(b)]).filter(([, r]) => r.length);
   $("count-attention").textContent = attention.length;
   $("attention").replaceChildren(

@@ -259,6 +259,9 @@ def test_api_auto_disable_and_overdue_list(
     assert row["battery_serial"] == overdue_loan["battery"]["serial_number"]
     assert row["consumer_phone"] == world.consumer_a["phone"]
     assert listed["total_overdue_amount"] >= 1000
+    beyond = client.get("/api/finance/overdue?offset=1000", headers=bearer(world.dealer_a_user)).json()
+    assert beyond["overdue_accounts"] == [] and beyond["total_overdue"] == listed["total_overdue"]
+    assert beyond["total_overdue_amount"] == listed["total_overdue_amount"]
     assert (
         client.get("/api/finance/overdue", headers=bearer(world.dealer_b_user)).json()["total_overdue"] == 0
     )
@@ -319,3 +322,23 @@ def test_collection_report_by_day(client: TestClient, world: World) -> None:
     )
     assert bad.status_code == 400
     assert Decimal(str(report["summary"]["total_amount_collected"])) == Decimal("1750")
+
+
+def test_the_bulk_commands_overdue_filter(
+    client: TestClient, world: World, overdue_loan: dict[str, Any]
+) -> None:
+    on_time = loan(client, world, months_ago=1, amount=1200, tenure=12, rate=0)  # an EMI due today
+    answer = client.post(
+        "/api/commands/bulk",
+        headers=bearer(world.dealer_a_user),
+        json={
+            "action": "disable",
+            "spec": "charging",
+            "filter": {"overdue_days": 7},
+            "reason": "collections",
+        },
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["total"] == 1
+    assert len(_commands(world.conn, overdue_loan["battery"]["id"])) == 1
+    assert _commands(world.conn, on_time["battery"]["id"]) == []

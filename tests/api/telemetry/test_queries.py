@@ -197,6 +197,39 @@ def test_latest_filters(client: TestClient, db: psycopg.Connection, fleet: dict)
     assert _get(client, fleet["user"], "/api/telemetry/latest", soc_below=0).status_code == 400
 
 
+def test_a_disable_not_yet_applied_is_not_shown_as_disabled(
+    client: TestClient, db: psycopg.Connection, fleet: dict
+) -> None:
+    one, two = fleet["one"], fleet["two"]
+    db.execute(
+        """INSERT INTO battery_latest (battery_id, ts, voltage, current, soc, lat, lon)
+           VALUES (%s, now(), 48, 1, 55, 12.97, 77.59), (%s, now(), 48, 1, 55, 12.98, 77.6)""",
+        (one["id"], two["id"]),
+    )
+    # one: a disable issued but the device still says it is on; two: confirmed disabled
+    db.execute(
+        "UPDATE batteries SET desired_enabled = false, reported_enabled = true WHERE id = %s", (one["id"],)
+    )
+    db.execute(
+        "UPDATE batteries SET desired_enabled = false, reported_enabled = false WHERE id = %s", (two["id"],)
+    )
+    latest = {r["serial_number"]: r for r in _get(client, fleet["user"], "/api/telemetry/latest").json()}
+    assert (latest[one["serial_number"]]["enabled"], latest[one["serial_number"]]["desired_enabled"]) == (
+        True,
+        False,
+    )
+    assert (latest[two["serial_number"]]["enabled"], latest[two["serial_number"]]["desired_enabled"]) == (
+        False,
+        False,
+    )
+    features = _get(client, fleet["user"], "/api/telemetry/positions").json()["features"]
+    shown = {f["properties"]["serial_number"]: f["properties"] for f in features}
+    assert (shown[one["serial_number"]]["enabled"], shown[one["serial_number"]]["desired_enabled"]) == (
+        True,
+        False,
+    )
+
+
 def test_positions_are_geojson_within_the_box(
     client: TestClient, db: psycopg.Connection, fleet: dict
 ) -> None:

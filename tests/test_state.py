@@ -1,0 +1,40 @@
+"""What a device's (enabled, spec) pair means, and the status a battery shows for it."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from schemas import state
+
+PAIRS = list(itertools.product([True, False], ["charging", "discharging", "both"]))
+
+
+@pytest.mark.parametrize(("enabled", "spec"), PAIRS)
+def test_every_pair_has_one_canonical_form(enabled: bool, spec: str) -> None:
+    switches = state.switches(enabled, spec)
+    assert state.switches(*state.canonical(switches)) == switches
+
+
+def test_a_command_leaves_the_switch_it_does_not_name() -> None:
+    off = state.after_command((True, True), enable=False, spec="charging")
+    assert off == (False, True) and state.canonical(off) == (False, "charging")
+    both_off = state.after_command(off, enable=False, spec="discharging")
+    assert state.canonical(both_off) == (False, "both")  # as the device then reports it
+    assert state.after_command(both_off, enable=True, spec="both") == (True, True)
+    assert state.after_command(None, enable=False, spec="discharging") == (True, False)
+
+
+def test_in_sync_compares_switches_and_is_false_before_any_report() -> None:
+    assert state.in_sync((False, "charging"), (True, "discharging"))  # the same switches
+    assert not state.in_sync((False, "both"), (False, "charging"))  # it still discharges
+    assert not state.in_sync((True, "both"), (None, None))
+
+
+def test_a_battery_is_active_while_it_can_discharge() -> None:
+    assert state.status_of((False, True), wanted="inactive") == "active"  # only charging is off
+    assert state.status_of((True, False), wanted=None) == "inactive"
+    assert state.status_of((False, False), wanted="maintenance") == "maintenance"
+    assert state.status_of((False, False), wanted=None, current="maintenance") == "maintenance"
+    assert state.status_of((False, False), wanted="active", current="active") == "inactive"
