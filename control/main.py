@@ -55,7 +55,7 @@ async def run(
     on_connected: Callable[[], None] | None = None,
 ) -> None:
     """Run the control service until `stop` is set; `on_connected` is called once subscribed."""
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     url = settings.require_database_url()
     client_id = client_id or settings.control_client_id or DEFAULT_CLIENT_ID
     async with open_pool(url, name="control", min_size=2, max_size=6) as untyped_pool:

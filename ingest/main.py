@@ -84,7 +84,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, retire: bool = False) 
     writer = Writer(database_url)
     receiver = Receiver(settings, buffer, retire=retire)
     try:
-        serve_metrics(settings.metrics_port)
+        serve_metrics(settings.metrics_port, settings.metrics_host)
     except OSError as exc:  # another service of this process may already serve the registry
         log.warning("metrics port unavailable", extra={"port": settings.metrics_port, "error": str(exc)})
     thread = threading.Thread(

@@ -9,9 +9,9 @@ from prometheus_client import start_http_server
 log = logging.getLogger(__name__)
 
 
-def serve_metrics(port: int | None) -> None:
-    """Expose the default registry on `port` (0 picks a free one); do nothing when None."""
+def serve_metrics(port: int | None, host: str = "127.0.0.1") -> None:
+    """Expose the default registry on `host`:`port` (0 picks a free port); do nothing when None."""
     if port is None:
         return
-    server, _thread = start_http_server(port, addr="127.0.0.1")
-    log.info("metrics on http://127.0.0.1:%d/metrics", server.server_port)
+    server, _thread = start_http_server(port, addr=host)
+    log.info("metrics on http://%s:%d/metrics", host, server.server_port)

@@ -110,7 +110,7 @@ async def run(
     outboxes: Sequence[Outbox] | None = None,
 ) -> None:
     """Run the scheduled jobs and the outbox workers until `stop` is set."""
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     chosen_outboxes = list(outboxes) if outboxes is not None else domain_outboxes(settings)
     database_url = settings.require_database_url()
     async with open_pool(database_url, name="scheduler", max_size=4 + len(chosen_outboxes)) as pool:

@@ -71,7 +71,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = Field(default=1, ge=1)  # `packfleet api` processes on one port
-    metrics_port: int | None = None  # Prometheus exporter of ingest/control; off when unset
+    metrics_port: int | None = None  # Prometheus exporter of ingest/control/scheduler; off when unset
+    # The exporter's address: loopback by default; 0.0.0.0 where a scraper in another container asks.
+    metrics_host: str = "127.0.0.1"
     db_pool_max: int = Field(default=10, ge=1)
     # Battery-pack list pages kept per API process until a pack changes (0: build every request)
     api_page_cache_mb: int = Field(default=32, ge=0)

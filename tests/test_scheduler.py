@@ -56,3 +56,17 @@ def test_every_domain_job_has_a_unique_id(database_url: str) -> None:
     ids = [job.id for job in scheduler.domain_jobs(make_settings(database_url))]
     assert len(ids) == len(set(ids))
     assert all("." in job_id for job_id in ids)
+
+
+def test_the_metrics_exporter_listens_where_the_settings_say() -> None:
+    import socket
+    import urllib.request
+
+    from packfleet.metrics import serve_metrics
+    from tests.services import free_port
+
+    port = free_port()
+    serve_metrics(port, "0.0.0.0")
+    address = socket.gethostbyname(socket.gethostname())  # not loopback: reachable from outside too
+    with urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=5) as answer:
+        assert answer.status == 200 and b"python_info" in answer.read()
