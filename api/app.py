@@ -58,6 +58,9 @@ def create_app(settings: Settings) -> FastAPI:
             finally:
                 if app.state.pack_pages is not None:
                     await app.state.pack_pages.stop()
+                standing = getattr(app.state, "account_standing", None)
+                if standing is not None:  # its own connection (api/auth/standing.py)
+                    await standing.close()
 
     app = FastAPI(
         title="packfleet API",

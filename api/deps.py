@@ -45,7 +45,7 @@ def _standing(request: Request) -> AccountStanding:
     standing = getattr(state, "account_standing", None)
     if standing is None:
         standing = state.account_standing = AccountStanding(
-            state.pool, recheck_seconds=state.settings.auth_recheck_seconds
+            state.settings.require_database_url(), recheck_seconds=state.settings.auth_recheck_seconds
         )
     return standing
 

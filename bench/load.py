@@ -240,18 +240,39 @@ class Operator(Base):
 World.bulk_id = None  # type: ignore[attr-defined]
 
 
-def _open_tickets(base: str, seeded: dict[str, Any]) -> dict[int, list[int]]:
-    """Tickets for the technicians to work on, where this build has the service desk."""
-    if "/api/service/tickets" not in World.routes:
+def _open_tickets(base: str, url: str) -> dict[int, list[int]]:
+    """Technician profiles for the technician users and tickets for them to work on (auto-assigned
+    on opening), where this build has the service desk; returns each technician's tickets."""
+    if "/api/service/tickets" not in World.routes or "/api/service/technicians" not in World.routes:
         return {}
+    admin = {"Authorization": f"Bearer {World.tokens['admin'][0][1]}"}
+    with httpx.Client(base_url=base, headers=admin, timeout=10) as api:
+        for n, (tech, _) in enumerate(World.tokens["technician"]):
+            answer = api.post(
+                "/api/service/technicians",
+                json={
+                    "phone": tech["phone"],
+                    "name": tech["name"],
+                    "skills": ["battery_maintenance"],
+                    "location": "Bengaluru",
+                    "latitude": 12.97 + n * 0.01,
+                    "longitude": 77.59,
+                },
+            )
+            if answer.status_code != 201:
+                print(f"technician profile refused: {answer.text[:200]}", file=sys.stderr)
+                return {}
     dealer, bearer = World.tokens["dealer"][0]
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        batteries = conn.execute(
+            "SELECT id FROM batteries WHERE dealer_id = %s ORDER BY id LIMIT 20", (dealer["dealer_id"],)
+        ).fetchall()
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {bearer}"}, timeout=10) as api:
-        for serial in World.by_dealer[dealer["dealer_id"]][:20]:
-            detail = api.get(f"/api/batteries/{serial}").json()
+        for battery in batteries:
             api.post(
                 "/api/service/tickets",
                 json={
-                    "battery_id": detail["battery"]["id"],
+                    "battery_id": battery["id"],
                     "issue_category": "performance",
                     "description": "Battery not holding charge properly",
                     "location": "Bengaluru",
@@ -262,9 +283,8 @@ def _open_tickets(base: str, seeded: dict[str, Any]) -> dict[int, list[int]]:
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {bearer}"}, timeout=10) as api:
             answer = api.get("/api/service/tickets")
             if answer.status_code == 200:
-                items = answer.json()
-                items = items.get("tickets", items) if isinstance(items, dict) else items
-                found[tech["id"]] = [t["id"] for t in items]
+                found[tech["id"]] = [t["id"] for t in answer.json()]
+    print(f"tickets for the technicians: {sum(map(len, found.values()))}", file=sys.stderr)
     return found
 
 
@@ -387,7 +407,7 @@ def main() -> None:
             World.by_dealer.setdefault(seeded["dealers"][n % DEALERS], []).append(serial)
         World.tokens = {role: [(u, token(u)) for u in users] for role, users in seeded["users"].items()}
         World.routes = set(httpx.get(f"{base}/api/openapi.json", timeout=10).json()["paths"])
-        World.tickets = _open_tickets(base, seeded)
+        World.tickets = _open_tickets(base, url)
         result = drive(args, base, url, procs, broker)
         result["restarts"] = [e.service for e in supervisor.exits]
         print(json.dumps(result))
