@@ -19,6 +19,19 @@ Spec = Literal["charging", "discharging", "both"]
 CommandStatus = Literal["queued", "sent", "delivered", "succeeded", "failed", "expired", "cancelled"]
 Serial = Annotated[str, Field(pattern=f"^{SERIAL_PATTERN}$", examples=["BAT001"])]
 
+# Literal path segments beside `{serial}` (GET /api/batteries/health-report, /api/telemetry/latest, ...):
+# a battery registered under one of these names could never be read by its serial.
+RESERVED_SERIALS = frozenset({"health-report", "latest", "positions", "fleet"})
+
+
+def _not_reserved(serial: str) -> str:
+    if serial in RESERVED_SERIALS:
+        raise ValueError(f"{serial!r} is a reserved word of the API's paths")
+    return serial
+
+
+NewSerial = Annotated[Serial, AfterValidator(_not_reserved)]  # a serial being registered
+
 
 def _two_places(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
@@ -33,7 +46,7 @@ class BatteryCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"serial_number": "BAT002", "health_score": 100}]}
     )
 
-    serial_number: Serial
+    serial_number: NewSerial
     health_score: HealthScore = Field(default=Decimal(100), description="0-100, rounded to 2 places")
     dealer_id: Id | None = Field(default=None, description="the dealer the battery is registered to")
 

@@ -20,7 +20,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from api.batteries.models import BatteryStatus, HealthScore, Serial
+from api.batteries.models import BatteryStatus, HealthScore, NewSerial, Serial
 from api.errors import ErrorBody
 from api.shapes import Blank, Id, Number, Offset, Shape
 
@@ -148,7 +148,7 @@ class BatteryPackCreate(_PackFields):
 
     model_config = ConfigDict(json_schema_extra={"examples": [SPEC_EXAMPLE]})
 
-    asset_tag: Serial = Field(description="the pack's serial number (also its MQTT device id)")
+    asset_tag: NewSerial = Field(description="the pack's serial number (also its MQTT device id)")
 
 
 class BatteryPackUpdate(_PackFields):

@@ -167,3 +167,27 @@ def test_list_pages_when_asked(client: TestClient, db: psycopg.Connection) -> No
     assert [b["serial_number"] for b in everything] == serials
     page = client.get("/api/batteries", params={"limit": 2, "offset": 2}, headers=bearer(dealer)).json()
     assert [b["serial_number"] for b in page] == serials[2:4]
+
+
+def test_a_serial_that_is_a_path_word_cannot_be_registered(client: TestClient, world: World) -> None:
+    import re
+
+    from api.batteries.models import RESERVED_SERIALS
+
+    # Every literal segment that sits where a serial goes, in the app's own routes, is reserved.
+    paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    literal_beside_serial = set()
+    for prefix in ("/api/batteries/", "/api/telemetry/", "/api/battery_pack/"):
+        if any(p.startswith(prefix + "{") for p in paths):
+            for p in paths:
+                match = re.fullmatch(re.escape(prefix) + r"([^/{}]+)", p)
+                if match:
+                    literal_beside_serial.add(match[1])
+    assert literal_beside_serial <= RESERVED_SERIALS, literal_beside_serial - RESERVED_SERIALS
+
+    admin = bearer(world.admin)
+    for word in sorted(RESERVED_SERIALS):
+        answer = client.post("/api/batteries", json={"serial_number": word}, headers=admin)
+        assert answer.status_code == 400 and answer.json()["code"] == "VALIDATION_ERROR", answer.text
+        answer = client.post("/api/battery_pack", json={"asset_tag": word, "model": "M"}, headers=admin)
+        assert answer.status_code == 400 and "reserved" in answer.text, answer.text
