@@ -256,6 +256,13 @@ async def fleet_buckets(
         return await cur.fetchall()
 
 
+# The switches as confirmed and as asked, and whether they agree: kept on the row (migration 0038).
+SWITCHES = (
+    "b.reported_charging AS charging, b.reported_discharging AS discharging, b.desired_charging, "
+    "b.desired_discharging, b.in_sync"
+)
+
+
 async def latest(
     conn: AsyncConnection,
     *,
@@ -269,7 +276,7 @@ async def latest(
 ) -> list[dict[str, Any]]:
     """Each live battery of the scope with its newest reading (from battery_latest), by serial."""
     cur = await conn.execute(
-        """SELECT b.serial_number, b.status, b.online, b.reported_enabled AS enabled, b.desired_enabled,
+        f"""SELECT b.serial_number, b.status, b.online, {SWITCHES},
                   b.last_seen_at, l.ts, l.voltage, l.current, l.soc, l.temperature, l.lat, l.lon,
                   extract(epoch FROM statement_timestamp() - l.ts)::float8 AS age_seconds
            FROM batteries b LEFT JOIN battery_latest l ON l.battery_id = b.id
@@ -279,7 +286,7 @@ async def latest(
              AND (%(online)s::boolean IS NULL OR b.online = %(online)s)
              AND (%(soc_below)s::float8 IS NULL OR l.soc < %(soc_below)s)
              AND (%(stale)s::interval IS NULL OR l.ts IS NULL OR l.ts < statement_timestamp() - %(stale)s)
-           ORDER BY b.serial_number LIMIT %(limit)s OFFSET %(offset)s""",
+           ORDER BY b.serial_number LIMIT %(limit)s OFFSET %(offset)s""",  # noqa: S608
         {
             "dealer": dealer_id,
             "owner": owner_id,
@@ -303,7 +310,7 @@ async def positions(
     """Live batteries of the scope that have a position, with their newest reading's."""
     west, south, east, north = bbox if bbox is not None else (None, None, None, None)
     cur = await conn.execute(
-        """SELECT b.serial_number, b.status, b.online, b.reported_enabled AS enabled, b.desired_enabled,
+        f"""SELECT b.serial_number, b.status, b.online, {SWITCHES},
                   l.ts, l.soc, l.lat, l.lon
            FROM battery_latest l JOIN batteries b ON b.id = l.battery_id
            WHERE b.deleted_at IS NULL AND l.lat IS NOT NULL AND l.lon IS NOT NULL
@@ -314,7 +321,7 @@ async def positions(
                   OR (%(west)s <= %(east)s AND l.lon BETWEEN %(west)s AND %(east)s)
                   -- a box across the antimeridian: west > east
                   OR (%(west)s > %(east)s AND (l.lon >= %(west)s OR l.lon <= %(east)s)))
-           ORDER BY b.serial_number""",
+           ORDER BY b.serial_number""",  # noqa: S608
         {"dealer": dealer_id, "owner": owner_id, "west": west, "south": south, "east": east, "north": north},
     )
     return await cur.fetchall()

@@ -25,6 +25,7 @@ from api.telemetry.buckets import (
     parse_interval,
     source_for,
 )
+from api.telemetry.models import Switches
 from api.telemetry.queries import Storage
 
 DEFAULT_SPAN = timedelta(hours=24)
@@ -239,8 +240,7 @@ async def positions(
                     "soc": _round(r["soc"]),
                     "status": r["status"],
                     "online": r["online"],
-                    "enabled": r["enabled"],
-                    "desired_enabled": r["desired_enabled"],
+                    **{k: r[k] for k in Switches.model_fields},
                     "last_seen": r["ts"],
                 },
             }
