@@ -10,7 +10,7 @@ computed from raw readings match (tests/api/telemetry/test_rollups.py checks it 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -180,21 +180,6 @@ async def battery_readings(
         (battery_id, start, end, limit),
     )
     return await cur.fetchall()
-
-
-async def stream_readings(
-    conn: AsyncConnection, *, battery_id: int, start: datetime, end: datetime, chunk: int = 2000
-) -> AsyncIterator[tuple[Any, ...]]:
-    """Every reading of the range through a server-side cursor (inside the caller's transaction)."""
-    async with conn.cursor(name="telemetry_export", row_factory=tuple_row) as cur:
-        cur.itersize = chunk
-        await cur.execute(
-            f"""SELECT {_RAW_SELECT} FROM telemetry
-                WHERE battery_id = %s AND ts >= %s AND ts < %s ORDER BY ts""",  # noqa: S608
-            (battery_id, start, end),
-        )
-        async for row in cur:
-            yield row
 
 
 def _scope(dealer_id: int | None, owner_id: int | None) -> str:
