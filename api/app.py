@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import make_asgi_app
 
 from api.analytics.router import router as analytics_router
 from api.auth.router import router as auth_router
@@ -20,10 +19,13 @@ from api.consumers.router import router as consumers_router
 from api.dashboard import dashboard_files
 from api.errors import install_error_handlers
 from api.finance.router import router as finance_router
+from api.guard import RequestGuard, guarded_metrics
 from api.messaging.router import router as messaging_router
 from api.nbfc.router import router as nbfc_router
+from api.openapi import OPENAPI_PATH, contract_openapi, install_docs, operation_id
 from api.ratelimit import build_rate_limits
 from api.service.router import router as service_router
+from api.tags import OPENAPI_TAGS
 from api.telemetry.router import router as telemetry_router
 from packfleet.db import open_pool
 from packfleet.logs import setup_logging
@@ -60,17 +62,26 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="packfleet API",
         version="1.0",
-        description="Battery-as-a-service backend: batteries, battery packs, consumers, commands.",
-        docs_url="/api-docs",
+        description=(
+            "Battery-as-a-service backend: batteries, battery packs, consumers, commands. "
+            "Sign in with `POST /api/auth/login` and `POST /api/auth/verify-otp`, then send the token "
+            "as `Authorization: Bearer <token>`. Every error answers `{error, details, code}`."
+        ),
+        openapi_tags=OPENAPI_TAGS,
+        docs_url=None,  # install_docs serves Swagger UI from the package, not a CDN
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        swagger_ui_oauth2_redirect_url=None,
+        openapi_url=OPENAPI_PATH,
+        generate_unique_id_function=operation_id,
         lifespan=lifespan,
         # Metrics are Prometheus' (/metrics); FastAPI's OpenTelemetry bridge, checked per request, is off.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.rate_limits = build_rate_limits(settings)  # fails at start-up if Redis support is missing
+    app.openapi = contract_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
+    install_docs(app)
     # Routes are matched in order: the busiest reads first (batteries, packs).
     app.include_router(batteries_router)
     app.include_router(battery_packs_router)
@@ -83,8 +94,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(telemetry_router)
     app.include_router(finance_router)
     app.include_router(nbfc_router)
-    app.mount("/metrics", make_asgi_app())
+    if settings.metrics_token is not None:  # otherwise /metrics is not on the API's port (README)
+        app.mount("/metrics", guarded_metrics(settings.metrics_token.get_secret_value()))
     app.mount("/dashboard", dashboard_files(), name="dashboard")
+    # The token before the body, and every body capped (api/guard.py).
+    app.add_middleware(
+        RequestGuard,
+        json_cap=settings.api_max_json_bytes,
+        upload_cap=max(settings.api_max_csv_bytes, settings.api_max_document_bytes),
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

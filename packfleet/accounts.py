@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 
+from api.auth.models import E164
 from api.auth.tokens import ROLES, issue_token
-from api.consumers.kyc import E164
 
 
 class AccountError(ValueError):
@@ -21,7 +22,7 @@ def add_user(
     """Create a user; a dealer user without a dealer gets a new dealer of its own name."""
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
-    if not E164.match(phone):
+    if not re.fullmatch(E164, phone):
         raise AccountError("phone must be in E.164 form, e.g. +919876543210")
     if role == "consumer":
         raise AccountError("consumers are created by their dealer through the API (POST /api/consumers)")

@@ -147,6 +147,37 @@ def api(
 
 @app.command()
 @_one_line_errors
+def openapi(
+    postman: Annotated[bool, typer.Option("--postman", help="a Postman v2.1 collection instead")] = False,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="write here (default: stdout)")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="the collection's {{baseUrl}} (default: the API's host and port)")
+    ] = None,
+) -> None:
+    """Print the API's OpenAPI document, or a Postman collection converted from it."""
+    import json
+
+    from api.app import create_app
+    from api.postman import collection
+
+    settings = _settings()
+    document = create_app(settings).openapi()
+    if postman:
+        document = collection(
+            document, base_url=base_url or f"http://{settings.api_host}:{settings.api_port}"
+        )
+    text = json.dumps(document, indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"wrote {output}", err=True)
+
+
+@app.command()
+@_one_line_errors
 def ingest(
     retire: Annotated[
         bool, typer.Option(help="store what this worker's MQTT session holds, then end the session for good")

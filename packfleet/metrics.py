@@ -1,4 +1,4 @@
-"""Prometheus exporter for the worker processes (the API serves /metrics itself)."""
+"""Prometheus exporter for the worker processes (the API serves /metrics only to PACKFLEET_METRICS_TOKEN)."""
 
 from __future__ import annotations
 

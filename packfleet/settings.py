@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     # Battery-pack list pages kept per API process until a pack changes (0: build every request)
     api_page_cache_mb: int = Field(default=32, ge=0)
 
+    # API request costs and metrics (issue 16 point 7): what a body may weigh before it is refused,
+    # and the token that /metrics on the API port requires (unset: /metrics is not served there).
+    api_max_json_bytes: int = Field(default=2**20, ge=256)
+    api_max_csv_bytes: int = Field(default=32 * 2**20, ge=256)
+    api_max_document_bytes: int = Field(default=5 * 2**20, ge=256)
+    metrics_token: SecretStr | None = Field(default=None, min_length=16)
+
     rate_limit_auth: str = "5/minute"
     rate_limit_api: str = "100/minute"
     rate_limit_upload: str = "10/minute"

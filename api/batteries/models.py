@@ -3,27 +3,160 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from api.analytics.models import PredictiveMaintenance
+from api.shapes import DecimalString, Id, Number, Shape
 from schemas import state
 from schemas.topics import SERIAL_PATTERN
 
+BatteryStatus = Literal["active", "inactive", "maintenance"]
+Spec = Literal["charging", "discharging", "both"]
+CommandStatus = Literal["queued", "sent", "delivered", "succeeded", "failed", "expired", "cancelled"]
+Serial = Annotated[str, Field(pattern=f"^{SERIAL_PATTERN}$", examples=["BAT001"])]
+
+
+def _two_places(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+# A health score a client sends: 0-100, kept to two decimal places (rounded).
+HealthScore = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False), AfterValidator(_two_places)]
+
 
 class BatteryCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"serial_number": "BAT002", "health_score": 100}]}
+    )
 
-    serial_number: str = Field(pattern=f"^{SERIAL_PATTERN}$")
-    health_score: Decimal = Field(default=Decimal(100), ge=0, le=100, decimal_places=2)
-    dealer_id: int | None = Field(default=None, description="admin only: the owning dealer")
+    serial_number: Serial
+    health_score: HealthScore = Field(default=Decimal(100), description="0-100, rounded to 2 places")
+    dealer_id: Id | None = Field(default=None, description="the dealer the battery is registered to")
 
 
 class AssignRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"consumer_id": 1}]})
 
-    consumer_id: int | None = Field(description="the consumer to give the battery to; null takes it back")
+    consumer_id: Id | None = Field(description="the consumer to give the battery to; null takes it back")
+
+
+class Battery(Shape):
+    """The spec's battery object."""
+
+    id: Id
+    serial_number: str = Field(examples=["BAT001"])
+    status: BatteryStatus = Field(description="as the device confirmed it (README: battery status)")
+    desired_status: BatteryStatus = Field(description="as asked for; differs while a command is pending")
+    health_score: Number = Field(examples=[95])
+    owner_id: int | None = Field(description="the consumer who has the battery")
+    created_at: datetime
+
+
+class BatteryListItem(Battery):
+    """A battery in a list: with its consumer's name."""
+
+    consumer_name: str | None = Field(examples=["Ram Kumar"])
+
+
+class Location(Shape):
+    lat: DecimalString = Field(examples=["12.971600"])
+    lng: DecimalString = Field(examples=["77.594600"])
+
+
+class Telemetry(Shape):
+    """The battery's latest reading (voltage, current and coordinates as decimal strings)."""
+
+    voltage: DecimalString = Field(examples=["48.50"])
+    current: DecimalString = Field(examples=["12.30"])
+    soc: Number = Field(examples=[85])
+    temperature: Number | None = Field(examples=[31.5])
+    location: Location | None
+    timestamp: datetime
+
+
+class DesiredState(Shape):
+    enabled: bool
+    spec: Spec
+
+
+class ReportedState(Shape):
+    enabled: bool | None = Field(description="null until the device has said")
+    spec: Spec | None
+    at: datetime | None
+
+
+class PendingCommand(Shape):
+    id: UUID
+    action: Literal["enable", "disable"]
+    spec: Spec
+    status: Literal["queued", "sent", "delivered"]
+    created_at: datetime
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    expires_at: datetime
+    attempts: int
+
+
+class ControlState(Shape):
+    """Desired versus reported state, so that a device that has not obeyed is visible."""
+
+    desired: DesiredState
+    reported: ReportedState
+    in_sync: bool
+    online: bool | None
+    last_seen_at: datetime | None
+    firmware: str | None
+    pending_command: PendingCommand | None
+
+
+class BatteryDetail(Shape):
+    """The spec's battery details: the battery and its latest telemetry, with its control state."""
+
+    battery: Battery
+    telemetry: Telemetry | None = Field(description="null until the battery has reported")
+    control: ControlState
+
+
+class HealthGroup(Shape):
+    count: int = Field(examples=[45])
+    avg_health: DecimalString = Field(examples=["92.3"])
+    min_health: Number = Field(examples=[75])
+    max_health: Number = Field(examples=[100])
+
+
+class FleetTelemetry(Shape):
+    """What the latest readings say about the same batteries (beyond the spec)."""
+
+    reporting: int
+    online: int
+    low_soc: int
+    stale_over_1h: int
+    avg_soc: Number | None
+
+
+class HealthReport(Shape):
+    """The spec's fleet health report, per battery status."""
+
+    fleet_health: dict[BatteryStatus, HealthGroup]
+    total_batteries: int = Field(examples=[50])
+    overall_health_score: Number | None = Field(examples=[87.6])
+    telemetry: FleetTelemetry
+    awaiting_confirmation: int = Field(description="batteries asked to change status, not yet confirmed")
+    predictive_maintenance: PredictiveMaintenance = Field(description="as in the battery-health analytics")
+
+
+class ActivityEntry(Shape):
+    """One entry of a battery's activity log: who changed what."""
+
+    id: int
+    at: datetime
+    actor: str = Field(examples=["user:1"])
+    action: str = Field(examples=["assigned"])
+    detail: dict[str, Any] | None
 
 
 def activity_body(row: dict[str, Any]) -> dict[str, Any]:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from api.batteries import service
 from api.batteries.models import (
+    ActivityEntry,
     AssignRequest,
+    Battery,
     BatteryCreate,
+    BatteryDetail,
+    BatteryListItem,
+    BatteryStatus,
+    HealthReport,
     activity_body,
     battery_body,
     control_body,
@@ -18,25 +24,38 @@ from api.batteries.models import (
 )
 from api.deps import ConnDep, CurrentUser, SettingsDep, authenticate
 from api.direct_route import DirectRoute, direct_openapi
+from api.errors import error_responses
+from api.shapes import Blank, Id, Offset
+from api.tags import Tag
 
-router = APIRouter(prefix="/api/batteries", tags=["batteries"])
+router = APIRouter(
+    prefix="/api/batteries", tags=[Tag.BATTERY_MANAGEMENT], responses=error_responses(401, 403, 429)
+)
+
+DealerFilter = Annotated[Id | None, Blank, Query(description="admin only: one dealer's batteries")]
 
 
-@router.get("")
+@router.get(
+    "", response_model=list[BatteryListItem], summary="List all batteries", responses=error_responses(400)
+)
 async def list_batteries(
     conn: ConnDep,
     principal: CurrentUser,
-    status: Literal["active", "inactive", "maintenance"] | None = Query(
-        default=None, description="the status the device confirmed"
-    ),
-    desired_status: Literal["active", "inactive", "maintenance"] | None = Query(
-        default=None, description="the status asked for (not yet confirmed where it differs)"
-    ),
-    dealer_id: int | None = Query(default=None),
-    limit: int | None = Query(
-        default=None, ge=1, le=10_000, description="optional page size (all by default)"
-    ),
-    offset: int = Query(default=0, ge=0),
+    status: Annotated[
+        BatteryStatus | None, Blank, Query(description="the status the device confirmed")
+    ] = None,
+    desired_status: Annotated[
+        BatteryStatus | None,
+        Blank,
+        Query(description="the status asked for (not yet confirmed where it differs)"),
+    ] = None,
+    dealer_id: DealerFilter = None,
+    limit: Annotated[
+        Annotated[int, Field(ge=1, le=10_000)] | None,
+        Blank,
+        Query(description="optional page size (all by default)"),
+    ] = None,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[dict[str, Any]]:
     """The batteries the caller may see, with their consumer's name (spec: all; a page when asked)."""
     rows = await service.list_batteries(
@@ -51,17 +70,30 @@ async def list_batteries(
     return [battery_body(r) for r in rows]
 
 
-@router.get("/health-report")
+@router.get(
+    "/health-report",
+    response_model=HealthReport,
+    summary="Get battery health report",
+    responses=error_responses(400),
+)
 async def health_report(
-    conn: ConnDep, principal: CurrentUser, settings: SettingsDep, dealer_id: int | None = Query(default=None)
+    conn: ConnDep, principal: CurrentUser, settings: SettingsDep, dealer_id: DealerFilter = None
 ) -> dict[str, Any]:
     """Fleet health per status over the batteries the caller may see (admin may filter by dealer),
     with the predictive-maintenance figures of /api/analytics/battery-health."""
     return await service.health_report(conn, principal=principal, settings=settings, dealer_id=dealer_id)
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    response_model=Battery,
+    summary="Add new battery",
+    responses=error_responses(400, 409, 413),
+)
 async def create_battery(conn: ConnDep, principal: CurrentUser, body: BatteryCreate) -> dict[str, Any]:
+    """Register a battery (admin): serials are registered by the operator and batteries allocated
+    to dealers (README: "Who registers batteries")."""
     return battery_body(await service.create_battery(conn, principal=principal, body=body))
 
 
@@ -91,11 +123,19 @@ router.add_api_route(
     get_battery,
     methods=["GET"],
     route_class_override=DirectRoute,
+    response_model=BatteryDetail,  # documentation only: the endpoint answers itself
+    summary="Get battery details",
+    responses=error_responses(400, 404),
     openapi_extra=direct_openapi(serial="the battery's serial number (asset tag)"),
 )
 
 
-@router.put("/{serial}/assign")
+@router.put(
+    "/{serial}/assign",
+    response_model=Battery,
+    summary="Assign battery to consumer",
+    responses=error_responses(400, 404, 409, 413),
+)
 async def assign_battery(
     conn: ConnDep, principal: CurrentUser, serial: str, body: AssignRequest
 ) -> dict[str, Any]:
@@ -104,13 +144,18 @@ async def assign_battery(
     return battery_body(row)
 
 
-@router.get("/{serial}/activity")
+@router.get(
+    "/{serial}/activity",
+    response_model=list[ActivityEntry],
+    summary="Get a battery's activity log",
+    responses=error_responses(400, 404),
+)
 async def battery_activity(
     conn: ConnDep,
     principal: CurrentUser,
     serial: str,
-    limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[dict[str, Any]]:
     """Who changed what on the battery, newest first."""
     rows = await service.battery_activity(

@@ -37,14 +37,19 @@ async def visible_battery(conn: AsyncConnection, *, principal: Principal, serial
     return battery
 
 
+def require_registrar(principal: Principal) -> None:
+    """Only admins register batteries and packs: serials are one namespace across dealers, so a
+    dealer that could create them could learn (by a 409) which exist in another dealer's fleet, and
+    take serials that are not its own. Dealers receive the batteries allocated to them."""
+    if principal.role != "admin":
+        raise Forbidden("Batteries are registered by an admin and allocated to dealers")
+
+
 async def create_battery(
     conn: AsyncConnection, *, principal: Principal, body: BatteryCreate
 ) -> dict[str, Any]:
-    if principal.role not in ("admin", "dealer"):
-        raise Forbidden("Insufficient permissions for this operation")
-    dealer_id = principal.dealer_id if principal.role == "dealer" else body.dealer_id
-    if principal.role == "dealer" and body.dealer_id not in (None, principal.dealer_id):
-        raise Forbidden("A dealer creates batteries only for itself")
+    require_registrar(principal)
+    dealer_id = body.dealer_id
     async with conn.transaction():
         if dealer_id is not None:
             cur = await conn.execute("SELECT 1 FROM dealers WHERE id = %s", (dealer_id,))

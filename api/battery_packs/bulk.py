@@ -18,8 +18,17 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from api.auth.tokens import Principal
+from api.batteries.service import require_registrar
 from api.battery_packs import queries
-from api.battery_packs.models import COLUMNS, FIELDS, RowError, clean_row, flatten
+from api.battery_packs.models import (
+    COLUMNS,
+    FIELDS,
+    PACK_TEXT,
+    RowError,
+    blank_to_none,
+    columns_of,
+    validate_pack,
+)
 from api.errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -47,7 +56,8 @@ class BulkReport:
 
 
 def parse_csv(data: bytes) -> list[tuple[int, dict[str, Any]]]:
-    """CSV rows as (row number, {field: text}); header names are the spec's field names."""
+    """CSV rows as (row number, pack): header names are the spec's field names, the technical ones
+    nested under `battery_pack` as in JSON; an empty cell is no value (left out)."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -63,17 +73,27 @@ def parse_csv(data: bytes) -> list[tuple[int, dict[str, Any]]]:
             {"unknown_columns": unknown, "allowed_columns": list(FIELDS)},
             error="Invalid CSV header: asset_tag is required; columns must be known and unique",
         )
+    top = [(i, name) for i, name in enumerate(header) if name not in PACK_TEXT]
+    specs = [(i, name) for i, name in enumerate(header) if name in PACK_TEXT]
     rows: list[tuple[int, dict[str, Any]]] = []
     try:
         for number, cells in enumerate(reader, start=1):
-            if not any(c.strip() for c in cells):
+            cells = [c.strip() for c in cells]
+            if not any(cells):
                 continue  # a blank line is not a row
             if len(cells) != len(header):
                 rows.append((number, {"__cells__": len(cells)}))
-            else:
-                rows.append((number, dict(zip(header, cells, strict=True))))
-    except csv.Error as exc:
-        raise BadRequest(f"line {reader.line_num}: {exc}", error="Invalid CSV") from None
+                continue
+            row: dict[str, Any] = {name: cells[i] for i, name in top if cells[i]}
+            pack = {name: cells[i] for i, name in specs if cells[i]}
+            if pack:
+                row["battery_pack"] = pack
+            rows.append((number, row))
+    except csv.Error:
+        raise BadRequest(
+            f"line {reader.line_num} is not valid CSV (an unbalanced quote, or a field over 128 KiB)",
+            error="Invalid CSV",
+        ) from None
     return rows
 
 
@@ -82,25 +102,25 @@ def parse_json_rows(items: list[Any]) -> list[tuple[int, Any]]:
 
 
 def _validate(
-    rows: list[tuple[int, Any]], *, principal: Principal, report: BulkReport, for_update: bool
+    rows: list[tuple[int, Any]], *, report: BulkReport, for_update: bool, flat: bool
 ) -> list[tuple[Any, ...]]:
-    """Clean every row; return the staged tuples of the good ones, recording the bad ones."""
+    """Clean every row (`flat`: CSV columns); return the staged tuples of the good ones, recording
+    the bad ones."""
     staged: list[tuple[Any, ...]] = []
     seen: dict[str, int] = {}
     for row_no, raw in rows:
         tag = raw.get("asset_tag") if isinstance(raw, dict) else None
+        if not isinstance(tag, str):
+            tag = None
         try:
             if isinstance(raw, dict) and "__cells__" in raw:
                 raise RowError("row", f"has {raw['__cells__']} cells, the header has a different number")
-            values = clean_row(flatten(raw))
+            if not flat and isinstance(raw, dict):
+                raw = blank_to_none(raw)  # a CSV row has no empty cells left (parse_csv)
+            values = columns_of(validate_pack(raw, csv=flat))
             dealer = values.get("dealer_id")
             if for_update and dealer is not None:
                 raise RowError("dealer_id", "cannot be changed by an update")
-            if principal.role == "dealer":
-                if dealer not in (None, principal.dealer_id):
-                    raise RowError("dealer_id", "a dealer creates packs only for itself")
-                if not for_update:
-                    values["dealer_id"] = principal.dealer_id
             tag = values["serial_number"]
             if tag in seen:
                 raise RowError("asset_tag", f"duplicate of row {seen[tag]}")
@@ -108,7 +128,7 @@ def _validate(
         except RowError as exc:
             report.add(row_no, tag, exc.field, exc.message)
             continue
-        staged.append((row_no, *(values.get(c) for c in COLUMNS)))
+        staged.append((row_no, *map(values.get, COLUMNS)))
     return staged
 
 
@@ -142,9 +162,10 @@ async def bulk_create(
     all_or_nothing: bool,
     source: str,
 ) -> dict[str, Any]:
+    require_registrar(principal)
     started = time.monotonic()
     report = BulkReport(rows=len(rows))
-    staged = _validate(rows, principal=principal, report=report, for_update=False)
+    staged = _validate(rows, report=report, for_update=False, flat=source == "csv")
     created = 0
     try:
         async with conn.transaction():
@@ -203,7 +224,7 @@ async def bulk_update(
 ) -> dict[str, Any]:
     started = time.monotonic()
     report = BulkReport(rows=len(rows))
-    staged = _validate(rows, principal=principal, report=report, for_update=True)
+    staged = _validate(rows, report=report, for_update=True, flat=source == "csv")
     updated = 0
     try:
         async with conn.transaction():

@@ -1,22 +1,32 @@
-"""Battery-pack fields: the spec's names, their columns, row validation and the response shape.
+"""Battery-pack fields: the spec's names and their columns, the request and response models.
 
-One validator serves the single JSON body, JSON arrays and CSV rows, so all three accept and refuse
-the same things and report errors by the spec's field names.
+One model (`BatteryPackCreate`) validates the single JSON body, each item of a JSON array and each
+CSV row (its technical columns nested as in JSON by bulk.parse_csv), so all three accept and refuse
+the same things, the OpenAPI document says what that is, and errors name the spec's fields.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
 
-from schemas.topics import SERIAL_PATTERN
+from api.batteries.models import BatteryStatus, HealthScore, Serial
+from api.errors import ErrorBody
+from api.shapes import Blank, Id, Number, Offset, Shape
 
-_TAG = re.compile(f"^{SERIAL_PATTERN}$")
 MAX_TEXT = 200
+MAX_LIMIT = 500
+NO_NUL = r"^[^\x00]*$"
 
 # spec name -> column, for the top-level text fields
 TOP_TEXT = {
@@ -64,32 +74,89 @@ SORTS = {
     "created_at": "b.created_at",
     "updated_at": "b.updated_at",
 }
+SortField = Literal[tuple(SORTS)]  # type: ignore[valid-type]
 
 
-class PackListQuery(BaseModel):
-    """The query string of `GET /api/battery_pack` (filters by the spec's names)."""
+# A text field of a pack: at most 200 characters (surrounding spaces dropped), no NUL. (Constraints
+# only, checked in pydantic's core: a 50,000-row import validates 550,000 of these.)
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_TEXT, pattern=NO_NUL)]
+# Months of warranty, 0-1200: a number, or digits in a string as the spec writes it ("3").
+WarrantyMonths = Annotated[
+    int,
+    Field(ge=0, le=1200),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": 1200},
+                {"type": "string", "pattern": r"^(?:[0-9]{1,3}|1[01][0-9]{2}|1200)$"},
+            ],
+            "description": '0-1200; the spec writes it as a string ("3")',
+            "examples": ["3"],
+        }
+    ),
+]
 
-    limit: int = Field(default=100, ge=1, description="page size, capped at 500")
-    offset: int = Field(default=0, ge=0)
-    search: str | None = Field(
-        default=None, max_length=200, description="asset tag, model, maker, owner, place"
-    )
-    sort: str = Field(default="id", description=f"one of: {', '.join(SORTS)}")
-    order: str = Field(default="asc", description="asc or desc")
-    model_name: str | None = None
-    manufacturer_name: str | None = None
-    owner_name: str | None = None
-    location: str | None = None
-    status_label: str | None = None
-    dealer_id: int | None = Field(default=None, description="admin only")
 
+class PackSpecs(BaseModel):
+    """The spec's `battery_pack` object: the pack's technical data."""
 
-class AllocateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target_category: str = Field(pattern="^(Vehicle|User|Location)$")
-    target_individual: str = Field(min_length=1, max_length=MAX_TEXT)
-    status_label: str | None = Field(default=None, max_length=MAX_TEXT)
+    battery_cell_chemistry: Text | None = Field(default=None, examples=["Li-NMC"])
+    battery_pack_nominal_voltage: Text | None = Field(default=None, examples=["48 V"])
+    battery_pack_nominal_charge_capacity: Text | None = Field(default=None, examples=["48 Ah"])
+    bms_type: Text | None = Field(default=None, examples=["Firmware"])
+    battery_cell_type: Text | None = Field(default=None, examples=["Cylindrical"])
+    battery_pack_casing: Text | None = Field(default=None, examples=["Plastic"])
+
+
+SPEC_EXAMPLE: dict[str, Any] = {
+    "asset_tag": "IRASUS01",
+    "company": "Irasus Technologies Private Limited",
+    "status_label": "In Warehouse",
+    "model": "Model X",
+    "manufacturer_name": "Irasus Technologies Private Limited",
+    "location": "Delhi",
+    "warranty_months": "3",
+    "battery_pack": {
+        "battery_cell_chemistry": "Li-NMC",
+        "battery_pack_nominal_voltage": "48 V",
+        "battery_pack_nominal_charge_capacity": "48 Ah",
+        "bms_type": "Firmware",
+        "battery_cell_type": "Cylindrical",
+        "battery_pack_casing": "Plastic",
+    },
+}
+
+
+class _PackFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    company: Text | None = None
+    status_label: Text | None = None
+    model: Text | None = None
+    manufacturer_name: Text | None = None
+    location: Text | None = None
+    warranty_months: WarrantyMonths | None = None
+    battery_pack: PackSpecs | None = None
+    health_score: HealthScore | None = Field(default=None, description="0-100 (100 when not given)")
+    dealer_id: Id | None = Field(default=None, description="admin only: the dealer the pack is registered to")
+
+
+class BatteryPackCreate(_PackFields):
+    """A new battery pack (the spec's request body); also one item of a bulk JSON array."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SPEC_EXAMPLE]})
+
+    asset_tag: Serial = Field(description="the pack's serial number (also its MQTT device id)")
+
+
+class BatteryPackUpdate(_PackFields):
+    """The fields to change (an explicit null clears a field); `asset_tag`, if given, must be the pack's."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SPEC_EXAMPLE]})
+
+    asset_tag: Serial | None = None
 
 
 class RowError(Exception):
@@ -101,81 +168,217 @@ class RowError(Exception):
         self.message = message
 
 
-def flatten(item: Any) -> dict[str, Any]:
-    """A JSON pack (with a nested `battery_pack`) as one flat row of spec names."""
-    if not isinstance(item, dict):
-        raise RowError("body", "each item must be a JSON object")
-    flat = {k: v for k, v in item.items() if k != "battery_pack"}
-    specs = item.get("battery_pack")
+def _error_field(loc: tuple[Any, ...], *, flat: bool) -> str:
+    parts = [str(p) for p in loc]
+    if flat and parts[:1] == ["battery_pack"] and len(parts) > 1:
+        parts = parts[1:]  # a CSV row names the column
+    return ".".join(parts) or "body"
+
+
+_COLUMN_OF = {"asset_tag": "serial_number", **TEXT_COLUMNS}
+
+
+def columns_of(pack: _PackFields) -> dict[str, Any]:
+    """{column: value} of the fields the pack was given (None for an explicit null). Reads the
+    model's `__dict__`: this runs once per row of a 50,000-row import."""
+    given = pack.__dict__
+    out = {_COLUMN_OF.get(k, k): given[k] for k in pack.model_fields_set if k != "battery_pack"}
+    specs = given["battery_pack"]
     if specs is not None:
-        if not isinstance(specs, dict):
-            raise RowError("battery_pack", "must be an object")
-        for key, value in specs.items():
-            if key not in PACK_TEXT:
-                raise RowError(f"battery_pack.{key}", "unknown field")
-            flat[key] = value
-    return flat
-
-
-def clean_row(raw: dict[str, Any], *, require_tag: bool = True, blank_is_null: bool = True) -> dict[str, Any]:
-    """Validate a flat row; return {column: value} for the fields present (RowError otherwise)."""
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, str):
-            value = value.strip()
-            if blank_is_null and value == "":
-                value = None
-        if key == "asset_tag":
-            if not isinstance(value, str) or not _TAG.match(value):
-                raise RowError("asset_tag", "must be 1-64 letters, digits, '_' or '-'")
-            out["serial_number"] = value
-        elif key in TEXT_COLUMNS:
-            if value is not None and not isinstance(value, str):
-                raise RowError(key, "must be a string")
-            if value is not None and len(value) > MAX_TEXT:
-                raise RowError(key, f"at most {MAX_TEXT} characters")
-            if value is not None and "\x00" in value:
-                raise RowError(key, "contains a NUL character")
-            out[TEXT_COLUMNS[key]] = value
-        elif key == "warranty_months":
-            out["warranty_months"] = _int(key, value, 0, 1200)
-        elif key == "health_score":
-            out["health_score"] = _decimal(key, value, 0, 100)
-        elif key == "dealer_id":
-            out["dealer_id"] = _int(key, value, 1, 2**62)
-        else:
-            raise RowError(key, "unknown field")
-    if require_tag and "serial_number" not in out:
-        raise RowError("asset_tag", "is required")
+        spec_values = specs.__dict__
+        out.update({PACK_TEXT[k]: spec_values[k] for k in specs.model_fields_set})
+    if out.get("serial_number", "") is None:
+        del out["serial_number"]  # an update that names no asset tag
     return out
 
 
-def _int(field: str, value: Any, low: int, high: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise RowError(field, "must be a whole number")
+def validate_pack(raw: Any, *, csv: bool = False) -> BatteryPackCreate:
+    """The pack (RowError naming the first bad field otherwise; a CSV row names the column,
+    `bms_type` rather than `battery_pack.bms_type`)."""
+    if not isinstance(raw, dict):
+        raise RowError("body", "each item must be a JSON object")
     try:
-        number = int(value)
-    except ValueError:
-        raise RowError(field, "must be a whole number") from None
-    if not low <= number <= high:
-        raise RowError(field, f"must be between {low} and {high}")
-    return number
+        return BatteryPackCreate.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = next((e for e in errors if e["loc"][:1] == ("asset_tag",)), errors[0])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif first["type"] == "string_pattern_mismatch" and first.get("ctx", {}).get("pattern") == NO_NUL:
+            message = "contains a NUL character"
+        raise RowError(_error_field(tuple(first["loc"]), flat=csv), message) from None
 
 
-def _decimal(field: str, value: Any, low: int, high: int) -> Decimal | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise RowError(field, "must be a number")
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise RowError(field, "must be a number") from None
-    if not number.is_finite() or not low <= number <= high:
-        raise RowError(field, f"must be between {low} and {high}")
-    return round(number, 2)
+def blank_to_none(row: dict[str, Any]) -> dict[str, Any]:
+    """An empty string in a bulk JSON row is no value, as an empty CSV cell is."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, str) and not value.strip():
+            value = None
+        elif isinstance(value, dict):
+            value = blank_to_none(value)
+        out[key] = value
+    return out
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+class PackListQuery(BaseModel):
+    """The query string of `GET /api/battery_pack` (filters by the spec's names; empty is no filter)."""
+
+    limit: int = Field(default=100, ge=1, le=MAX_LIMIT, description="page size")
+    offset: Offset = 0
+    search: Annotated[str | None, Blank] = Field(
+        default=None, max_length=200, description="asset tag, model, maker, owner, place"
+    )
+    sort: SortField = "id"
+    order: Annotated[Literal["asc", "desc"], BeforeValidator(_lower)] = Field(
+        default="asc", description="asc or desc (either case)"
+    )
+    model_name: Annotated[str | None, Blank] = Field(default=None, max_length=MAX_TEXT)
+    manufacturer_name: Annotated[str | None, Blank] = Field(default=None, max_length=MAX_TEXT)
+    owner_name: Annotated[str | None, Blank] = Field(default=None, max_length=MAX_TEXT)
+    location: Annotated[str | None, Blank] = Field(default=None, max_length=MAX_TEXT)
+    status_label: Annotated[str | None, Blank] = Field(default=None, max_length=MAX_TEXT)
+    dealer_id: Annotated[Id | None, Blank] = Field(default=None, description="admin only")
+
+
+class AllocateRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"target_category": "Vehicle", "target_individual": "IRASUS01", "status_label": "In Vehicle"}
+            ]
+        },
+    )
+
+    target_category: Literal["Vehicle", "User", "Location"]
+    target_individual: Annotated[Text, Field(min_length=1)]
+    status_label: Text | None = None
+
+
+class DeleteRequest(BaseModel):
+    """The packs to delete: `{"asset_tags": [...]}` (a bare array of tags is accepted too)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"asset_tags": ["IRASUS01", "IRASUS02"]}]}
+    )
+
+    asset_tags: list[Serial] = Field(min_length=1, max_length=10_000)
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+class PackSpecsOut(Shape):
+    battery_cell_chemistry: str | None = Field(examples=["Li-NMC"])
+    battery_pack_nominal_voltage: str | None = Field(examples=["48 V"])
+    battery_pack_nominal_charge_capacity: str | None = Field(examples=["48 Ah"])
+    bms_type: str | None = Field(examples=["Firmware"])
+    battery_cell_type: str | None = Field(examples=["Cylindrical"])
+    battery_pack_casing: str | None = Field(examples=["Plastic"])
+
+
+class CurrentAllocation(Shape):
+    target_category: Literal["Vehicle", "User", "Location"]
+    target_individual: str
+    status_label: str | None
+    allocated_at: datetime
+
+
+class BatteryPack(Shape):
+    """The spec's battery-pack object, with the battery's status, owner and current allocation."""
+
+    id: Id
+    asset_tag: str = Field(examples=["IRASUS01"])
+    company: str | None = Field(examples=["Irasus Technologies Private Limited"])
+    status_label: str | None = Field(examples=["In Warehouse"])
+    model: str | None = Field(examples=["Model X"])
+    manufacturer_name: str | None = Field(examples=["Irasus Technologies Private Limited"])
+    location: str | None = Field(examples=["Delhi"])
+    warranty_months: str | None = Field(examples=["3"], description="as the spec writes it")
+    battery_pack: PackSpecsOut
+    health_score: Number = Field(examples=[100])
+    status: BatteryStatus = Field(description="as the device confirmed it")
+    desired_status: BatteryStatus = Field(description="as asked for; differs while a command is pending")
+    dealer_id: int | None
+    owner_id: int | None
+    owner_name: str | None
+    allocation: CurrentAllocation | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Allocation(Shape):
+    id: int
+    target_category: Literal["Vehicle", "User", "Location"]
+    target_individual: str
+    status_label: str | None
+    allocated_by: str
+    allocated_at: datetime
+    released_at: datetime | None
+
+
+class BatteryPackDetail(BatteryPack):
+    """One battery pack with its whole allocation history."""
+
+    allocations: list[Allocation]
+
+
+class PackDeleted(Shape):
+    status: Literal["success"]
+    message: str = Field(examples=["Asset deleted successfully"])
+    deletedAt: datetime
+    asset_tag: str
+
+
+class PacksDeleted(Shape):
+    status: Literal["success"]
+    message: str = Field(examples=["Assets deleted successfully"])
+    deletedAt: datetime
+    asset_tags: list[str]
+    count: int
+
+
+class RowProblem(Shape):
+    """Why one row of a bulk request cannot be used (the first data row is row 1)."""
+
+    row: int
+    asset_tag: str | None
+    field: str = Field(examples=["warranty_months"])
+    error: str = Field(examples=["Input should be less than or equal to 1200"])
+
+
+class _BulkReport(Shape):
+    dry_run: bool
+    valid: int = Field(description="rows that passed validation")
+    rows: int
+    failed: int
+    errors: list[RowProblem] = Field(description="at most 1,000; `errors_total` counts them all")
+    errors_total: int
+    seconds: float
+
+
+class BulkCreateReport(_BulkReport):
+    created: int
+
+
+class BulkUpdateReport(_BulkReport):
+    updated: int
+
+
+class BulkRefusal(ErrorBody):
+    """A bulk request refused whole (all or nothing): every bad row in `details`."""
+
+    details: list[RowProblem]  # type: ignore[assignment]
+    rows: int
+    failed: int
+    errors_total: int
+    dry_run: bool
 
 
 def allocation_body(row: dict[str, Any]) -> dict[str, Any]:

@@ -78,7 +78,8 @@ async def list_packs(
         if dealer_id is not None:
             counting += " WHERE dealer_key = %(dealer)s"
     else:
-        join = "LEFT JOIN consumers c ON c.id = b.owner_id" if any(params[k] for k in _NEEDS_CONSUMER) else ""
+        needs_consumer = any(params[k] is not None for k in _NEEDS_CONSUMER)  # as _where decides
+        join = "LEFT JOIN consumers c ON c.id = b.owner_id" if needs_consumer else ""
         counting = f"SELECT count(*) FROM batteries b {join} WHERE {where}"  # noqa: S608 - constant fragments
     direction = "DESC" if descending else "ASC"
     order = f"{SORTS[sort]} {direction} NULLS LAST, b.id {direction}"

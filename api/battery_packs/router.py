@@ -2,57 +2,81 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from api.batteries.models import activity_body
-from api.batteries.service import battery_activity, require_writer
+from api.batteries.models import ActivityEntry, activity_body
+from api.batteries.service import battery_activity, require_registrar, require_writer
 from api.battery_packs import bulk, service
-from api.battery_packs.models import AllocateRequest, PackListQuery
+from api.battery_packs.models import (
+    SPEC_EXAMPLE,
+    AllocateRequest,
+    BatteryPack,
+    BatteryPackCreate,
+    BatteryPackDetail,
+    BatteryPackUpdate,
+    BulkCreateReport,
+    BulkRefusal,
+    BulkUpdateReport,
+    DeleteRequest,
+    PackDeleted,
+    PackListQuery,
+    PacksDeleted,
+)
 from api.deps import ConnDep, CurrentUser, authenticate
 from api.direct_route import DirectRoute, direct_openapi, read_query
-from api.errors import BadRequest
+from api.errors import BadRequest, ErrorBody, error_responses, parse_json, validation_error
+from api.guard import read_form, too_large
+from api.openapi import schema_ref
 from api.ratelimit import limit_upload
+from api.shapes import Offset
+from api.tags import Tag
 
-router = APIRouter(prefix="/api/battery_pack", tags=["battery packs"])
+router = APIRouter(
+    prefix="/api/battery_pack", tags=[Tag.BATTERY_PACKS], responses=error_responses(401, 403, 429)
+)
 
-MAX_CSV_BYTES = 32 * 1024 * 1024
-_EXAMPLE = {
-    "asset_tag": "IRASUS01",
-    "company": "Irasus Technologies Private Limited",
-    "status_label": "In Warehouse",
-    "model": "Model X",
-    "manufacturer_name": "Irasus Technologies Private Limited",
-    "location": "Delhi",
-    "warranty_months": "3",
-    "battery_pack": {
-        "battery_cell_chemistry": "Li-NMC",
-        "battery_pack_nominal_voltage": "48 V",
-        "battery_pack_nominal_charge_capacity": "48 Ah",
-        "bms_type": "Firmware",
-        "battery_cell_type": "Cylindrical",
-        "battery_pack_casing": "Plastic",
-    },
+_CSV_UPLOAD = {
+    "schema": {
+        "type": "object",
+        "properties": {
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "description": "CSV, UTF-8, a header of the spec's field names (asset_tag required)",
+            }
+        },
+        "required": ["file"],
+    }
 }
-_BULK_DOC = {
-    "requestBody": {
-        "content": {
-            "application/json": {
-                "schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
-                "example": _EXAMPLE,
-            },
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "required": ["file"],
-                }
+
+
+def _bulk_doc(single: bool) -> dict[str, Any]:
+    """The request body of the bulk routes: JSON (one pack when `single`, or an array) or a CSV file."""
+    array = {"type": "array", "items": schema_ref(BatteryPackCreate), "minItems": 1}
+    json_schema = {"oneOf": [schema_ref(BatteryPackCreate), array]} if single else array
+    example = SPEC_EXAMPLE if single else [SPEC_EXAMPLE]
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": json_schema, "example": example},
+                "multipart/form-data": _CSV_UPLOAD,
             },
         }
     }
+
+
+_BULK_ERRORS = {
+    status: {"model": BulkRefusal | ErrorBody, "description": description}
+    for status, description in (
+        (400, "A malformed body, or rows that cannot be used (all or nothing: `details` lists them)"),
+        (404, "Rows naming packs that do not exist (or are not the caller's)"),
+        (409, "Rows whose asset tag is taken"),
+    )
 }
 
 
@@ -61,21 +85,23 @@ async def _read_body(request: Request) -> tuple[str, Any]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         await limit_upload(request)
-        form = await request.form(max_files=1, max_fields=10)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise BadRequest("Send the CSV as the multipart field `file`", error="Invalid fields: file")
-        data = await upload.read(MAX_CSV_BYTES + 1)
-        if len(data) > MAX_CSV_BYTES:
-            raise BadRequest(
-                f"The CSV file is larger than {MAX_CSV_BYTES // 2**20} MiB", error="File too large"
-            )
+        cap = request.app.state.settings.api_max_csv_bytes
+        form = await read_form(request, cap=cap, what="CSV file", max_files=1, max_fields=10)
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise BadRequest(
+                    [{"field": "file", "message": "send the CSV as the multipart field `file`"}],
+                    error="Invalid fields: file",
+                )
+            data = await upload.read(cap + 1)
+        finally:
+            await form.close()
+        if len(data) > cap:
+            raise too_large("CSV file", cap)
         return "csv", bulk.parse_csv(data)
     if content_type.startswith("application/json") or not content_type:
-        try:
-            return "json", json.loads(await request.body())
-        except ValueError:
-            raise BadRequest("The body is not valid JSON", error="Invalid JSON") from None
+        return "json", parse_json(await request.body())
     raise BadRequest("Send JSON or a multipart CSV upload", error="Unsupported content type")
 
 
@@ -111,11 +137,30 @@ router.add_api_route(
     list_packs,
     methods=["GET"],
     route_class_override=DirectRoute,
+    response_model=list[BatteryPack],  # documentation only: the endpoint answers itself
+    summary="Read the properties of a group of battery packs",
+    responses={
+        200: {
+            "headers": {"X-Total-Count": {"description": "packs that match", "schema": {"type": "integer"}}}
+        },
+        **error_responses(400),
+    },
     openapi_extra=direct_openapi(PackListQuery),
 )
 
 
-@router.post("", status_code=201, openapi_extra=_BULK_DOC)
+@router.post(
+    "",
+    status_code=201,
+    response_model=BatteryPackDetail | BulkCreateReport,
+    summary="Create a new battery pack (or many: a JSON array or a CSV file)",
+    responses={
+        200: {"model": BulkCreateReport, "description": "A dry run, or nothing created"},
+        **_BULK_ERRORS,
+        **error_responses(413),
+    },
+    openapi_extra=_bulk_doc(single=True),
+)
 async def create_packs(
     request: Request,
     response: Response,
@@ -124,13 +169,15 @@ async def create_packs(
     dry_run: bool = False,
     all_or_nothing: bool = True,
 ) -> dict[str, Any]:
-    """Create one pack (JSON object) or many (JSON array, or a CSV file as multipart `file`)."""
+    """Create one pack (JSON object: 201 with the pack) or many (JSON array, or a CSV file as the
+    multipart field `file`: 201 with a report; every row is checked first, and by default all or
+    nothing is written). Admins register packs (README: "Who registers batteries")."""
+    require_registrar(principal)
     kind, value = await _read_body(request)
     if kind == "json" and isinstance(value, dict):
         if dry_run:
             raise BadRequest("dry_run applies to bulk creation (a JSON array or a CSV file)")
         return await service.create_pack(conn, principal=principal, raw=value)
-    require_writer(principal)
     if kind == "json" and not isinstance(value, list):
         raise BadRequest("Send a pack object, an array of packs, or a CSV file", error="Invalid body")
     rows = value if kind == "csv" else bulk.parse_json_rows(value)
@@ -144,7 +191,13 @@ async def create_packs(
     return report
 
 
-@router.patch("", openapi_extra=_BULK_DOC)
+@router.patch(
+    "",
+    response_model=BulkUpdateReport,
+    summary="Update the properties of a group of battery packs (a CSV file or a JSON array)",
+    responses={**_BULK_ERRORS, **error_responses(413)},
+    openapi_extra=_bulk_doc(single=False),
+)
 async def update_packs(
     request: Request,
     conn: ConnDep,
@@ -165,43 +218,77 @@ async def update_packs(
     )
 
 
-@router.delete("")
+@router.delete(
+    "",
+    response_model=PacksDeleted,
+    summary="Delete a group of battery packs",
+    responses=error_responses(400, 404, 413),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema_ref(DeleteRequest)}},
+        }
+    },
+)
 async def delete_packs(request: Request, conn: ConnDep, principal: CurrentUser) -> dict[str, Any]:
-    """Soft-delete a group: body `{"asset_tags": [...]}` or a bare array of asset tags."""
+    """Soft-delete a group: body `{"asset_tags": [...]}` (or a bare array of asset tags); all of
+    them, or none when any is unknown (404 naming them)."""
     require_writer(principal)
-    _, value = await _read_body(request)
-    tags = value.get("asset_tags") if isinstance(value, dict) else value
-    if (
-        not isinstance(tags, list)
-        or not tags
-        or not all(isinstance(t, str) for t in tags)
-        or len(tags) > 10_000
-    ):
+    data = await request.body()
+    if not data.strip():
         raise BadRequest(
-            'Send {"asset_tags": [...]} with 1 to 10000 asset tags', error="Invalid fields: asset_tags"
+            [{"field": "asset_tags", "message": 'required: send {"asset_tags": ["...", ...]}'}],
+            error="Invalid fields: asset_tags",
         )
-    return await service.delete_packs(conn, principal=principal, tags=tags)
+    value = parse_json(data)
+    try:
+        wanted = DeleteRequest.model_validate({"asset_tags": value} if isinstance(value, list) else value)
+    except ValidationError as exc:
+        raise validation_error(list(exc.errors(include_url=False))) from None
+    return await service.delete_packs(conn, principal=principal, tags=wanted.asset_tags)
 
 
-@router.get("/{i}")
+_ONE = error_responses(400, 404)
+
+
+@router.get(
+    "/{i}",
+    response_model=BatteryPackDetail,
+    summary="Read the properties of an individual battery pack",
+    responses=_ONE,
+)
 async def get_pack(conn: ConnDep, principal: CurrentUser, i: str) -> dict[str, Any]:
     """One pack, with its allocation history."""
     return await service.pack_detail(conn, principal=principal, tag=i)
 
 
-@router.patch("/{i}")
-async def update_pack(conn: ConnDep, principal: CurrentUser, i: str, body: dict[str, Any]) -> dict[str, Any]:
+@router.patch(
+    "/{i}",
+    response_model=BatteryPackDetail,
+    summary="Update the properties of an individual battery pack",
+    responses=error_responses(400, 404, 413),
+)
+async def update_pack(
+    conn: ConnDep, principal: CurrentUser, i: str, body: BatteryPackUpdate
+) -> dict[str, Any]:
     """Change the fields given (spec shape); an explicit null clears a field."""
-    return await service.update_pack(conn, principal=principal, tag=i, raw=body)
+    return await service.update_pack(conn, principal=principal, tag=i, body=body)
 
 
-@router.delete("/{i}")
+@router.delete(
+    "/{i}", response_model=PackDeleted, summary="Delete an individual battery pack", responses=_ONE
+)
 async def delete_pack(conn: ConnDep, principal: CurrentUser, i: str) -> dict[str, Any]:
     """Soft delete: the pack leaves the lists, its telemetry and history stay."""
     return await service.delete_pack(conn, principal=principal, tag=i)
 
 
-@router.post("/{i}/allocate")
+@router.post(
+    "/{i}/allocate",
+    response_model=BatteryPackDetail,
+    summary="Allocate an individual battery pack to a vehicle, user or location",
+    responses=error_responses(400, 404, 413),
+)
 async def allocate_pack(
     conn: ConnDep, principal: CurrentUser, i: str, body: AllocateRequest
 ) -> dict[str, Any]:
@@ -209,13 +296,18 @@ async def allocate_pack(
     return await service.allocate_pack(conn, principal=principal, tag=i, body=body)
 
 
-@router.get("/{i}/activity")
+@router.get(
+    "/{i}/activity",
+    response_model=list[ActivityEntry],
+    summary="Get a battery pack's activity log",
+    responses=_ONE,
+)
 async def pack_activity(
     conn: ConnDep,
     principal: CurrentUser,
     i: str,
-    limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[dict[str, Any]]:
     """Who changed what on the pack, newest first."""
     rows = await battery_activity(conn, principal=principal, serial=i, limit=limit, offset=offset)

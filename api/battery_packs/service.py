@@ -9,20 +9,18 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.auth.tokens import Principal
 from api.batteries import queries as battery_queries
-from api.batteries.service import read_scope, require_writer, visible_battery
+from api.batteries.service import read_scope, require_registrar, require_writer, visible_battery
 from api.battery_packs import queries
 from api.battery_packs.models import (
-    SORTS,
     AllocateRequest,
+    BatteryPackUpdate,
     RowError,
     allocation_body,
-    clean_row,
-    flatten,
+    columns_of,
+    validate_pack,
 )
 from api.battery_packs.page_cache import PackPageCache
 from api.errors import BadRequest, Conflict, Forbidden, NotFound
-
-MAX_LIMIT = 500
 
 
 async def list_packs(
@@ -40,15 +38,8 @@ async def list_packs(
 ) -> tuple[str, int]:
     """A page of the packs the caller may see (JSON text) and how many match; from `pages` when
     nothing has changed since the same page was built."""
-    if sort not in SORTS:
-        raise BadRequest(
-            f"sort must be one of: {', '.join(SORTS)}", error="Invalid fields: sort", code="VALIDATION_ERROR"
-        )
-    if order.lower() not in ("asc", "desc"):
-        raise BadRequest("order must be asc or desc", error="Invalid fields: order")
     dealer, owner = read_scope(principal, dealer_id=dealer_id)
     descending = order.lower() == "desc"
-    limit = min(limit, MAX_LIMIT)
 
     async def build() -> tuple[str, int]:
         async with pool.connection() as conn:
@@ -84,22 +75,14 @@ async def _detail(conn: AsyncConnection, battery_id: int) -> dict[str, Any]:
     return body
 
 
-def _clean_single(raw: Any, *, require_tag: bool) -> dict[str, Any]:
+async def create_pack(conn: AsyncConnection, *, principal: Principal, raw: Any) -> dict[str, Any]:
+    require_registrar(principal)
     try:
-        return clean_row(flatten(raw), require_tag=require_tag, blank_is_null=False)
+        values = columns_of(validate_pack(raw))
     except RowError as exc:
         raise BadRequest(
             [{"field": exc.field, "message": exc.message}], error=f"Invalid fields: {exc.field}"
         ) from None
-
-
-async def create_pack(conn: AsyncConnection, *, principal: Principal, raw: Any) -> dict[str, Any]:
-    require_writer(principal)
-    values = _clean_single(raw, require_tag=True)
-    if principal.role == "dealer":
-        if values.get("dealer_id") not in (None, principal.dealer_id):
-            raise Forbidden("A dealer creates battery packs only for itself")
-        values["dealer_id"] = principal.dealer_id
     values = {k: v for k, v in values.items() if v is not None}
     async with conn.transaction():
         if values.get("dealer_id") is not None and not await queries.dealer_exists(conn, values["dealer_id"]):
@@ -119,10 +102,12 @@ async def create_pack(conn: AsyncConnection, *, principal: Principal, raw: Any) 
         return await _detail(conn, battery_id)
 
 
-async def update_pack(conn: AsyncConnection, *, principal: Principal, tag: str, raw: Any) -> dict[str, Any]:
+async def update_pack(
+    conn: AsyncConnection, *, principal: Principal, tag: str, body: BatteryPackUpdate
+) -> dict[str, Any]:
     """Change the fields given; an explicit null clears a field. The asset tag cannot change."""
     require_writer(principal)
-    values = _clean_single(raw, require_tag=False)
+    values = columns_of(body)
     if values.pop("serial_number", tag) != tag:
         raise BadRequest(
             "asset_tag identifies the pack and cannot be changed", error="Invalid fields: asset_tag"

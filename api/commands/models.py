@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.topics import SERIAL_PATTERN
+from api.batteries.models import Battery, BatteryStatus, CommandStatus, Serial, Spec
+from api.errors import ErrorBody
+from api.shapes import Id, Shape
 
 MAX_TTL_S = 30 * 24 * 3600
 MAX_BULK_SERIALS = 10_000
+# A roll-out sends at least one command every 100 s, and at most 10,000 a second (the configured
+# rate caps it further); a slower one would not reach its last battery before the commands expire.
+MIN_RATE_PER_S = 0.01
+MAX_RATE_PER_S = 10_000.0
+
+Reason = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00]*$")]
+TtlSeconds = Annotated[
+    int,
+    Field(
+        ge=1, le=MAX_TTL_S, description="seconds until the command expires unapplied (default: the setting)"
+    ),
+]
 
 ControlAction = Literal["active", "activate", "inactive", "deactivate", "maintenance"]
 
@@ -25,41 +40,48 @@ ACTIONS: dict[str, tuple[Literal["enable", "disable"], Literal["active", "inacti
 
 
 class ControlRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"action": "inactive"}]})
 
     action: ControlAction
-    reason: str | None = Field(default=None, min_length=1, max_length=500)
-    expires_in_seconds: int | None = Field(default=None, ge=1, le=MAX_TTL_S)
+    reason: Reason | None = None
+    expires_in_seconds: TtlSeconds | None = None
 
 
 class BatteryPackEnable(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "operation_type": "enable",
+                    "operation_specifications": "discharging",
+                    "status_label": "In Warehouse",
+                }
+            ]
+        },
+    )
 
     operation_type: Literal["enable", "disable"]
-    operation_specifications: Literal["charging", "discharging", "both"] = "both"
-    status_label: str | None = Field(default=None, min_length=1, max_length=100)
-    reason: str | None = Field(default=None, min_length=1, max_length=500)
-    expires_in_seconds: int | None = Field(default=None, ge=1, le=MAX_TTL_S)
+    operation_specifications: Spec = "both"
+    status_label: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*$")] | None = None
+    reason: Reason | None = None
+    expires_in_seconds: TtlSeconds | None = None
 
 
 class CancelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "sent by mistake"}]})
 
-    reason: str | None = Field(default=None, min_length=1, max_length=500)
+    reason: Reason | None = None
 
 
 class BulkFilter(BaseModel):
-    """Which batteries: all that match every given field."""
+    """Which batteries: all that match every given field (at least one)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    dealer_id: int | None = None
-    status: Literal["active", "inactive", "maintenance"] | None = Field(
-        default=None, description="the status the device confirmed"
-    )
-    desired_status: Literal["active", "inactive", "maintenance"] | None = Field(
-        default=None, description="the status asked for"
-    )
+    dealer_id: Id | None = None
+    status: BatteryStatus | None = Field(default=None, description="the status the device confirmed")
+    desired_status: BatteryStatus | None = Field(default=None, description="the status asked for")
     online: bool | None = None
     reported_enabled: bool | None = None
     overdue_days: int | None = Field(
@@ -71,27 +93,147 @@ class BulkFilter(BaseModel):
 
 
 class BulkRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "action": "disable",
+                    "serials": ["BAT001", "BAT002"],
+                    "reason": "EMI overdue",
+                    "rate_per_s": 50,
+                }
+            ]
+        },
+    )
 
     action: Literal["active", "activate", "inactive", "deactivate", "maintenance", "enable", "disable"]
-    spec: Literal["charging", "discharging", "both"] = "both"
-    serials: list[str] | None = Field(default=None, min_length=1, max_length=MAX_BULK_SERIALS)
-    filter: BulkFilter | None = None
-    reason: str = Field(min_length=1, max_length=500)
-    expires_in_seconds: int | None = Field(default=None, ge=1, le=MAX_TTL_S)
-    rate_per_s: float | None = Field(default=None, gt=0, description="at most the configured rate")
+    spec: Spec = "both"
+    serials: list[Serial] | None = Field(
+        default=None, min_length=1, max_length=MAX_BULK_SERIALS, description="give serials or filter"
+    )
+    filter: BulkFilter | None = Field(default=None, description="give serials or filter")
+    reason: Reason
+    expires_in_seconds: TtlSeconds | None = None
+    rate_per_s: float | None = Field(
+        default=None,
+        ge=MIN_RATE_PER_S,
+        le=MAX_RATE_PER_S,
+        allow_inf_nan=False,
+        description="commands per second (at most the configured rate); the whole roll-out must end "
+        "before its commands expire",
+    )
 
     @model_validator(mode="after")
     def _one_selector(self) -> BulkRequest:
         if (self.serials is None) == (self.filter is None):
             raise ValueError("give either serials or filter")
-        if self.serials is not None:
-            import re
-
-            bad = [s for s in self.serials if not re.fullmatch(SERIAL_PATTERN, s)]
-            if bad:
-                raise ValueError(f"invalid serial numbers: {', '.join(bad[:10])}")
         return self
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+class Command(Shape):
+    """A command with its lifecycle timestamps, and who asked for it and why."""
+
+    id: UUID
+    serial_number: str
+    action: Literal["enable", "disable"]
+    spec: Spec
+    status: CommandStatus
+    reason: str = Field(examples=["EMI overdue"])
+    requested_by: int | None = Field(description="the user who asked (null: the system)")
+    source: str = Field(examples=["api"])
+    battery_status: BatteryStatus | None
+    status_label: str | None
+    attempts: int
+    error: str | None
+    device_enabled: bool | None = Field(description="what the device reported in its final acknowledgement")
+    cancel_reason: str | None
+    cancelled_by: str | None
+    superseded_by: UUID | None
+    bulk_id: UUID | None
+    created_at: datetime
+    sent_at: datetime | None
+    last_sent_at: datetime | None
+    delivered_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime
+    next_attempt_at: datetime | None
+
+
+class ControlledBattery(Battery):
+    """The battery after a control request: `desired_status` as asked, `status` as confirmed until
+    the device applies `command`."""
+
+    command: Command
+
+
+class CommandEvent(Shape):
+    status: str
+    at: datetime
+    actor: str = Field(examples=["control"])
+    detail: str | None
+
+
+class CommandDetail(Command):
+    """A command and its audit trail: every transition, who made it and why."""
+
+    events: list[CommandEvent]
+
+
+class PackEnabled(Shape):
+    """The spec's answer: when the command was issued and when the device applied it."""
+
+    issuedAt: datetime
+    enabledAt: datetime
+
+
+class PackCommandPending(Shape):
+    """The device has not applied the command within the wait: follow it by its id."""
+
+    id: UUID
+    status: Literal["queued", "sent", "delivered"]
+    issuedAt: datetime
+    command: Command
+
+
+class CommandOutcome(Shape):
+    command: Command
+
+
+class CommandRefused(ErrorBody):
+    """The device did not apply the command (rejected, contradicted or expired)."""
+
+    details: CommandOutcome  # type: ignore[assignment]
+
+
+class BulkSummary(Shape):
+    queued: int
+    sent: int
+    delivered: int
+    succeeded: int
+    failed: int
+    expired: int
+    cancelled: int
+
+
+class BulkStatus(Shape):
+    """A bulk roll-out: what was asked, and how many of its commands reached each state."""
+
+    id: UUID
+    action: Literal["enable", "disable"]
+    spec: Spec
+    battery_status: BatteryStatus | None
+    reason: str
+    requested_by: int | None
+    selector: dict[str, Any] = Field(description="the serials or the filter, as asked")
+    total: int
+    rate_per_s: float
+    created_at: datetime
+    summary: BulkSummary
+    done: bool
 
 
 def iso(value: datetime | None) -> str | None:

@@ -14,24 +14,40 @@ from api.commands import service
 from api.commands.models import (
     BatteryPackEnable,
     BulkRequest,
+    BulkStatus,
     CancelRequest,
+    Command,
+    CommandDetail,
+    CommandRefused,
+    ControlledBattery,
     ControlRequest,
+    PackCommandPending,
+    PackEnabled,
     bulk_body,
     command_body,
     event_body,
     iso,
 )
 from api.deps import ConnDep, PoolDep, SettingsDep, require_roles
-from api.errors import Conflict
+from api.errors import Conflict, error_responses
 from api.finance.loans import business_today
+from api.shapes import Offset
+from api.tags import Tag
 
-router = APIRouter(prefix="/api", tags=["commands"])
+# Tags per route: battery control and pack enable are in the spec's sections of their resources.
+router = APIRouter(prefix="/api", responses=error_responses(401, 403, 429))
 
 Commander = Annotated[Principal, Depends(require_roles(*service.COMMANDING_ROLES))]
 MAX_WAIT_S = 30.0
 
 
-@router.post("/batteries/{serial}/control")
+@router.post(
+    "/batteries/{serial}/control",
+    response_model=ControlledBattery,
+    tags=[Tag.BATTERY_MANAGEMENT],
+    summary="Control battery status",
+    responses=error_responses(400, 404, 413),
+)
 async def control_battery(
     conn: ConnDep, principal: Commander, settings: SettingsDep, serial: str, body: ControlRequest
 ) -> dict[str, Any]:
@@ -46,13 +62,19 @@ async def control_battery(
     return {**battery_body(found["battery"]), "command": command_body(found["command"])}
 
 
-@router.get("/batteries/{serial}/commands")
+@router.get(
+    "/batteries/{serial}/commands",
+    response_model=list[Command],
+    tags=[Tag.COMMANDS],
+    summary="List the commands sent to a battery",
+    responses=error_responses(400, 404),
+)
 async def battery_commands(
     conn: ConnDep,
     principal: Commander,
     serial: str,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[dict[str, Any]]:
     """The commands sent to a battery, newest first, with their status and timestamps."""
     rows = await service.battery_commands(
@@ -61,14 +83,27 @@ async def battery_commands(
     return [command_body(r) for r in rows]
 
 
-@router.post("/battery_pack/{i}/enable", responses={202: {"description": "Issued, not yet applied"}})
+@router.post(
+    "/battery_pack/{i}/enable",
+    response_model=PackEnabled,
+    tags=[Tag.BATTERY_PACKS],
+    summary="Enable or disable an individual battery pack",
+    responses={
+        202: {"model": PackCommandPending, "description": "Issued, not yet applied within the wait"},
+        409: {"model": CommandRefused, "description": "The device did not apply it (rejected or expired)"},
+        **error_responses(400, 404, 413),
+    },
+)
 async def battery_pack_enable(
     pool: PoolDep,
     principal: Commander,
     settings: SettingsDep,
     i: str,
     body: BatteryPackEnable,
-    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="seconds to wait for the device")] = 5.0,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=MAX_WAIT_S, allow_inf_nan=False, description="seconds to wait for the device"),
+    ] = 5.0,
 ) -> Any:
     """Enable or disable a battery pack; 200 once the device applied it, else 202 with the command."""
     row, finished = await service.battery_pack_enable(
@@ -87,18 +122,20 @@ async def battery_pack_enable(
             error=f"The battery pack did not apply the command: {row['status']}",
             code=f"COMMAND_{row['status'].upper()}",
         )
-    return JSONResponse(
-        {
-            "id": str(row["id"]),
-            "status": row["status"],
-            "issuedAt": iso(row["created_at"]),
-            "command": command_body(row),
-        },
-        status_code=202,
+    pending = PackCommandPending(
+        id=row["id"], status=row["status"], issuedAt=row["created_at"], command=Command(**command_body(row))
     )
+    return JSONResponse(pending.model_dump(mode="json"), status_code=202)
 
 
-@router.post("/commands/bulk", status_code=202)
+@router.post(
+    "/commands/bulk",
+    status_code=202,
+    response_model=BulkStatus,
+    tags=[Tag.COMMANDS],
+    summary="Roll a command out to many batteries",
+    responses=error_responses(400, 404, 413),
+)
 async def create_bulk(
     conn: ConnDep, principal: Commander, settings: SettingsDep, body: BulkRequest
 ) -> dict[str, Any]:
@@ -114,21 +151,39 @@ async def create_bulk(
     return bulk_body(found["bulk"], found["counts"])
 
 
-@router.get("/commands/bulk/{bulk_id}")
+@router.get(
+    "/commands/bulk/{bulk_id:uuid}",
+    response_model=BulkStatus,
+    tags=[Tag.COMMANDS],
+    summary="Follow a bulk roll-out",
+    responses=error_responses(404),
+)
 async def get_bulk(conn: ConnDep, principal: Commander, bulk_id: UUID) -> dict[str, Any]:
     """How many commands of a bulk request reached each state."""
     found = await service.bulk_detail(conn, principal=principal, bulk_id=bulk_id)
     return bulk_body(found["bulk"], found["counts"])
 
 
-@router.get("/commands/{command_id}")
+@router.get(
+    "/commands/{command_id:uuid}",
+    response_model=CommandDetail,
+    tags=[Tag.COMMANDS],
+    summary="Get a command and its audit trail",
+    responses=error_responses(404),
+)
 async def get_command(conn: ConnDep, principal: Commander, command_id: UUID) -> dict[str, Any]:
     """A command with its audit trail (every transition: who, why, when)."""
     found = await service.command_detail(conn, principal=principal, command_id=command_id)
     return {**command_body(found["command"]), "events": [event_body(e) for e in found["events"]]}
 
 
-@router.post("/commands/{command_id}/cancel")
+@router.post(
+    "/commands/{command_id:uuid}/cancel",
+    response_model=CommandDetail,
+    tags=[Tag.COMMANDS],
+    summary="Cancel a queued or sent command",
+    responses=error_responses(400, 404, 409, 413),
+)
 async def cancel_command(
     conn: ConnDep, principal: Commander, command_id: UUID, body: CancelRequest | None = None
 ) -> dict[str, Any]:

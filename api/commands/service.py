@@ -188,6 +188,20 @@ async def create_bulk(
         else:
             action, battery_status = ("enable" if body.action == "enable" else "disable"), None
         rate = min(body.rate_per_s or max_rate, max_rate)
+        ttl = _ttl(body.expires_in_seconds, ttl_s)
+        rollout_s = (len(batteries) - 1) / rate
+        if rollout_s > ttl.total_seconds():
+            # Commands would still be going out after the first ones expired unapplied.
+            raise BadRequest(
+                [
+                    {
+                        "field": "rate_per_s",
+                        "message": f"at {rate:g}/s the roll-out takes {rollout_s:.0f} s, longer than its "
+                        f"commands live ({ttl.total_seconds():.0f} s, expires_in_seconds)",
+                    }
+                ],
+                error="Invalid fields: rate_per_s, expires_in_seconds",
+            )
         bulk_id = uuid.uuid4()
         bulk = await queries.insert_bulk(
             conn,
@@ -211,7 +225,7 @@ async def create_bulk(
                 reason=body.reason,
                 requested_by=principal.user_id,
                 source="api:bulk",
-                expires_in=_ttl(body.expires_in_seconds, ttl_s),
+                expires_in=ttl,
                 battery_status=battery_status,
                 rate_per_s=rate,
                 bulk_id=bulk_id,

@@ -16,8 +16,10 @@ from cryptography.fernet import Fernet
 
 from packfleet.settings import Settings
 
+PAN_PATTERN = r"^\s*[A-Za-z]{5}[0-9]{4}[A-Za-z]\s*$"
+# 12 digits as people write them: together, or in groups of four with a space or a dash between.
+AADHAAR_PATTERN = r"^\s*[2-9][0-9]{3}([ -]?)[0-9]{4}\1[0-9]{4}\s*$"
 PAN = re.compile(r"^[A-Z]{5}[0-9]{4}[A-Z]$")
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 # Verhoeff tables: multiplication in the dihedral group D5, the position permutation, the inverse.
 _D = [
@@ -61,10 +63,10 @@ def verhoeff_digit(digits: str) -> str:
 
 
 def normalise_aadhaar(value: str) -> str:
-    """Digits only (spaces and dashes as people write them are allowed); ValueError if invalid."""
-    digits = re.sub(r"[\s-]", "", value)
-    if not re.fullmatch(r"[2-9][0-9]{11}", digits):
+    """Digits only (spaces or dashes between groups of four are allowed); ValueError if invalid."""
+    if not re.match(AADHAAR_PATTERN, value):
         raise ValueError("Aadhaar must be 12 digits, not starting with 0 or 1")
+    digits = re.sub(r"[\s-]", "", value)
     if not verhoeff_valid(digits):
         raise ValueError("Aadhaar check digit is wrong")
     return digits

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from api.auth.models import E164
 from api.auth.tokens import Principal
-from api.consumers.kyc import mask_aadhaar, mask_tail, normalise_aadhaar, normalise_pan
+from api.batteries.models import BatteryStatus
+from api.consumers.kyc import (
+    AADHAAR_PATTERN,
+    PAN_PATTERN,
+    mask_aadhaar,
+    mask_tail,
+    normalise_aadhaar,
+    normalise_pan,
+)
+from api.shapes import DecimalString, Id, Number, Shape
 
 DOCUMENT_TYPES = (
     "pan_card",
@@ -20,12 +30,28 @@ DOCUMENT_TYPES = (
     "vehicle_rc",
     "other",
 )
+DocumentType = Literal[DOCUMENT_TYPES]  # type: ignore[valid-type]
+KycStatus = Literal["pending", "verified", "rejected"]
 _AADHAAR = AliasChoices("aadhar", "aadhaar")  # the spec spells it "aadhar"; accept both
+# Patterns for the document (the validators below say what is wrong in words, and check more).
+_PAN_DOC = {"pattern": PAN_PATTERN, "examples": ["ABCDE1234F"]}
+_AADHAAR_DOC = {
+    "pattern": AADHAAR_PATTERN,
+    "examples": ["234567890124"],
+    "description": "12 digits, not starting with 0 or 1, with a valid Verhoeff check digit "
+    "(spaces or dashes between groups of four are accepted); stored encrypted, answered masked",
+}
+
+
+def _canonical_type(value: Any) -> Any:
+    return value.strip().lower().replace("aadhar_card", "aadhaar_card") if isinstance(value, str) else value
 
 
 class _Identity(BaseModel):
-    pan: str | None = None
-    aadhar: str | None = Field(default=None, validation_alias=_AADHAAR)
+    pan: str | None = Field(default=None, max_length=20, json_schema_extra=_PAN_DOC)
+    aadhar: str | None = Field(
+        default=None, max_length=20, validation_alias=_AADHAAR, json_schema_extra=_AADHAAR_DOC
+    )
 
     @field_validator("pan")
     @classmethod
@@ -39,31 +65,163 @@ class _Identity(BaseModel):
 
 
 class ConsumerCreate(_Identity):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "Ram Kumar", "phone": "+919876543210", "pan": "ABCDE1234F", "aadhar": "234567890124"}
+            ]
+        },
+    )
 
-    name: str = Field(min_length=1, max_length=200)
-    phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
-    dealer_id: int | None = Field(default=None, description="admin only: the consumer's dealer")
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*\S[^\x00]*$")
+    phone: str = Field(pattern=E164, description="E.164", examples=["+919876543210"])
+    dealer_id: Id | None = Field(
+        default=None, description="admin only (and then required): the consumer's dealer"
+    )
 
 
 class KycUpdate(_Identity):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"kyc_status": "verified", "pan": "ABCDE1234F", "aadhar": "234567890124"}]
+        },
+    )
 
-    kyc_status: Literal["pending", "verified", "rejected"]
+    kyc_status: KycStatus = Field(
+        description="`verified` needs a PAN and an Aadhaar number, given or on file"
+    )
 
 
 class DocumentLink(BaseModel):
     """The spec's JSON variant: a document kept elsewhere, given by its URL."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "document_type": "pan_card",
+                    "document_url": "https://storage.example.com/pan_card.jpg",
+                    "document_number": "ABCDE1234F",
+                }
+            ]
+        },
+    )
 
-    document_type: str
-    document_url: str = Field(pattern=r"^https?://\S+$", max_length=2000)
-    document_number: str | None = Field(default=None, max_length=64)
+    document_type: Annotated[DocumentType, BeforeValidator(_canonical_type)]
+    document_url: str = Field(pattern=r"^https?://[^\s\x00]+$", max_length=2000)
+    document_number: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[^\x00]*$",
+        description="checked as a PAN for `pan_card` and as an Aadhaar number for `aadhaar_card`",
+    )
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+class Consumer(Shape):
+    """The spec's consumer object: Aadhaar always masked, PAN masked except for admins."""
+
+    id: Id
+    name: str = Field(examples=["Ram Kumar"])
+    phone: str = Field(examples=["+919876543210"])
+    pan: str | None = Field(examples=["ABCDE1234F"])
+    aadhar: str | None = Field(examples=["XXXXXXXX9012"])
+    kyc_status: KycStatus
+    dealer_id: int
+    created_at: datetime
+
+
+class ConsumerWithDealer(Consumer):
+    dealer_name: str = Field(examples=["ABC Motors"])
+
+
+class ConsumerApplication(Shape):
+    """A finance application in the consumer's finance details."""
+
+    id: int
+    amount: Number = Field(examples=[45000])
+    tenure_months: int = Field(examples=[24])
+    status: str = Field(examples=["approved"])
+    battery_serial: str | None = Field(examples=["BAT001"])
+
+
+class ConsumerEmi(Shape):
+    """An EMI instalment in the consumer's finance details (amount as a string, as the spec shows)."""
+
+    id: int
+    emi_number: int = Field(examples=[1])
+    due_date: date
+    amount: DecimalString = Field(examples=["1875.00"])
+    status: str = Field(examples=["pending"])
+
+
+class ConsumerFinance(Shape):
+    applications: list[ConsumerApplication]
+    emi_schedules: list[ConsumerEmi]
+    total_applications: int
+    total_emi_due: int = Field(description="instalments pending or overdue")
+
+
+class ProfileBattery(Shape):
+    id: int
+    serial_number: str
+    status: BatteryStatus
+    health_score: Number
+    service_tickets_count: int
+    active_tickets_count: int
+
+
+class RecentTicket(Shape):
+    id: int
+    issue_category: str = Field(examples=["performance"])
+    status: str = Field(examples=["resolved"])
+    battery_serial: str
+    created_at: datetime
+
+
+class ProfileSummary(Shape):
+    total_batteries: int
+    active_batteries: int
+    total_service_tickets: int
+    active_service_tickets: int
+
+
+class ConsumerProfile(Shape):
+    """The spec's complete consumer profile."""
+
+    consumer: ConsumerWithDealer
+    batteries: list[ProfileBattery]
+    recent_tickets: list[RecentTicket]
+    summary: ProfileSummary
+
+
+class Document(Shape):
+    """A consumer's document: an uploaded file (fetched from `document_url`) or a link."""
+
+    id: int
+    consumer_id: int
+    document_type: DocumentType
+    document_url: str = Field(examples=["/api/consumers/1/documents/7/file"])
+    document_number: str | None = Field(description="masked (always for Aadhaar, for non-admins otherwise)")
+    content_type: str | None = Field(examples=["application/pdf"])
+    size_bytes: int | None
+    sha256: str | None
+    uploaded_at: datetime
+    status: Literal["pending_verification", "verified", "rejected"]
+
+
+class DocumentUploaded(Shape):
+    message: str = Field(examples=["Document uploaded successfully"])
+    document: Document
 
 
 def normalise_document_type(value: str) -> str:
-    kind = value.strip().lower().replace("aadhar_card", "aadhaar_card")
+    kind = _canonical_type(value)
     if kind not in DOCUMENT_TYPES:
         raise ValueError(f"document_type must be one of {', '.join(DOCUMENT_TYPES)}")
     return kind

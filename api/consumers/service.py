@@ -21,7 +21,7 @@ from api.consumers.models import (
     normalise_document_number,
     normalise_document_type,
 )
-from api.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
+from api.errors import BadRequest, Conflict, Forbidden, NotFound, UnsupportedMedia
 from api.finance import service as finance_service
 from api.service import queries as service_queries
 from packfleet.settings import Settings
@@ -29,14 +29,6 @@ from packfleet.settings import Settings
 log = logging.getLogger(__name__)
 
 RECENT_TICKETS = 10  # the profile's recent tickets, newest first
-
-
-class PayloadTooLarge(ApiError):
-    status, code, error = 413, "FILE_TOO_LARGE", "File too large"
-
-
-class UnsupportedMediaType(ApiError):
-    status, code, error = 415, "UNSUPPORTED_FILE_TYPE", "Unsupported file type"
 
 
 def _forbidden() -> Forbidden:
@@ -246,15 +238,13 @@ async def upload_document(
     """Keep an uploaded file (checked by its content, not its name) as a document of the consumer."""
     await visible_consumer(conn, principal=principal, consumer_id=consumer_id)
     kind, number = _check_document(document_type, document_number)
-    if len(data) > storage.MAX_DOCUMENT_BYTES:
-        raise PayloadTooLarge(f"Documents are at most {storage.MAX_DOCUMENT_BYTES // 2**20} MiB")
     if not data:
         raise BadRequest([{"field": "file", "message": "is empty"}], error="Invalid fields: file")
     real_type = storage.sniff(data)
     if real_type is None:
-        raise UnsupportedMediaType(f"Upload a {', '.join(storage.ALLOWED_TYPES)} file")
+        raise UnsupportedMedia(f"Upload a {', '.join(storage.ALLOWED_TYPES)} file")
     if declared_type in storage.ALLOWED_TYPES and declared_type != real_type:
-        raise UnsupportedMediaType(f"The file is {real_type}, not {declared_type}")
+        raise UnsupportedMedia(f"The file is {real_type}, not {declared_type}")
     digest = await asyncio.to_thread(storage.store, Path(settings.documents_dir), data)
     async with conn.transaction():
         row = await queries.insert_document(

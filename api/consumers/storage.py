@@ -11,8 +11,6 @@ import os
 import tempfile
 from pathlib import Path
 
-MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
-
 # What the first bytes say the file is; the declared Content-Type is not trusted.
 _SIGNATURES = (
     (b"%PDF-", "application/pdf"),

@@ -117,14 +117,12 @@ def test_status_changes_reach_the_activity_log_from_anywhere(
 
 def test_created_battery_is_logged(client: TestClient, world: World) -> None:
     serial = factories.unique_serial("N")
-    assert (
-        client.post(
-            "/api/batteries", json={"serial_number": serial}, headers=bearer(world.dealer_a_user)
-        ).status_code
-        == 201
-    )
+    body = {"serial_number": serial, "dealer_id": world.dealer_a["id"], "health_score": 87.125}
+    created = client.post("/api/batteries", json=body, headers=bearer(world.admin))
+    assert created.status_code == 201, created.text
+    assert created.json()["health_score"] == 87.13  # kept to two places
     log = client.get(f"/api/batteries/{serial}/activity", headers=bearer(world.dealer_a_user)).json()
-    assert [(a["action"], a["actor"]) for a in log] == [("created", f"user:{world.dealer_a_user['id']}")]
+    assert [(a["action"], a["actor"]) for a in log] == [("created", f"user:{world.admin['id']}")]
     assert (
         client.get(f"/api/batteries/{serial}/activity", headers=bearer(world.dealer_b_user)).status_code
         == 404

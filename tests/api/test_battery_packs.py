@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from api.battery_packs.models import BatteryPack
 from tests import factories
 from tests.api.conftest import bearer
 
@@ -45,8 +46,21 @@ def _csv_line(tag: str, model: str = "Model X", location: str = "Delhi", warrant
     return f"{tag},Irasus,In Warehouse,{model},Irasus,{location},{warranty},{specs}"
 
 
-def _upload(client: TestClient, headers: dict, lines: list[str], *, method: str = "POST", **params):  # type: ignore[no-untyped-def,type-arg]
-    data = ("\n".join([HEADER, *lines]) + "\n").encode()
+def _upload(  # type: ignore[no-untyped-def]
+    client: TestClient,
+    headers: dict,  # type: ignore[type-arg]
+    lines: list[str],
+    *,
+    method: str = "POST",
+    for_dealer: int | None = None,
+    **params,  # type: ignore[no-untyped-def]
+):
+    """Send the rows as a CSV file (`for_dealer`: a dealer_id column, as an admin registers packs)."""
+    if for_dealer is not None:
+        lines = [HEADER + ",dealer_id", *(f"{line},{for_dealer}" for line in lines)]
+    else:
+        lines = [HEADER, *lines]
+    data = ("\n".join(lines) + "\n").encode()
     return client.request(
         method,
         "/api/battery_pack",
@@ -61,22 +75,31 @@ def dealer(db: psycopg.Connection) -> dict:  # type: ignore[type-arg]
     return factories.user(db, "dealer")
 
 
+@pytest.fixture
+def admin(db: psycopg.Connection) -> dict:  # type: ignore[type-arg]
+    """Packs are registered by an admin and allocated to a dealer (README: "Who registers batteries")."""
+    return factories.user(db, "admin")
+
+
 def _count(db: psycopg.Connection, tags: list[str]) -> int:
     return db.execute(
         "SELECT count(*) AS n FROM batteries WHERE serial_number = ANY(%s)", (tags,)
     ).fetchone()["n"]
 
 
-def test_create_one_then_read_update_and_see_activity(client: TestClient, dealer: dict) -> None:  # type: ignore[type-arg]
+def test_create_one_then_read_update_and_see_activity(client: TestClient, dealer: dict, admin: dict) -> None:  # type: ignore[type-arg]
     headers, tag = bearer(dealer), _tag()
-    created = client.post("/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=headers)
+    pack = {"asset_tag": tag, **SPEC_PACK, "dealer_id": dealer["dealer_id"]}
+    created = client.post("/api/battery_pack", json=pack, headers=bearer(admin))
     assert created.status_code == 201, created.text
     body = created.json()
     assert {k: body[k] for k in SPEC_PACK} == SPEC_PACK
     assert body["asset_tag"] == tag and body["dealer_id"] == dealer["dealer_id"] and body["allocations"] == []
 
-    again = client.post("/api/battery_pack", json={"asset_tag": tag}, headers=headers)
+    again = client.post("/api/battery_pack", json={"asset_tag": tag}, headers=bearer(admin))
     assert again.status_code == 409 and again.json()["code"] == "ASSET_EXISTS"
+    by_dealer = client.post("/api/battery_pack", json={"asset_tag": _tag()}, headers=headers)
+    assert by_dealer.status_code == 403
 
     patched = client.patch(
         f"/api/battery_pack/{tag}",
@@ -104,14 +127,19 @@ def test_create_one_then_read_update_and_see_activity(client: TestClient, dealer
     assert client.get(f"/api/batteries/{tag}/activity", headers=headers).json() == activity
 
 
-def test_list_search_sort_filter_and_total(client: TestClient, dealer: dict, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+def test_list_search_sort_filter_and_total(
+    client: TestClient,
+    dealer: dict,
+    admin: dict,
+    db: psycopg.Connection,  # type: ignore[type-arg]
+) -> None:
     headers = bearer(dealer)
     tags = [_tag("L") for _ in range(6)]
     lines = [
         _csv_line(tags[i], model=f"Model {'ABC'[i % 3]}", location=["Delhi", "Pune"][i % 2], warranty=str(i))
         for i in range(6)
     ]
-    assert _upload(client, headers, lines).status_code == 201
+    assert _upload(client, bearer(admin), lines, for_dealer=dealer["dealer_id"]).status_code == 201
     consumer = factories.consumer(db, dealer["dealer_id"], "Zubin Owner")
     db.execute("UPDATE batteries SET owner_id = %s WHERE serial_number = %s", (consumer["id"], tags[4]))
 
@@ -163,17 +191,19 @@ def test_list_search_sort_filter_and_total(client: TestClient, dealer: dict, db:
         assert sorted_page.status_code == 200 and len(sorted_page.json()) == 6
     by_owner_first = client.get("/api/battery_pack", params={"sort": "owner_name"}, headers=headers).json()
     assert by_owner_first[0]["asset_tag"] == tags[4]  # the one owned pack; unowned (NULL) sort last
-    capped = client.get("/api/battery_pack", params={"limit": 100000}, headers=headers)
-    assert capped.status_code == 200 and len(capped.json()) == 6
+    too_many = client.get("/api/battery_pack", params={"limit": 100000}, headers=headers)
+    assert too_many.status_code == 400 and too_many.json()["error"] == "Invalid fields: limit"
+    largest = client.get("/api/battery_pack", params={"limit": 500}, headers=headers)
+    assert largest.status_code == 200 and len(largest.json()) == 6
 
     other = factories.user(db, "dealer")
     assert client.get("/api/battery_pack", headers=bearer(other)).headers["X-Total-Count"] == "0"
 
 
 def test_csv_bad_rows_are_reported_and_nothing_is_written(
-    client: TestClient, dealer: dict, db: psycopg.Connection
+    client: TestClient, admin: dict, db: psycopg.Connection
 ) -> None:  # type: ignore[type-arg]
-    headers = bearer(dealer)
+    headers = bearer(admin)
     good, dup = _tag(), _tag()
     lines = [
         _csv_line(good),
@@ -205,9 +235,9 @@ def test_csv_bad_rows_are_reported_and_nothing_is_written(
 
 
 def test_existing_tags_are_409_and_dry_run_writes_nothing(
-    client: TestClient, dealer: dict, db: psycopg.Connection
+    client: TestClient, dealer: dict, admin: dict, db: psycopg.Connection
 ) -> None:  # type: ignore[type-arg]
-    headers = bearer(dealer)
+    headers = bearer(admin)
     existing = factories.battery(db, dealer_id=dealer["dealer_id"])["serial_number"]
     other_dealers = factories.battery(db)["serial_number"]
     fresh = [_tag(), _tag()]
@@ -248,10 +278,16 @@ def test_existing_tags_are_409_and_dry_run_writes_nothing(
     assert listed["battery_pack"] == SPEC_PACK["battery_pack"]
 
 
-def test_bulk_patch_from_csv_and_json(client: TestClient, dealer: dict, db: psycopg.Connection) -> None:  # type: ignore[type-arg]
+def test_bulk_patch_from_csv_and_json(
+    client: TestClient,
+    dealer: dict,
+    admin: dict,
+    db: psycopg.Connection,  # type: ignore[type-arg]
+) -> None:
     headers = bearer(dealer)
     tags = [_tag(), _tag()]
-    assert _upload(client, headers, [_csv_line(t) for t in tags]).status_code == 201
+    lines = [_csv_line(t) for t in tags]
+    assert _upload(client, bearer(admin), lines, for_dealer=dealer["dealer_id"]).status_code == 201
     data = b"asset_tag,location,status_label\n" + f"{tags[0]},Mumbai,\n{tags[1]},,In Vehicle\n".encode()
     answer = client.patch("/api/battery_pack", headers=headers, files={"file": ("u.csv", data, "text/csv")})
     assert answer.status_code == 200 and answer.json()["updated"] == 2, answer.text
@@ -277,11 +313,12 @@ def test_bulk_patch_from_csv_and_json(client: TestClient, dealer: dict, db: psyc
 
 
 def test_soft_delete_keeps_telemetry_and_leaves_lists(
-    client: TestClient, dealer: dict, db: psycopg.Connection
+    client: TestClient, dealer: dict, admin: dict, db: psycopg.Connection
 ) -> None:  # type: ignore[type-arg]
     headers = bearer(dealer)
     tags = [_tag("D") for _ in range(3)]
-    assert _upload(client, headers, [_csv_line(t) for t in tags]).status_code == 201
+    lines = [_csv_line(t) for t in tags]
+    assert _upload(client, bearer(admin), lines, for_dealer=dealer["dealer_id"]).status_code == 201
     battery_id = db.execute("SELECT id FROM batteries WHERE serial_number = %s", (tags[0],)).fetchone()["id"]
     db.execute(
         "INSERT INTO telemetry (battery_id, ts, voltage, current, soc) VALUES (%s, now(), 48, 1, 50)",
@@ -311,13 +348,14 @@ def test_soft_delete_keeps_telemetry_and_leaves_lists(
     listed = client.get("/api/battery_pack", headers=headers)
     assert not {p["asset_tag"] for p in listed.json()} & set(tags)
     assert not {b["serial_number"] for b in client.get("/api/batteries", headers=headers).json()} & set(tags)
-    again = _upload(client, headers, [_csv_line(tags[0])])
+    again = _upload(client, bearer(admin), [_csv_line(tags[0])])
     assert again.status_code == 409 and "deleted" in again.json()["details"][0]["error"]
 
 
-def test_allocation_history(client: TestClient, dealer: dict) -> None:  # type: ignore[type-arg]
+def test_allocation_history(client: TestClient, dealer: dict, admin: dict) -> None:  # type: ignore[type-arg]
     headers, tag = bearer(dealer), _tag("A")
-    client.post("/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=headers)
+    pack = {"asset_tag": tag, **SPEC_PACK, "dealer_id": dealer["dealer_id"]}
+    assert client.post("/api/battery_pack", json=pack, headers=bearer(admin)).status_code == 201
     first = client.post(
         f"/api/battery_pack/{tag}/allocate",
         json={"target_category": "Vehicle", "target_individual": "DL01AB1234", "status_label": "In Vehicle"},
@@ -372,11 +410,11 @@ def test_fifty_thousand_rows_import_in_seconds(client: TestClient, db: psycopg.C
     db.execute("DELETE FROM batteries WHERE serial_number LIKE %s", (prefix + "%",))
 
 
-def test_empty_uploads_are_refused(client: TestClient, dealer: dict) -> None:  # type: ignore[type-arg]
-    headers = bearer(dealer)
+def test_empty_uploads_are_refused(client: TestClient, dealer: dict, admin: dict) -> None:  # type: ignore[type-arg]
+    headers = bearer(admin)
     assert _upload(client, headers, []).status_code == 400
     assert client.post("/api/battery_pack", json=[], headers=headers).status_code == 400
-    assert client.patch("/api/battery_pack", json=[], headers=headers).status_code == 400
+    assert client.patch("/api/battery_pack", json=[], headers=bearer(dealer)).status_code == 400
     assert (
         client.post("/api/battery_pack", content=b"{not json", headers=headers).json()["error"]
         == "Invalid JSON"
@@ -388,6 +426,7 @@ def test_lists_show_every_change_to_a_pack(client: TestClient, db: psycopg.Conne
     whoever makes it: the API, control (status), a consumer's new name, an allocation."""
     dealer_row = factories.dealer(db, "View Motors")
     dealer = factories.user(db, "dealer", dealer_id=dealer_row["id"])
+    admin = factories.user(db, "admin")
     consumer = factories.consumer(db, dealer_row["id"], "Ravi R")
     headers, tag = bearer(dealer), _tag("V")
 
@@ -396,13 +435,14 @@ def test_lists_show_every_change_to_a_pack(client: TestClient, db: psycopg.Conne
         assert page.status_code == 200 and page.headers["X-Total-Count"] == "1", page.text
         (pack,) = page.json()
         detail = client.get(f"/api/battery_pack/{tag}", headers=headers).json()
-        assert pack == {k: v for k, v in detail.items() if k != "allocations"}
+        # the same object (times compared as times: the list's text comes from PostgreSQL)
+        assert BatteryPack.model_validate(pack) == BatteryPack.model_validate(
+            {k: v for k, v in detail.items() if k != "allocations"}
+        )
         return pack  # type: ignore[no-any-return]
 
-    assert (
-        client.post("/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=headers).status_code
-        == 201
-    )
+    pack = {"asset_tag": tag, **SPEC_PACK, "dealer_id": dealer_row["id"]}
+    assert client.post("/api/battery_pack", json=pack, headers=bearer(admin)).status_code == 201
     assert listed()["model"] == "Model X" and listed()["allocation"] is None
     assert (
         client.patch(

@@ -16,8 +16,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from api.battery_packs.router import MAX_CSV_BYTES
-from api.consumers.storage import MAX_DOCUMENT_BYTES
+from packfleet.settings import Settings
 from tests import factories
 from tests.api.conftest import World, bearer, client, client_for, kept_pack_data_matches_the_packs, world
 
@@ -50,6 +49,11 @@ def _packs_with(db: psycopg.Connection, prefix: str) -> int:
     return db.execute(
         "SELECT count(*) AS n FROM batteries WHERE serial_number LIKE %s", (f"{prefix}%",)
     ).fetchone()["n"]
+
+
+# The upload caps are settings (PACKFLEET_API_MAX_CSV_BYTES, _MAX_DOCUMENT_BYTES): their defaults here.
+MAX_CSV_BYTES = Settings.model_fields["api_max_csv_bytes"].default
+MAX_DOCUMENT_BYTES = Settings.model_fields["api_max_document_bytes"].default
 
 
 def test_hostile_csv_imports_are_rejected_whole(

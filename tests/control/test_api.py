@@ -110,7 +110,8 @@ def test_bad_bodies_get_the_spec_error(api: TestClient, dealer_setup) -> None:
         ),
         400,
     )
-    _spec_error(api.get("/api/commands/not-a-uuid", headers=headers), 400)
+    # a command id is a uuid: anything else names no command route (so GET /api/commands/bulk is a 405)
+    _spec_error(api.get("/api/commands/not-a-uuid", headers=headers), 404)
     _spec_error(api.get("/api/commands/00000000-0000-0000-0000-000000000000", headers=headers), 404)
     _spec_error(
         api.post("/api/commands/bulk", json={"action": "disable", "reason": "x"}, headers=headers), 400

@@ -1,0 +1,41 @@
+"""Pieces of the response and request models every domain uses: the strict response base, the
+spec's number and decimal-string types, bounded ids, page sizes and filter values."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+# The largest value a PostgreSQL bigint holds: ids beyond it name nothing.
+MAX_ID = 2**63 - 1
+# How far a list may be paged: past this the database would only scan to return nothing.
+MAX_OFFSET = 10_000_000
+
+
+class Shape(BaseModel):
+    """A response body of the contract: exactly these fields, so a stray or missing one fails the
+    tests (FastAPI validates every answer against its model) instead of surprising a client."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _number(value: Any) -> Any:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+# A JSON number as the spec writes it: 95 for a whole value, 95.5 otherwise.
+Number = Annotated[float, PlainSerializer(_number, return_type=Any), WithJsonSchema({"type": "number"})]
+# A decimal written as a string, as the spec shows voltages, coordinates and amounts ("48.50").
+DecimalString = Annotated[str, Field(pattern=r"^-?[0-9]+(\.[0-9]+)?$", examples=["48.50"])]
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="rows to skip")]
+
+
+def blank_is_none(value: Any) -> Any:
+    """An empty query value (`?owner_name=`) is no filter, on every list."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Blank = BeforeValidator(blank_is_none)

@@ -1,0 +1,202 @@
+"""Every number a client sends has a documented range; the rest is a 400 in the spec's body, never a 500."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from tests import factories
+from tests.api.conftest import World, bearer
+from tests.api.contract import component, document, operation, request_example
+
+
+@pytest.mark.parametrize("rate", [5e-324, 1e-12, 1e-9, 0, -1, 1e308, "NaN", "Infinity"])
+def test_bulk_roll_out_rates_out_of_range_are_400(client: TestClient, world: World, rate: object) -> None:
+    second = factories.battery(world.conn, dealer_id=world.dealer_a["id"])
+    body = {
+        "action": "disable",
+        "serials": [world.battery_a["serial_number"], second["serial_number"]],
+        "reason": "bounds",
+        "rate_per_s": rate,
+    }
+    answer = client.post("/api/commands/bulk", json=body, headers=bearer(world.admin))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "VALIDATION_ERROR" and "rate_per_s" in answer.json()["error"]
+
+
+def test_a_slow_roll_out_that_outlives_its_commands_is_400(client: TestClient, world: World) -> None:
+    serials = [
+        factories.battery(world.conn, dealer_id=world.dealer_a["id"])["serial_number"] for _ in range(3)
+    ]
+    body = {
+        "action": "disable",
+        "serials": serials,
+        "reason": "slow",
+        "rate_per_s": 0.01,
+        "expires_in_seconds": 60,
+    }
+    answer = client.post("/api/commands/bulk", json=body, headers=bearer(world.admin))
+    assert answer.status_code == 400, answer.text
+    assert "expires_in_seconds" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/api/battery_pack", "owner_name"),
+        ("/api/battery_pack", "model_name"),
+        ("/api/battery_pack", "manufacturer_name"),
+        ("/api/battery_pack", "location"),
+        ("/api/battery_pack", "status_label"),
+        ("/api/battery_pack", "search"),
+        ("/api/battery_pack", "dealer_id"),
+        ("/api/batteries", "status"),
+        ("/api/batteries", "dealer_id"),
+        ("/api/batteries/health-report", "dealer_id"),
+        ("/api/consumers", "dealer_id"),
+        ("/api/consumers", "kyc_status"),
+    ],
+)
+def test_an_empty_filter_value_means_no_filter(
+    client: TestClient, world: World, path: str, param: str
+) -> None:
+    headers = bearer(world.admin)
+    unfiltered = client.get(path, headers=headers)
+    empty = client.get(path, params={param: ""}, headers=headers)
+    assert empty.status_code == 200, empty.text
+    assert empty.json() == unfiltered.json()
+
+
+# --- every numeric field of every route ----------------------------------------------------------
+
+# Numbers a careless or hostile client sends. Non-finite values are strings (JSON has no NaN).
+EXTREMES: list[object] = [
+    0,
+    -1,
+    -0.0,
+    5e-324,
+    1e-12,
+    1e308,
+    -1e308,
+    2**63,
+    2**64,
+    -(2**63) - 1,
+    "NaN",
+    "Infinity",
+    "1e308",
+    "",
+]
+NUMBERS = st.sampled_from(EXTREMES) | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+
+
+def _numeric(schema: dict[str, Any]) -> bool:
+    schema = component(schema)
+    return schema.get("type") in ("integer", "number") or any(_numeric(s) for s in schema.get("anyOf", ()))
+
+
+def _body_slots(schema: dict[str, Any], pointer: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The paths of the numeric fields of a body schema (`[]` steps into an array's items)."""
+    schema = component(schema)
+    if _numeric(schema) and pointer:
+        yield pointer
+        return
+    for option in (*schema.get("anyOf", ()), *schema.get("oneOf", ())):
+        if component(option).get("type") in ("object", "array") or "$ref" in option:
+            yield from _body_slots(option, pointer)
+    if schema.get("type") == "array":
+        yield from _body_slots(schema.get("items", {}), (*pointer, "[]"))
+    for name, field in schema.get("properties", {}).items():
+        yield from _body_slots(field, (*pointer, name))
+
+
+def _slots() -> list[tuple[str, str, str, tuple[str, ...]]]:
+    found = set()
+    for path, item in document()["paths"].items():
+        for method, op in item.items():
+            for parameter in op.get("parameters", []):
+                if _numeric(parameter.get("schema", {})):
+                    found.add((method.upper(), path, parameter["in"], (parameter["name"],)))
+            content = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if content is not None:
+                for pointer in _body_slots(content["schema"]):
+                    found.add((method.upper(), path, "body", pointer))
+    return sorted(found)
+
+
+SLOTS = _slots()
+
+
+def _with(body: Any, pointer: tuple[str, ...], value: object) -> Any:
+    """`body` with the field at `pointer` set to `value` (objects and arrays made on the way)."""
+    step, rest = pointer[0], pointer[1:]
+    if step == "[]":
+        items = body if isinstance(body, list) and body else [{}]
+        return [_with(items[0], rest, value) if rest else value]
+    body = dict(body) if isinstance(body, dict) else {}
+    body[step] = _with(body.get(step), rest, value) if rest else value
+    return body
+
+
+def test_every_route_has_numeric_fields_to_throw_at() -> None:
+    kinds = {(m, p) for m, p, _, _ in SLOTS}
+    assert ("POST", "/api/commands/bulk") in kinds and ("GET", "/api/battery_pack") in kinds
+    assert len(SLOTS) >= 25, SLOTS
+
+
+def _extremes(test: Any) -> Any:
+    """Every value of EXTREMES as an explicit example (run each time, besides the drawn ones)."""
+    for value in EXTREMES:
+        test = example(drawn=value)(test)
+    return test
+
+
+def _url(path: str, values: dict[str, object]) -> str:
+    """The path with its parameters filled (an id the fixture does not know: 1)."""
+    return re.sub(r"\{([^}]*)\}", lambda m: str(values.get(m[1], 1)), path)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "where", "pointer"), SLOTS, ids=[f"{m} {p} {w}:{'.'.join(f)}" for m, p, w, f in SLOTS]
+)
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@_extremes
+@given(drawn=NUMBERS)
+def test_no_number_is_a_server_error(
+    client: TestClient,
+    world: World,
+    method: str,
+    path: str,
+    where: str,
+    pointer: tuple[str, ...],
+    drawn: object,
+) -> None:
+    """Each extreme value, and numbers hypothesis draws, in one numeric field at a time, as an admin:
+    a 4xx in the spec's body or a success, never a 5xx."""
+    if pointer == ("wait",) and isinstance(drawn, int | float) and 0.01 < drawn <= 30:
+        return  # a valid wait only makes the answer wait (for a device, or an SMS worker)
+    op = operation(method, path)
+    assert op is not None
+    serial = world.battery_a["serial_number"]
+    values: dict[str, object] = {
+        "serial": serial,
+        "i": serial,
+        "consumer_id": world.consumer_a["id"],
+        "document_id": 1,
+    }
+    body, params = request_example(op), {}
+    if where == "path":
+        values[pointer[0]] = drawn
+    elif where == "query":
+        params[pointer[0]] = drawn
+    else:
+        body = _with(body, pointer, drawn)
+    answer = client.request(method, _url(path, values), params=params, json=body, headers=bearer(world.admin))
+    assert answer.status_code < 500, (method, path, where, pointer, drawn, answer.text[:300])
+    if answer.status_code >= 400:
+        assert set(answer.json()) >= {"error", "details", "code"}, answer.text[:300]
