@@ -76,7 +76,7 @@ def test_a_charging_cut_made_before_0036_is_not_awaiting_confirmation(
                 ("ON", "active", "active"),
                 ("SERVICE", "maintenance", "maintenance"),
             ]
-            [fix] = [m.common for m in every if m.version == 37]
+            [fix] = [m.common for m in every if m.version == 38]
             assert conn.execute(fix or "").rowcount == 0  # run again: nothing changes
     finally:
         services.drop_database(admin_url, url)

@@ -42,7 +42,7 @@ def test_a_battery_is_active_while_it_can_discharge() -> None:
 
 
 def test_the_batteries_table_keeps_the_same_switches(db: psycopg.Connection) -> None:
-    """Migration 0038's columns, which readers in SQL use, say what this module says."""
+    """Migration 0037's columns, which readers in SQL use, say what this module says."""
     cases = list(itertools.product(PAIRS, [*PAIRS, (None, None), (True, None)]))
     with db.transaction(force_rollback=True):
         rows = db.execute(

@@ -47,7 +47,7 @@ class TelemetrySeries(BaseModel):
 
 class Switches(BaseModel):
     """A battery's two switches as its device confirmed them and as they were asked, compared switch
-    by switch as the battery API's `in_sync` (columns of `batteries`, migration 0038)."""
+    by switch as the battery API's `in_sync` (columns of `batteries`, migration 0037)."""
 
     charging: bool | None = Field(
         description="charging on, as the device confirmed (null: it never reported)"

@@ -241,7 +241,7 @@ async def fleet_buckets(
         return await cur.fetchall()
 
 
-# The switches as confirmed and as asked, and whether they agree: kept on the row (migration 0038).
+# The switches as confirmed and as asked, and whether they agree: kept on the row (migration 0037).
 SWITCHES = (
     "b.reported_charging AS charging, b.reported_discharging AS discharging, b.desired_charging, "
     "b.desired_discharging, b.in_sync"

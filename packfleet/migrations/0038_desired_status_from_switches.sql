@@ -5,12 +5,13 @@
 -- desired_status inactive while its device rightly confirmed active, and stayed awaiting_confirmation
 -- for good. A battery whose desired discharging is on is `active`; otherwise the disabled status it
 -- was asked for (inactive or maintenance). Running it again changes nothing.
-UPDATE batteries SET desired_status = d.status
-FROM (SELECT id,
-             CASE WHEN (CASE WHEN desired_spec = 'charging' THEN NOT desired_enabled ELSE desired_enabled END)
-                      THEN 'active'
-                  WHEN desired_status IN ('inactive', 'maintenance') THEN desired_status
-                  ELSE 'inactive'
-             END AS status
-      FROM batteries) d
-WHERE batteries.id = d.id AND batteries.desired_status <> d.status;
+UPDATE batteries SET desired_status = CASE
+        WHEN desired_discharging THEN 'active'
+        WHEN desired_status IN ('inactive', 'maintenance') THEN desired_status
+        ELSE 'inactive'
+    END
+WHERE desired_status <> CASE
+        WHEN desired_discharging THEN 'active'
+        WHEN desired_status IN ('inactive', 'maintenance') THEN desired_status
+        ELSE 'inactive'
+    END;
