@@ -300,6 +300,17 @@ class Device(Connection):
             return False, "both"
         return False, "charging" if not charge else "discharging"
 
+    def enabled_for(self, spec: str) -> bool | None:
+        """An ack's `enabled` for a command of `spec`: the cloud reads it as the state of the switches
+        the command names, so it is theirs; none when a `both` finds the two switches apart."""
+        charge = bool(self.model.charge_enabled[self.index])
+        discharge = bool(self.model.discharge_enabled[self.index])
+        if spec == "charging":
+            return charge
+        if spec == "discharging":
+            return discharge
+        return charge if charge == discharge else None
+
     def publish_status(self, *, online: bool = True) -> paho.MQTTMessageInfo | None:
         if self.client is None:
             return None
@@ -342,8 +353,9 @@ class Device(Connection):
             reason = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'command'}: {e['msg']}" for e in exc.errors()
             )
-            self._ack(command_id, "received")
-            self._finish(command_id, "rejected", error=f"invalid command: {reason}"[:1000])
+            spec = data.get("spec") if data.get("spec") in ("charging", "discharging") else "both"
+            self._ack(command_id, "received", spec)
+            self._finish(command_id, "rejected", spec, error=f"invalid command: {reason}"[:1000])
             return
         delay = self.dice.ack_delay()
         loop = self.link.driver.loop
@@ -354,27 +366,24 @@ class Device(Connection):
 
     def _execute(self, command: Command) -> None:
         command_id = str(command.id)
-        self._ack(command_id, "received")
+        self._ack(command_id, "received", command.spec)
         if command.expires_at.timestamp() < time.time():
-            self._finish(command_id, "rejected", error="command expired before it was applied")
+            self._finish(command_id, "rejected", command.spec, error="command expired before it was applied")
         elif self.dice.roll(self.faults.reject):
-            self._finish(command_id, "rejected", error=REJECTED_BY_FAULT)
+            self._finish(command_id, "rejected", command.spec, error=REJECTED_BY_FAULT)
         else:
             on = command.action == "enable"
             charging = on if command.spec in ("charging", "both") else None
             discharging = on if command.spec in ("discharging", "both") else None
             self.model.set_enabled(self.index, charging=charging, discharging=discharging)
-            self._finish(command_id, "applied", enabled=on)
+            self._finish(command_id, "applied", command.spec)
             self.publish_status()
 
-    def _finish(
-        self, command_id: str, stage: str, *, enabled: bool | None = None, error: str | None = None
-    ) -> None:
-        ack: dict[str, Any] = {
-            "id": command_id,
-            "stage": stage,
-            "enabled": self.state()[0] if enabled is None else enabled,
-        }
+    def _finish(self, command_id: str, stage: str, spec: str, *, error: str | None = None) -> None:
+        ack: dict[str, Any] = {"id": command_id, "stage": stage}
+        enabled = self.enabled_for(spec)
+        if enabled is not None:
+            ack["enabled"] = enabled
         if error:
             ack["error"] = error
         self._remember(command_id, ack)
@@ -385,8 +394,12 @@ class Device(Connection):
             stats.commands_rejected += 1
         self._send_ack({**ack, "ts": iso(self.now())})
 
-    def _ack(self, command_id: str, stage: str) -> None:
-        self._send_ack({"id": command_id, "stage": stage, "enabled": self.state()[0], "ts": iso(self.now())})
+    def _ack(self, command_id: str, stage: str, spec: str | None = None) -> None:
+        ack: dict[str, Any] = {"id": command_id, "stage": stage, "ts": iso(self.now())}
+        enabled = None if spec is None else self.enabled_for(spec)
+        if enabled is not None:
+            ack["enabled"] = enabled
+        self._send_ack(ack)
 
     def _send_ack(self, ack: dict[str, Any]) -> None:
         stats = self.link.stats

@@ -253,11 +253,18 @@ class Writer:
             seen = stamp if status.ts is not None else None  # an old retained copy, not a sighting
         else:
             seen = received
+        # A status describes both switches: without `spec`, `enabled` names both (the contract). It
+        # is stored in the canonical form control and the desired state use; a `spec` alone says nothing.
+        enabled, spec = (
+            (None, None)
+            if status.enabled is None
+            else state.canonical(state.switches(status.enabled, status.spec or "both"))
+        )
         return {
             "id": battery_id,
             "online": status.online,
-            "enabled": status.enabled,
-            "spec": status.spec,
+            "enabled": enabled,
+            "spec": spec,
             "firmware": status.firmware,
             "reported_at": stamp if reports else None,
             "as_of": stamp,

@@ -92,9 +92,34 @@ def test_log_in_see_the_fleet_open_a_chart_and_disable_a_battery(tmp_path: Path)
             )
             assert "disable command" in page.inner_text("#progress")
             page.wait_for_selector("#commands tbody td.status-succeeded")
+            page.wait_for_function(
+                "document.querySelector('#battery-state').textContent.startsWith('inactive · as asked')"
+            )
             battery = shots / "dashboard-battery.png"
             page.screenshot(path=str(battery), full_page=True)
             print(f"screenshot: {battery}")
+
+            # A charging cut (the finance default) is not a disabled battery: it still discharges.
+            cut = page.evaluate(
+                """() => fetch('/api/battery_pack/DEMO0002/enable?wait=10', {method: 'POST',
+                     headers: {'Content-Type': 'application/json',
+                               Authorization: 'Bearer ' + sessionStorage.getItem('packfleet.token')},
+                     body: JSON.stringify({operation_type: 'disable', operation_specifications: 'charging',
+                                           reason: 'browser test: charging cut'})}).then((r) => r.status)"""
+            )
+            assert cut == 200
+            page.evaluate("location.hash = '#/'")
+            row = "#fleet tbody tr[data-serial='{}'] td:nth-child(2)"
+            page.wait_for_function(
+                f"document.querySelector(\"{row.format('DEMO0001')}\")?.textContent === 'disabled'"
+                f" && document.querySelector(\"{row.format('DEMO0002')}\")?.textContent === 'charging cut'",
+                timeout=15_000,
+            )
+            assert page.inner_text("#count-disabled") == "1"
+            assert page.inner_text("#count-cut").startswith("charging cut: 1")
+            states = shots / "dashboard-states.png"
+            page.screenshot(path=str(states), full_page=True)
+            print(f"screenshot: {states}")
             browser.close()
     finally:
         proc.send_signal(signal.SIGINT)

@@ -3,7 +3,9 @@
 import psycopg
 import pytest
 
+from packfleet import migrate as migrate_module
 from packfleet.migrate import discover, migrate
+from tests import services
 
 
 def test_migrations_are_versioned_and_contiguous() -> None:
@@ -44,3 +46,37 @@ def test_timescale_storage_is_a_daily_hypertable(fresh_database_url: str) -> Non
                WHERE hypertable_name = 'telemetry' AND column_name = 'ts'"""
         ).fetchone()
     assert interval is not None and interval[0].days == 1
+
+
+def test_a_charging_cut_made_before_0036_is_not_awaiting_confirmation(
+    admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = services.create_database(admin_url, migrated=False)
+    try:
+        every = discover()
+        monkeypatch.setattr(migrate_module, "discover", lambda: [m for m in every if m.version <= 35])
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            # The old code: a disable set `status` at once; the devices confirmed each one.
+            conn.execute(
+                """INSERT INTO batteries (serial_number, status, desired_enabled, desired_spec,
+                                          reported_enabled, reported_spec)
+                   VALUES ('CUT', 'inactive', false, 'charging', false, 'charging'),
+                          ('OFF', 'inactive', false, 'both', false, 'both'),
+                          ('SERVICE', 'maintenance', false, 'discharging', false, 'discharging'),
+                          ('ON', 'active', true, 'charging', true, 'charging')"""
+            )
+        monkeypatch.setattr(migrate_module, "discover", lambda: every)
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute("SELECT serial_number, status, desired_status FROM batteries").fetchall()
+            assert sorted(rows) == [
+                ("CUT", "active", "active"),
+                ("OFF", "inactive", "inactive"),
+                ("ON", "active", "active"),
+                ("SERVICE", "maintenance", "maintenance"),
+            ]
+            [fix] = [m.common for m in every if m.version == 38]
+            assert conn.execute(fix or "").rowcount == 0  # run again: nothing changes
+    finally:
+        services.drop_database(admin_url, url)

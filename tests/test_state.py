@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import psycopg
 import pytest
 
 from schemas import state
@@ -38,3 +39,32 @@ def test_a_battery_is_active_while_it_can_discharge() -> None:
     assert state.status_of((False, False), wanted="maintenance") == "maintenance"
     assert state.status_of((False, False), wanted=None, current="maintenance") == "maintenance"
     assert state.status_of((False, False), wanted="active", current="active") == "inactive"
+
+
+def test_the_batteries_table_keeps_the_same_switches(db: psycopg.Connection) -> None:
+    """Migration 0037's columns, which readers in SQL use, say what this module says."""
+    cases = list(itertools.product(PAIRS, [*PAIRS, (None, None), (True, None)]))
+    with db.transaction(force_rollback=True):
+        rows = db.execute(
+            """INSERT INTO batteries (serial_number, desired_enabled, desired_spec, reported_enabled,
+                                      reported_spec)
+               SELECT 'SWITCHES-' || n, de, ds, re, rs
+               FROM unnest(%s::boolean[], %s::text[], %s::boolean[], %s::text[])
+                    WITH ORDINALITY AS c(de, ds, re, rs, n)
+               RETURNING desired_charging, desired_discharging, reported_charging,
+                         reported_discharging, in_sync, serial_number""",
+            [
+                [d[0] for d, _ in cases],
+                [d[1] for d, _ in cases],
+                [r[0] for _, r in cases],
+                [r[1] for _, r in cases],
+            ],
+        ).fetchall()
+    stored = {r.pop("serial_number"): tuple(r.values()) for r in rows}
+    for n, (desired, report) in enumerate(cases, 1):
+        expected = (None, None) if report[0] is None else state.switches(report[0], report[1])
+        assert stored[f"SWITCHES-{n}"] == (
+            *state.switches(*desired),
+            *expected,
+            state.in_sync(desired, report),
+        )

@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.finance.models import Money
+from schemas.dates import CalendarDate
 
 Percent = Annotated[str, Field(pattern=r"^\d{1,3}\.\d%$", examples=["83.3%"])]
 Days = Annotated[str, Field(pattern=r"^\d+\.\d days$", examples=["2.5 days"])]
@@ -28,8 +29,10 @@ class ReportFilters(BaseModel):
     dealer_id: int | None = Field(
         default=None, ge=1, le=MAX_ID, description="admin only: one dealer's figures"
     )
-    start: date | None = Field(default=None, alias="from", description="first day of the period (UTC)")
-    end: date | None = Field(default=None, alias="to", description="last day of the period (UTC)")
+    start: CalendarDate | None = Field(
+        default=None, alias="from", description="first day of the period (UTC)"
+    )
+    end: CalendarDate | None = Field(default=None, alias="to", description="last day of the period (UTC)")
 
 
 class LenderReportFilters(ReportFilters):

@@ -45,16 +45,29 @@ class TelemetrySeries(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
-class LatestReading(BaseModel):
+class Switches(BaseModel):
+    """A battery's two switches as its device confirmed them and as they were asked, compared switch
+    by switch as the battery API's `in_sync` (columns of `batteries`, migration 0037)."""
+
+    charging: bool | None = Field(
+        description="charging on, as the device confirmed (null: it never reported)"
+    )
+    discharging: bool | None = Field(
+        description="discharging on, as the device confirmed; off: the battery is disabled (null: unknown)"
+    )
+    desired_charging: bool = Field(description="charging on, as asked")
+    desired_discharging: bool = Field(description="discharging on, as asked")
+    in_sync: bool = Field(
+        description="the device confirmed both switches as asked; false while a request is pending"
+    )
+
+
+class LatestReading(Switches):
     """A battery's newest reading with its state (null reading fields: it never reported)."""
 
     serial_number: str
-    status: Literal["active", "inactive", "maintenance"]
+    status: Literal["active", "inactive", "maintenance"] = Field(description="as the device confirmed it")
     online: bool
-    enabled: bool | None = Field(
-        description="what the device last confirmed (null: it never reported), not a pending request"
-    )
-    desired_enabled: bool = Field(description="the state the cloud asked for")
     last_seen_at: datetime | None
     ts: datetime | None = Field(description="the reading's time")
     voltage: float | None
@@ -71,13 +84,11 @@ class PointGeometry(BaseModel):
     coordinates: tuple[float, float] = Field(description="[longitude, latitude], WGS84")
 
 
-class PositionProperties(BaseModel):
+class PositionProperties(Switches):
     serial_number: str
     soc: float
-    status: Literal["active", "inactive", "maintenance"]
+    status: Literal["active", "inactive", "maintenance"] = Field(description="as the device confirmed it")
     online: bool
-    enabled: bool | None = Field(description="what the device last confirmed (null: it never reported)")
-    desired_enabled: bool = Field(description="the state the cloud asked for")
     last_seen: datetime = Field(description="time of the reading that gave the position")
 
 

@@ -10,7 +10,7 @@ computed from raw readings match (tests/api/telemetry/test_rollups.py checks it 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -182,21 +182,6 @@ async def battery_readings(
     return await cur.fetchall()
 
 
-async def stream_readings(
-    conn: AsyncConnection, *, battery_id: int, start: datetime, end: datetime, chunk: int = 2000
-) -> AsyncIterator[tuple[Any, ...]]:
-    """Every reading of the range through a server-side cursor (inside the caller's transaction)."""
-    async with conn.cursor(name="telemetry_export", row_factory=tuple_row) as cur:
-        cur.itersize = chunk
-        await cur.execute(
-            f"""SELECT {_RAW_SELECT} FROM telemetry
-                WHERE battery_id = %s AND ts >= %s AND ts < %s ORDER BY ts""",  # noqa: S608
-            (battery_id, start, end),
-        )
-        async for row in cur:
-            yield row
-
-
 def _scope(dealer_id: int | None, owner_id: int | None) -> str:
     if dealer_id is not None:
         return " AND battery_id IN (SELECT id FROM batteries WHERE dealer_id = %(dealer)s)"
@@ -256,6 +241,13 @@ async def fleet_buckets(
         return await cur.fetchall()
 
 
+# The switches as confirmed and as asked, and whether they agree: kept on the row (migration 0037).
+SWITCHES = (
+    "b.reported_charging AS charging, b.reported_discharging AS discharging, b.desired_charging, "
+    "b.desired_discharging, b.in_sync"
+)
+
+
 async def latest(
     conn: AsyncConnection,
     *,
@@ -269,7 +261,7 @@ async def latest(
 ) -> list[dict[str, Any]]:
     """Each live battery of the scope with its newest reading (from battery_latest), by serial."""
     cur = await conn.execute(
-        """SELECT b.serial_number, b.status, b.online, b.reported_enabled AS enabled, b.desired_enabled,
+        f"""SELECT b.serial_number, b.status, b.online, {SWITCHES},
                   b.last_seen_at, l.ts, l.voltage, l.current, l.soc, l.temperature, l.lat, l.lon,
                   extract(epoch FROM statement_timestamp() - l.ts)::float8 AS age_seconds
            FROM batteries b LEFT JOIN battery_latest l ON l.battery_id = b.id
@@ -279,7 +271,7 @@ async def latest(
              AND (%(online)s::boolean IS NULL OR b.online = %(online)s)
              AND (%(soc_below)s::float8 IS NULL OR l.soc < %(soc_below)s)
              AND (%(stale)s::interval IS NULL OR l.ts IS NULL OR l.ts < statement_timestamp() - %(stale)s)
-           ORDER BY b.serial_number LIMIT %(limit)s OFFSET %(offset)s""",
+           ORDER BY b.serial_number LIMIT %(limit)s OFFSET %(offset)s""",  # noqa: S608
         {
             "dealer": dealer_id,
             "owner": owner_id,
@@ -303,7 +295,7 @@ async def positions(
     """Live batteries of the scope that have a position, with their newest reading's."""
     west, south, east, north = bbox if bbox is not None else (None, None, None, None)
     cur = await conn.execute(
-        """SELECT b.serial_number, b.status, b.online, b.reported_enabled AS enabled, b.desired_enabled,
+        f"""SELECT b.serial_number, b.status, b.online, {SWITCHES},
                   l.ts, l.soc, l.lat, l.lon
            FROM battery_latest l JOIN batteries b ON b.id = l.battery_id
            WHERE b.deleted_at IS NULL AND l.lat IS NOT NULL AND l.lon IS NOT NULL
@@ -314,7 +306,7 @@ async def positions(
                   OR (%(west)s <= %(east)s AND l.lon BETWEEN %(west)s AND %(east)s)
                   -- a box across the antimeridian: west > east
                   OR (%(west)s > %(east)s AND (l.lon >= %(west)s OR l.lon <= %(east)s)))
-           ORDER BY b.serial_number""",
+           ORDER BY b.serial_number""",  # noqa: S608
         {"dealer": dealer_id, "owner": owner_id, "west": west, "south": south, "east": east, "north": north},
     )
     return await cur.fetchall()

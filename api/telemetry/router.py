@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from psycopg import AsyncConnection
 from pydantic import AwareDatetime
 
-from api.deps import ConnDep, CurrentUser, PoolDep, SettingsDep
+from api.deps import ConnDep, CurrentUser, PoolDep, SettingsDep, get_conn
 from api.errors import BadRequest, error_responses
 from api.telemetry import queries, service
 from api.telemetry.models import (
@@ -42,8 +43,14 @@ IntervalText = Annotated[
 ]
 
 
-async def storage_dep(request: Request, conn: ConnDep) -> Storage:
-    """Which storage path this database is on (asked once per process)."""
+# Given back when the handler returns, before the answer is sent: a CSV streams for as long as its
+# client takes to read it, and must not hold the request's connection meanwhile.
+HandlerConn = Annotated[AsyncConnection, Depends(get_conn, scope="function")]
+
+
+async def storage_dep(request: Request, conn: HandlerConn) -> Storage:
+    """Which storage path this database is on (asked once per process, on the handler's connection:
+    a second one from the pool could wait on requests that wait for it)."""
     state = request.app.state
     if getattr(state, "telemetry_storage", None) is None:
         state.telemetry_storage = await queries.storage_of(conn)
@@ -120,7 +127,7 @@ async def positions(
 
 @router.get("/fleet", response_model=FleetSeries, responses=READ_ERRORS, summary="Fleet aggregates")
 async def fleet(
-    conn: ConnDep,
+    conn: HandlerConn,
     principal: CurrentUser,
     settings: SettingsDep,
     storage: StorageDep,
@@ -155,7 +162,7 @@ async def fleet(
     summary="A battery's telemetry history",
 )
 async def battery_telemetry(
-    conn: ConnDep,
+    conn: HandlerConn,
     pool: PoolDep,
     principal: CurrentUser,
     settings: SettingsDep,

@@ -25,6 +25,7 @@ from api.telemetry.buckets import (
     parse_interval,
     source_for,
 )
+from api.telemetry.models import Switches
 from api.telemetry.queries import Storage
 
 DEFAULT_SPAN = timedelta(hours=24)
@@ -32,6 +33,7 @@ MAX_SPAN = timedelta(days=3660)
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # no battery reported before, or will after LATEST
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 RAW_INDEX = {name: i for i, name in enumerate(queries.RAW_COLUMNS.split(", "))}
+EXPORT_PAGE = 2000  # raw readings per page of a CSV export
 DIGITS = 4  # readings are float4 (about 7 significant digits): 48.29999923706055 answers 48.3
 
 
@@ -164,9 +166,13 @@ def _cursor(text: str | None) -> datetime | None:
         raise BadRequest(str(exc), error="Invalid cursor") from None
 
 
-async def export_csv(pool: AsyncConnectionPool, series: dict[str, Any]) -> AsyncIterator[str]:
-    """The series as CSV lines. Bucketed answers are already capped; raw readings are read through
-    a server-side cursor on a connection of their own, a chunk at a time."""
+async def export_csv(
+    pool: AsyncConnectionPool, series: dict[str, Any], *, page: int = EXPORT_PAGE
+) -> AsyncIterator[str]:
+    """The series as CSV lines. Bucketed answers are already capped; raw readings are read a page
+    at a time after the last one sent (the keyset of the raw cursor), each page in a short use of a
+    pool connection: a client that reads slowly, or not at all, holds no connection and no
+    transaction while the answer waits on it, and only one page is in memory."""
     fields = series["fields"]
     serial = csv_cell(series["serial_number"])
     if series["interval"] is not None:
@@ -175,18 +181,17 @@ async def export_csv(pool: AsyncConnectionPool, series: dict[str, Any]) -> Async
             yield ",".join([serial, *(csv_cell(p[k]) for k in ("ts", "readings", *fields))]) + "\r\n"
         return
     yield ",".join(["serial_number", "ts", *fields]) + "\r\n"
-    async with pool.connection() as conn, conn.transaction():
-        lines: list[str] = []
-        async for row in queries.stream_readings(
-            conn, battery_id=series["battery_id"], start=series["from"], end=series["to"]
-        ):
-            values = [csv_cell(row[0]), *(csv_cell(row[RAW_INDEX[f]]) for f in fields)]
-            lines.append(f"{serial},{','.join(values)}\r\n")
-            if len(lines) >= 500:
-                yield "".join(lines)
-                lines.clear()
-        if lines:
-            yield "".join(lines)
+    start, at = series["from"], [RAW_INDEX[f] for f in fields]
+    while True:
+        async with pool.connection() as conn:
+            rows = await queries.battery_readings(
+                conn, battery_id=series["battery_id"], start=start, end=series["to"], limit=page
+            )
+        if rows:
+            yield "".join(f"{serial},{','.join(csv_cell(r[i]) for i in (0, *at))}\r\n" for r in rows)
+        if len(rows) < page:
+            return
+        start = rows[-1][0] + timedelta(microseconds=1)  # readings are stored to the microsecond
 
 
 async def latest(
@@ -239,8 +244,7 @@ async def positions(
                     "soc": _round(r["soc"]),
                     "status": r["status"],
                     "online": r["online"],
-                    "enabled": r["enabled"],
-                    "desired_enabled": r["desired_enabled"],
+                    **{k: r[k] for k in Switches.model_fields},
                     "last_seen": r["ts"],
                 },
             }

@@ -120,6 +120,25 @@ def test_invalid_command_is_rejected_with_an_error(
         assert "expired" in _acks(cloud, serial, expired)[1]["error"]
 
 
+def test_an_ack_says_the_state_of_the_switches_its_command_names(
+    mosquitto: services.Mosquitto, cloud_factory, prefix
+) -> None:
+    # Control reads an ack's `enabled` against the command's spec (control/acks.py).
+    serial = f"{prefix}00001"
+    cloud = cloud_factory(mosquitto.port, topic=f"batteries/{serial}/#")
+    with SimThread(sim_settings(mosquitto.url), SimOptions(count=1, prefix=prefix, interval=1.0)):
+        cloud.wait(lambda: cloud.seen(f"batteries/{serial}/status"))
+        cut = cloud.command(serial, "disable", "charging")
+        cloud.wait(lambda: len(_acks(cloud, serial, cut)) == 2)
+        # charging off, discharging on; commands that expired are refused with the state they found
+        refused = {
+            spec: cloud.command(serial, "disable", spec, expires_in=-10) for spec in ("discharging", "both")
+        }
+        cloud.wait(lambda: all(len(_acks(cloud, serial, c)) == 2 for c in refused.values()))
+        assert _acks(cloud, serial, refused["discharging"])[1]["enabled"] is True
+        assert "enabled" not in _acks(cloud, serial, refused["both"])[1]  # the two switches are apart
+
+
 def test_faults_reject_drop_and_delay_acks(mosquitto: services.Mosquitto, cloud_factory, prefix) -> None:
     cloud = cloud_factory(mosquitto.port)
     rejecting = SimOptions(count=1, prefix=f"{prefix}R", interval=1.0, faults=Faults(reject=1.0))

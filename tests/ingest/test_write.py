@@ -159,3 +159,35 @@ def test_a_status_contradicting_a_confirmed_disable_is_kept_visible_and_counted(
         "WHERE action = 'status_changed' AND actor <> 'system'",
     )
     assert activity == ["device:active", "device:inactive"]
+
+
+@pytest.mark.parametrize(
+    ("report", "stored"),
+    [
+        ({"enabled": True}, ["active", "true", "both"]),  # no spec: `enabled` names both switches
+        ({"enabled": True, "spec": "charging"}, ["inactive", "false", "discharging"]),  # canonical form
+        ({"spec": "both"}, ["active", "false", "charging"]),  # a spec alone says nothing
+    ],
+)
+def test_a_status_describes_both_switches(
+    writer: Writer, fresh_database_url: str, report: dict, stored: list[str]
+) -> None:
+    [serial] = provision(fresh_database_url, 1)
+    topic = f"batteries/{serial}/status"
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        # a charging cut the device confirmed (charging off, discharging on), then an enable of both
+        conn.execute(
+            """UPDATE batteries SET desired_enabled = true, desired_spec = 'both', desired_status = 'active',
+                   status = 'active', reported_enabled = false, reported_spec = 'charging',
+                   reported_at = now() - interval '1 minute'
+               WHERE serial_number = %s""",
+            (serial,),
+        )
+    payload = json.dumps({"online": True, **report, "ts": int(time.time() * 1000)}).encode()
+    assert writer.write([Message(topic, payload, parse(topic, payload), 1, 1, False, time.time(), 1, 1)])
+    row = scalar(
+        fresh_database_url,
+        "SELECT ARRAY[status, reported_enabled::text, reported_spec] FROM batteries WHERE serial_number = %s",
+        (serial,),
+    )
+    assert row == stored

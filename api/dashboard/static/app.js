@@ -45,10 +45,28 @@ function ago(iso) {
   if (s < 172800) return `${Math.round(s / 3600)} h ago`;
   return `${Math.round(s / 86400)} d ago`;
 }
-function state(b) {
-  if (b.enabled === false) return "disabled";
-  return b.online ? "online" : "offline";
+// The API compares the switches as the device confirmed them (null: never reported) with those
+// asked for (`in_sync`); the page only names them. Disabled: the device confirmed discharging off.
+function switchesLabel(charging, discharging) {
+  if (discharging === false) return "disabled";
+  if (charging === false) return "charging cut";
+  return "on";
 }
+function state(b) {
+  const confirmed = switchesLabel(b.charging, b.discharging);
+  return confirmed === "on" ? (b.online ? "online" : "offline") : confirmed;
+}
+// What was asked and not confirmed yet; nothing for a battery that never reported and runs as asked.
+function pendingOf(b) {
+  const asked = switchesLabel(b.desired_charging, b.desired_discharging);
+  return b.in_sync || (b.charging === null && asked === "on") ? null : asked;
+}
+function stateText(b) {
+  const pending = pendingOf(b);
+  return pending ? `${state(b)} · pending: ${pending}` : state(b);
+}
+const STATE_CLASS = { online: "online", offline: "offline", disabled: "disabled", "charging cut": "cut" };
+const DOT_STROKE = { on: "#1d2330", "charging cut": "#7d3c98", disabled: "#c0392b" };
 function socColour(soc) { return soc < 20 ? "#c0392b" : soc < 50 ? "#c77700" : "#1f8a4c"; }
 function show(id) {
   for (const s of ["login", "overview", "battery"]) $(s).hidden = s !== id;
@@ -94,7 +112,8 @@ function attentionOf(b) {
   if (!b.ts || b.age_seconds > 600) reasons.push(`no reading for ${ago(b.ts).replace(" ago", "")}`);
   if (b.soc !== null && b.soc < 20) reasons.push(`SOC ${fmt(b.soc)} %`);
   if (b.temperature !== null && b.temperature >= 55) reasons.push(`temperature ${fmt(b.temperature)} °C`);
-  if (b.enabled !== null && b.enabled !== b.desired_enabled) reasons.push(`device reports ${b.enabled ? "enabled" : "disabled"}, wanted ${b.desired_enabled ? "enabled" : "disabled"}`);
+  const pending = pendingOf(b);
+  if (pending && b.charging !== null) reasons.push(`device confirms ${switchesLabel(b.charging, b.discharging)}, asked: ${pending}`);
   return reasons;
 }
 
@@ -148,12 +167,14 @@ function drawMap(collection) {
   for (const f of features) {
     const [lon, lat] = f.geometry.coordinates;
     const p = f.properties;
+    const confirmed = switchesLabel(p.charging, p.discharging);
     const dot = svg("circle", {
       cx: x(lon), cy: y(lat), r: 6, fill: socColour(p.soc), "fill-opacity": p.online ? 0.9 : 0.35,
-      stroke: p.enabled === false ? "#c0392b" : "#1d2330", "stroke-width": p.enabled === false ? 2.5 : 1, class: "battery-dot",
+      stroke: DOT_STROKE[confirmed], "stroke-width": confirmed === "on" ? 1 : 2.5, class: "battery-dot",
     });
+    if (pendingOf(p)) dot.setAttribute("stroke-dasharray", "3 2"); // asked, not confirmed yet
     const title = svg("title");
-    title.textContent = `${p.serial_number}: SOC ${fmt(p.soc)} %, ${p.online ? "online" : "offline"}, ${ago(p.last_seen)}`;
+    title.textContent = `${p.serial_number}: SOC ${fmt(p.soc)} %, ${stateText(p)}, ${ago(p.last_seen)}`;
     dot.append(title);
     dot.addEventListener("click", () => { location.hash = `#/battery/${encodeURIComponent(p.serial_number)}`; });
     map.append(dot);
@@ -165,7 +186,8 @@ async function refreshOverview() {
   const count = (pred) => batteries.filter(pred).length;
   $("count-online").textContent = count((b) => b.online);
   $("count-offline").textContent = count((b) => !b.online);
-  $("count-disabled").textContent = count((b) => b.enabled === false);
+  $("count-disabled").textContent = count((b) => b.discharging === false);
+  $("count-cut").textContent = `charging cut: ${count((b) => state(b) === "charging cut")} · pending: ${count((b) => pendingOf(b))}`;
   const attention = batteries.map((b) => [b, attentionOf(b)]).filter(([, r]) => r.length);
   $("count-attention").textContent = attention.length;
   $("attention").replaceChildren(
@@ -176,7 +198,7 @@ async function refreshOverview() {
   drawMap(positions);
   $("fleet").tBodies[0].replaceChildren(...batteries.map((b) => {
     const row = el("tr", { className: "battery-row" },
-      el("td", {}, b.serial_number), el("td", { className: state(b) }, state(b)), el("td", {}, fmt(b.soc)),
+      el("td", {}, b.serial_number), el("td", { className: STATE_CLASS[state(b)] }, stateText(b)), el("td", {}, fmt(b.soc)),
       el("td", {}, fmt(b.voltage, 2)), el("td", {}, fmt(b.current, 2)), el("td", {}, fmt(b.temperature)), el("td", {}, ago(b.ts)));
     row.dataset.serial = b.serial_number;
     row.addEventListener("click", () => { location.hash = `#/battery/${encodeURIComponent(b.serial_number)}`; });
@@ -251,9 +273,12 @@ async function refreshCommands(serial) {
 
 async function refreshBatteryState(serial) {
   const detail = await api(`/api/batteries/${encodeURIComponent(serial)}`);
-  const c = detail.control || {};
-  const wanted = c.desired?.enabled, reported = c.reported?.enabled;
-  $("battery-state").textContent = `${detail.battery.status} · wanted ${wanted ? "enabled" : "disabled"} · device ${reported === null || reported === undefined ? "not reported" : reported ? "enabled" : "disabled"}`;
+  const c = detail.control || {}, pending = c.pending_command, b = detail.battery;
+  // `status` is what the device confirmed; `in_sync` compares its switches with those asked for.
+  const sync = c.in_sync ? "as asked"
+    : pending ? `pending: ${pending.action} ${pending.spec} (${pending.status})`
+    : c.reported?.enabled == null ? "device not reported" : `device differs from what was asked (${b.desired_status})`;
+  $("battery-state").textContent = `${b.status} · ${sync}`;
 }
 
 async function refreshBattery(serial, withSeries) {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.analytics.conftest import Shop
@@ -107,3 +108,22 @@ def test_service_metrics_by_hand(client: TestClient, shop: Shop, world: World) -
         ).status_code
         == 400
     )
+
+
+ROUTES = ["dealer-dashboard", "nbfc-portfolio", "collection-report", "battery-health", "service-metrics"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_dates_outside_1970_to_2200_are_400(client: TestClient, world: World, route: str) -> None:
+    path = f"/api/analytics/{route}"
+    for params in (
+        {"to": "0001-01-01"},
+        {"from": "1969-12-31"},
+        {"to": "9999-12-31"},
+        {"from": "2201-01-01"},
+    ):
+        answer = client.get(path, params=params, headers=bearer(world.admin))
+        assert answer.status_code == 400, (params, answer.text)
+        assert set(answer.json()) == {"error", "details", "code"}
+    widest = client.get(path, params={"from": "1970-01-01", "to": "2200-12-31"}, headers=bearer(world.admin))
+    assert widest.status_code == 200, widest.text

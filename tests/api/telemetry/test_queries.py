@@ -150,7 +150,7 @@ def test_csv_streams_every_reading_and_neutralises_formulas(
     assert "attachment" in answer.headers["content-disposition"]
     rows = list(csv.reader(io.StringIO(answer.text)))
     assert rows[0] == ["serial_number", "ts", "voltage", "current", "soc", "temperature"]
-    assert len(rows) == 3001
+    assert len(rows) == 3001 and [r[1] for r in rows[1:]] == sorted({r[1] for r in rows[1:]})  # 2 pages
     assert {r[0] for r in rows[1:]} == {"'" + battery["serial_number"]}
     assert any(r[3].startswith("-") for r in rows[1:])  # a negative current stays a number
     bucketed = _get(
@@ -197,37 +197,42 @@ def test_latest_filters(client: TestClient, db: psycopg.Connection, fleet: dict)
     assert _get(client, fleet["user"], "/api/telemetry/latest", soc_below=0).status_code == 400
 
 
-def test_a_disable_not_yet_applied_is_not_shown_as_disabled(
+def test_the_switches_are_compared_one_by_one_as_the_battery_api_does(
     client: TestClient, db: psycopg.Connection, fleet: dict
 ) -> None:
-    one, two = fleet["one"], fleet["two"]
+    pending, cut, off = fleet["one"], fleet["two"], factories.battery(db, dealer_id=fleet["dealer"]["id"])
     db.execute(
         """INSERT INTO battery_latest (battery_id, ts, voltage, current, soc, lat, lon)
-           VALUES (%s, now(), 48, 1, 55, 12.97, 77.59), (%s, now(), 48, 1, 55, 12.98, 77.6)""",
-        (one["id"], two["id"]),
+           SELECT id, now(), 48, 1, 55, 12.97, 77.59 FROM unnest(%s::bigint[]) AS id""",
+        ([pending["id"], cut["id"], off["id"]],),
     )
-    # one: a disable issued but the device still says it is on; two: confirmed disabled
-    db.execute(
-        "UPDATE batteries SET desired_enabled = false, reported_enabled = true WHERE id = %s", (one["id"],)
-    )
-    db.execute(
-        "UPDATE batteries SET desired_enabled = false, reported_enabled = false WHERE id = %s", (two["id"],)
-    )
+    # pending: a disable the device has not applied; cut: a full disable asked over a confirmed
+    # charging cut (it still discharges); off: a disable confirmed
+    for battery, reported_enabled, reported_spec, status in (
+        (pending, True, "both", "active"),
+        (cut, False, "charging", "active"),
+        (off, False, "both", "inactive"),
+    ):
+        db.execute(
+            """UPDATE batteries SET desired_enabled = false, desired_spec = 'both',
+                   desired_status = 'inactive', reported_enabled = %s, reported_spec = %s, status = %s
+               WHERE id = %s""",
+            (reported_enabled, reported_spec, status, battery["id"]),
+        )
+    keys = ("status", "charging", "discharging", "desired_charging", "desired_discharging", "in_sync")
     latest = {r["serial_number"]: r for r in _get(client, fleet["user"], "/api/telemetry/latest").json()}
-    assert (latest[one["serial_number"]]["enabled"], latest[one["serial_number"]]["desired_enabled"]) == (
-        True,
-        False,
-    )
-    assert (latest[two["serial_number"]]["enabled"], latest[two["serial_number"]]["desired_enabled"]) == (
-        False,
-        False,
-    )
     features = _get(client, fleet["user"], "/api/telemetry/positions").json()["features"]
     shown = {f["properties"]["serial_number"]: f["properties"] for f in features}
-    assert (shown[one["serial_number"]]["enabled"], shown[one["serial_number"]]["desired_enabled"]) == (
-        True,
-        False,
-    )
+    expected = {
+        pending["serial_number"]: ("active", True, True, False, False, False),
+        cut["serial_number"]: ("active", False, True, False, False, False),
+        off["serial_number"]: ("inactive", False, False, False, False, True),
+    }
+    for serial, want in expected.items():
+        assert tuple(latest[serial][k] for k in keys) == want, serial
+        assert tuple(shown[serial][k] for k in keys) == want, serial
+        detail = _get(client, fleet["user"], f"/api/batteries/{serial}").json()
+        assert (detail["battery"]["status"], detail["control"]["in_sync"]) == (want[0], want[-1])
 
 
 def test_positions_are_geojson_within_the_box(
