@@ -158,7 +158,9 @@ class HealthReport(Shape):
     total_batteries: int = Field(examples=[50])
     overall_health_score: Number | None = Field(examples=[87.6])
     telemetry: FleetTelemetry
-    awaiting_confirmation: int = Field(description="batteries asked to change status, not yet confirmed")
+    awaiting_confirmation: int = Field(
+        description="batteries whose device has not confirmed the state asked (switch by switch)"
+    )
     predictive_maintenance: PredictiveMaintenance = Field(description="as in the battery-health analytics")
 
 

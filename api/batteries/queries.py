@@ -142,7 +142,7 @@ async def health_by_status(
                   sum(b.health_score) AS health_sum,
                   count(l.battery_id) AS reporting,
                   count(*) FILTER (WHERE b.online) AS online,
-                  count(*) FILTER (WHERE b.desired_status <> b.status) AS awaiting_confirmation,
+                  count(*) FILTER (WHERE NOT b.in_sync) AS awaiting_confirmation,
                   count(*) FILTER (WHERE l.soc < 20) AS low_soc,
                   count(*) FILTER (WHERE l.ts < now() - interval '1 hour') AS stale,
                   avg(l.soc) AS avg_soc

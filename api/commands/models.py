@@ -83,7 +83,13 @@ class BulkFilter(BaseModel):
     status: BatteryStatus | None = Field(default=None, description="the status the device confirmed")
     desired_status: BatteryStatus | None = Field(default=None, description="the status asked for")
     online: bool | None = None
-    reported_enabled: bool | None = None
+    reported_enabled: bool | None = Field(
+        default=None,
+        description="true: the device confirmed both switches on; false: it confirmed at least one off",
+    )
+    in_sync: bool | None = Field(
+        default=None, description="whether the device confirmed what was asked (false also: never reported)"
+    )
     overdue_days: int | None = Field(
         default=None,
         ge=1,

@@ -66,7 +66,9 @@ async def batteries_matching(
              AND (%(status)s::text IS NULL OR status = %(status)s)
              AND (%(desired)s::text IS NULL OR desired_status = %(desired)s)
              AND (%(online)s::boolean IS NULL OR online = %(online)s)
-             AND (%(reported)s::boolean IS NULL OR reported_enabled = %(reported)s)
+             AND (%(reported)s::boolean IS NULL
+                  OR (reported_charging AND reported_discharging) = %(reported)s)
+             AND (%(in_sync)s::boolean IS NULL OR in_sync = %(in_sync)s)
              AND (%(overdue)s::int IS NULL OR id IN (
                      SELECT l.battery_id FROM loans l JOIN loan_instalments li ON li.loan_id = l.id
                      WHERE l.status = 'active' AND li.paid_at IS NULL
@@ -78,6 +80,7 @@ async def batteries_matching(
             "desired": selector.desired_status,
             "online": selector.online,
             "reported": selector.reported_enabled,
+            "in_sync": selector.in_sync,
             "overdue": selector.overdue_days,
             "today": today or date.today(),
             "limit": limit,
