@@ -50,7 +50,11 @@ async def nbfc_portfolio(
 
 
 @router.get(
-    "/collection-report", response_model=CollectionAnalytics, responses=ERRORS, summary="Collection analytics"
+    "/collection-report",
+    response_model=CollectionAnalytics,
+    responses=ERRORS,
+    summary="Collection analytics",
+    operation_id="analytics_collection_report",  # finance and nbfc have one of the same name
 )
 async def collection_report(
     conn: ConnDep, principal: CurrentUser, settings: SettingsDep, filters: LenderFilters

@@ -46,6 +46,7 @@ WRITE_ERRORS = error_responses(400, 401, 403, 404, 409, 429)
     "/applications",
     status_code=201,
     summary="Submit a finance application",
+    operation_id="finance_submit_application",  # the nbfc domain has one of the same name
     responses=WRITE_ERRORS,
 )
 async def submit_application(conn: ConnDep, principal: CurrentUser, body: ApplicationCreate) -> Application:
@@ -152,7 +153,12 @@ async def auto_disable(
     return AutoDisableResult.model_validate(found)
 
 
-@router.get("/collection-report", summary="Get the collection report", responses=READ_ERRORS)
+@router.get(
+    "/collection-report",
+    summary="Get the collection report",
+    operation_id="finance_collection_report",
+    responses=READ_ERRORS,
+)
 async def collection_report(
     conn: ConnDep,
     principal: CurrentUser,

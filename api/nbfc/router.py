@@ -54,6 +54,7 @@ _WEBHOOK_DOC = {
 @router.post(
     "/submit-application",
     summary="Submit an application to an NBFC",
+    operation_id="nbfc_submit_application",  # the finance domain has one of the same name
     responses=error_responses(400, 401, 403, 404, 409, 429),
 )
 async def submit_application(
@@ -102,6 +103,7 @@ async def portfolio(conn: ConnDep, principal: CurrentUser, settings: SettingsDep
 @router.post(
     "/collection-report",
     summary="Submit a collection report to an NBFC",
+    operation_id="nbfc_collection_report",
     responses=error_responses(400, 401, 403, 404, 409, 429),
 )
 async def collection_report(
