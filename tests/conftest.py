@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,6 +17,23 @@ from packfleet.settings import Settings
 from tests import services
 
 JWT_SECRET = secrets.token_urlsafe(32)
+
+# A parameter made at collection time (a reading stamped "now") would give each xdist worker
+# another test id, and xdist refuses to run when its workers collected different tests.
+_COLLECTION_TIME = re.compile(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Test ids that are the same in every worker: a timestamp in a parameter reads `<ts>`."""
+    if isinstance(val, bytes):
+        text = val.decode("ascii", "backslashreplace")
+    elif isinstance(val, str):
+        text = val
+    else:
+        return None
+    if len(text) > 200 or not _COLLECTION_TIME.search(text):
+        return None  # pytest's own id (a long value gets the parameter's name and index)
+    return _COLLECTION_TIME.sub("<ts>", text)
 
 
 @pytest.fixture(scope="session")
