@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,12 @@ from schemas.device import MAX_PAYLOAD_BYTES, CommandAck, Status
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+# What may wait for the database (an outage, a flood of garbage): beyond either bound a message is
+# dropped and counted. Dropping is safe: a command whose ack was dropped is re-sent and acked again
+# (acks are idempotent by command id), and a dropped dead letter only loses its record.
+MAX_UNREAD = 100_000
+MAX_UNREAD_BYTES = 64 * 1024 * 1024
+DROP_LOG_INTERVAL_S = 10.0
 
 
 TOO_LARGE_PAYLOAD_BYTES = 1024  # of a payload refused for its size, only this much is kept
@@ -100,6 +107,10 @@ def parse_ack(topic: str, serial: str, payload: bytes, received_at: datetime) ->
     )
 
 
+def _kept_bytes(item: Inbound) -> int:
+    return 0 if isinstance(item, Online) else len(item.payload)
+
+
 def _describe(exc: ValidationError) -> str:
     parts = (f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
     return "; ".join(parts)[:1000]
@@ -108,15 +119,57 @@ def _describe(exc: ValidationError) -> str:
 class InboundWorker:
     """Writes what devices said, in batches, from a queue the MQTT reader fills."""
 
-    def __init__(self, pool: Pool, *, wake_dispatcher: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        wake_dispatcher: Callable[[], None],
+        max_unread: int = MAX_UNREAD,
+        max_unread_bytes: int = MAX_UNREAD_BYTES,
+    ) -> None:
         self._pool = pool
         self._wake = wake_dispatcher
         self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        self._max_unread = max_unread
+        self._max_unread_bytes = max_unread_bytes
+        self.unread_bytes = 0
+        self._online_waiting: set[str] = set()  # one waiting Online per battery is as good as many
+        self._dropped_since_log = 0
+        self._last_drop_log = 0.0
 
     def put(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         item = parse(topic, payload, datetime.now(UTC), retained=retained)
-        if item is not None:
-            self.queue.put_nowait(item)
+        if item is None:
+            return
+        if isinstance(item, Online):
+            if item.serial in self._online_waiting:
+                return
+            self._online_waiting.add(item.serial)  # bounded by the fleet, so never dropped
+        elif self.queue.qsize() >= self._max_unread or self.unread_bytes >= self._max_unread_bytes:
+            self._drop(item)
+            return
+        self.unread_bytes += _kept_bytes(item)
+        self.queue.put_nowait(item)
+
+    def _drop(self, item: Ack | DeadLetter) -> None:
+        metrics.INBOUND_DROPPED.labels("ack" if isinstance(item, Ack) else "dead_letter").inc()
+        self._dropped_since_log += 1
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL_S:
+            log.error(
+                "dropped %d device messages: %d wait for the database (%d bytes)",
+                self._dropped_since_log,
+                self.queue.qsize(),
+                self.unread_bytes,
+            )
+            self._dropped_since_log = 0
+            self._last_drop_log = now
+
+    def _taken(self, batch: Sequence[Inbound]) -> None:
+        for item in batch:
+            self.unread_bytes -= _kept_bytes(item)
+            if isinstance(item, Online):
+                self._online_waiting.discard(item.serial)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until `stop`, then drain what is already queued."""
@@ -130,6 +183,7 @@ class InboundWorker:
             batch = [first]
             while len(batch) < MAX_BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
+            self._taken(batch)
             await self._process_with_retry(batch)
 
     async def _process_with_retry(self, batch: list[Inbound]) -> None:

@@ -22,6 +22,11 @@ ACKS = Counter("packfleet_command_acks_total", "Acknowledgements received", ["ou
 DEAD_LETTERS = Counter(
     "packfleet_control_dead_letters_total", "Messages control could not accept", ["reason"]
 )
+INBOUND_DROPPED = Counter(
+    "packfleet_control_inbound_dropped_total",
+    "Device messages dropped because too many wait for the database (acks are recovered by re-sending)",
+    ["kind"],
+)
 CONTRADICTIONS = Counter(
     "packfleet_command_contradictions_total",
     "Applied acks that do not confirm the commanded state (opposite state, or none said)",

@@ -3,13 +3,17 @@ and a command succeeds only when the device says it is in the commanded state.""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
+from prometheus_client import REGISTRY
 
 from control.acks import Ack, Report, fold
-from control.inbound import DeadLetter, Online, parse
+from control.inbound import DeadLetter, InboundWorker, Online, parse
+from control.queries import Pool
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CMD = uuid.uuid4()
@@ -149,3 +153,43 @@ def test_parse_sorts_messages() -> None:
     assert parse("batteries/B1/status", b'{"online": false}', now) is None
     assert parse("batteries/B1/telemetry", b"{}", now) is None
     assert parse("elsewhere", b"{}", now) is None
+
+
+def _worker(**bounds: int) -> InboundWorker:
+    return InboundWorker(cast(Pool, None), wake_dispatcher=lambda: None, **bounds)  # put() needs no pool
+
+
+def test_a_battery_saying_it_is_online_again_and_again_waits_once() -> None:
+    worker = _worker()
+    for _ in range(1000):
+        worker.put("batteries/BAT1/status", b'{"online": true}')
+    worker.put("batteries/BAT2/status", b'{"online": true}')
+    assert worker.queue.qsize() == 2
+    taken = [worker.queue.get_nowait(), worker.queue.get_nowait()]
+    worker._taken(taken)
+    worker.put("batteries/BAT1/status", b'{"online": true}')  # after it was taken it counts again
+    assert [worker.queue.get_nowait()] == [Online("BAT1")]
+
+
+def test_what_waits_for_the_database_is_bounded_in_messages_and_bytes() -> None:
+    def dropped() -> float:
+        sample = REGISTRY.get_sample_value("packfleet_control_inbound_dropped_total", {"kind": "dead_letter"})
+        return sample or 0.0
+
+    before = dropped()
+    worker = _worker(max_unread=10)
+    for _ in range(25):
+        worker.put("batteries/BAT1/cmd/ack", b"not json")
+    assert worker.queue.qsize() == 10
+    assert dropped() == before + 15
+
+    ack = json.dumps({"id": str(CMD), "stage": "received", "error": "x" * 300}).encode()
+    worker = _worker(max_unread_bytes=1000)
+    for _ in range(10):
+        worker.put("batteries/BAT1/cmd/ack", ack)
+    assert worker.queue.qsize() == 1000 // len(ack) + 1  # refused once the bound is reached
+    assert worker.unread_bytes < 1000 + len(ack)
+    worker._taken([worker.queue.get_nowait() for _ in range(worker.queue.qsize())])
+    assert worker.unread_bytes == 0
+    worker.put("batteries/BAT1/cmd/ack", ack)  # room again
+    assert worker.queue.qsize() == 1
