@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from tests import factories
 from tests.api.conftest import bearer
-from tests.api.telemetry.conftest import series, store
+from tests.api.telemetry.conftest import series, settle_rollups, store
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 RANGE = {"from": "2026-03-02T00:00:00Z", "to": "2026-03-03T00:00:00Z"}
@@ -27,6 +27,7 @@ def fleet(db: psycopg.Connection) -> dict:
     with db.transaction():
         store(db, series(one["id"], START, 600))
         store(db, series(two["id"], START, 600, step=timedelta(minutes=2)))
+    settle_rollups(db)
     return {
         "dealer": dealer,
         "one": one,
@@ -145,6 +146,7 @@ def test_csv_streams_every_reading_and_neutralises_formulas(
     )
     with db.transaction():
         store(db, series(battery["id"], START, 3000, step=timedelta(seconds=20)))
+    settle_rollups(db)
     answer = _get(client, fleet["user"], f"/api/telemetry/{battery['serial_number']}", **RANGE, format="csv")
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
     assert "attachment" in answer.headers["content-disposition"]
