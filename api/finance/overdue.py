@@ -3,8 +3,10 @@
 The auto-disable never strands a rider: by default it only stops charging (`spec: "charging"`).
 With `finance_disable_mode = "full"`, discharge is also cut, but only on a battery whose latest
 reading is fresh and at rest; a moving one has its charging cut now and its discharge at a later
-run. A consumer is warned by SMS `finance_warning_days` before, and is never disabled less than
-`finance_disable_grace_hours` after the warning. Only a battery the operators left enabled is
+run. A consumer is warned by SMS `finance_warning_days` before: the disable waits for the warning's
+`disable_from` date (the day the EMI is overdue beyond the threshold, or `finance_warning_days` after
+a late warning), at least `finance_disable_grace_hours` after it, and never comes in the run that
+sent the warning. Only a battery the operators left enabled is
 disabled, and a payment enables it again only while the overdue disable is still its latest command:
 an operator's command since then (or an operator's disable beforehand) is never undone.
 Every key is in the database, so a second run, or two at once, issue nothing twice.
@@ -151,7 +153,10 @@ async def _warn(
     rows = await q.to_warn(conn, scope=scope, today=today, cutoff=cutoff)
     if not rows:
         return 0
-    disable_from = [r["due_date"] + timedelta(days=threshold_days + 1) for r in rows]
+    # The first day the battery may be disabled: once overdue beyond the threshold, and never less
+    # than `finance_warning_days` after this warning (a warning sent late moves the disable on).
+    earliest = today + timedelta(days=settings.finance_warning_days)
+    disable_from = [max(r["due_date"] + timedelta(days=threshold_days + 1), earliest) for r in rows]
     fresh = await q.insert_warnings(conn, rows, disable_from=disable_from)
     charging_only = settings.finance_disable_mode == "charging"
     entries, messages = [], []

@@ -77,7 +77,8 @@ async def to_disable(
 ) -> list[Row]:
     """Loans overdue beyond the threshold whose battery has no open disable record, unless an
     operator already overrode a disable for the same instalment. `warned` says whether the consumer
-    was warned (about an instalment still unpaid) before `warned_before`; the battery's latest
+    was warned (about an instalment still unpaid) before `warned_before`, by an earlier transaction,
+    with the warning's `disable_from` reached; the battery's latest
     reading comes along for the at-rest check."""
     cur = await conn.execute(
         f"""SELECT o.*, %(today)s - o.due_date AS overdue_days,
@@ -88,7 +89,8 @@ async def to_disable(
                    EXISTS (SELECT 1 FROM overdue_warnings w
                            JOIN loan_instalments wi ON wi.id = w.instalment_id
                            WHERE w.loan_id = o.loan_id AND wi.paid_at IS NULL
-                             AND w.warned_at <= %(warned_before)s) AS warned,
+                             AND w.disable_from <= %(today)s
+                             AND w.warned_at <= %(warned_before)s AND w.warned_at < now()) AS warned,
                    bl.ts AS reading_ts, bl.current AS reading_current
             FROM ({_OLDEST_UNPAID}) o
             LEFT JOIN battery_latest bl ON bl.battery_id = o.battery_id
