@@ -217,11 +217,17 @@ async def _disable(
     deferred: list[Row] = []
     chosen: dict[str, list[Row]] = {"charging": [], "both": []}
     for row in found:
-        if not row["desired_enabled"]:
+        # Switch by switch: charging already off (an operator's disable, applied or still pending,
+        # of charging or of both) is left to that command; a payment then enables nothing.
+        if not row["desired_charging"]:
             deferred.append(_deferred(row, "disabled_by_operator"))
         elif not row["warned"]:
             deferred.append(_deferred(row, "awaiting_warning_grace"))
-        elif settings.finance_disable_mode == "full" and at_rest(row, now=now, settings=settings):
+        elif (
+            settings.finance_disable_mode == "full"
+            and row["desired_discharging"]  # an operator's cut of discharge is not ours to undo later
+            and at_rest(row, now=now, settings=settings)
+        ):
             chosen["both"].append(row)
         else:
             if settings.finance_disable_mode == "full":
@@ -360,7 +366,7 @@ async def _follow_up(
     await q.open_disables(conn, scope=scope, lock=True)
     counts = {"overridden": 0, "reissued": 0, "discharge_cut": 0}
     for row in await q.open_disables(conn, scope=scope):  # read again, under the locks
-        if row["latest_command_id"] != row["command_id"] or row["latest_command_status"] == "cancelled":
+        if row["latest_command_id"] != row["command_id"]:
             await q.release(conn, row["id"], reason="operator")
             await queries.audit(
                 conn,
@@ -435,10 +441,7 @@ async def release_if_cleared(
     record = records[0]
     await q.lock_battery(conn, record["battery_id"])
     record = (await q.open_disables(conn, scope=Scope(), loan_id=loan_id, lock=True))[0]
-    ours = (
-        record["latest_command_id"] == record["command_id"] and record["latest_command_status"] != "cancelled"
-    )
-    if not ours:
+    if record["latest_command_id"] != record["command_id"]:  # not ours any more (the latest not cancelled)
         await q.release(conn, record["id"], reason="operator", payment_id=payment_id)
         await queries.audit(
             conn,
@@ -455,7 +458,7 @@ async def release_if_cleared(
         conn,
         battery_ids=[record["battery_id"]],
         action="enable",
-        spec="both",
+        spec=record["spec"],  # what we cut, no more: a switch off for another reason stays off
         reason=ENABLE_REASON,
         requested_by=None,
         source=SOURCE,

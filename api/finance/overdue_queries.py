@@ -15,6 +15,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from api.finance.access import Scope, scope_sql
+from api.finance.queries import DISABLE_IN_FORCE
 
 Row = dict[str, Any]
 
@@ -24,8 +25,8 @@ OWED = "li.amount + li.penalty - li.principal_paid - li.interest_paid - li.penal
 _OLDEST_UNPAID = f"""
     SELECT DISTINCT ON (li.loan_id)
            li.loan_id, li.id AS instalment_id, li.due_date, l.battery_id, l.consumer_id, l.dealer_id,
-           b.serial_number AS battery_serial, b.desired_enabled, c.name AS consumer_name,
-           c.phone AS consumer_phone
+           b.serial_number AS battery_serial, b.desired_charging, b.desired_discharging,
+           c.name AS consumer_name, c.phone AS consumer_phone
     FROM loan_instalments li
     JOIN loans l ON l.id = li.loan_id
     JOIN batteries b ON b.id = l.battery_id AND b.deleted_at IS NULL
@@ -136,7 +137,9 @@ async def insert_disables(conn: AsyncConnection, rows: Sequence[Row]) -> list[Ro
 async def open_disables(
     conn: AsyncConnection, *, scope: Scope, loan_id: int | None = None, lock: bool = False
 ) -> list[Row]:
-    """Open records, each with its battery's latest command and latest reading; `lock` locks the
+    """Open records, each with its battery's latest command not cancelled (a command cancelled by an
+    operator put the desired state back: it overrides nothing; ours cancelled or superseded leaves
+    another one latest) and latest reading; `lock` locks the
     records and their batteries (in battery order; lock the loans first)."""
     cur = await conn.execute(
         f"""SELECT d.id, d.loan_id, d.battery_id, d.instalment_id, d.spec, d.command_id, d.overdue_days,
@@ -148,7 +151,8 @@ async def open_disables(
             JOIN batteries b ON b.id = d.battery_id
             JOIN consumers c ON c.id = l.consumer_id
             LEFT JOIN LATERAL (SELECT id, status FROM commands
-                               WHERE battery_id = d.battery_id ORDER BY seq DESC LIMIT 1) latest ON true
+                               WHERE battery_id = d.battery_id AND status <> 'cancelled'
+                               ORDER BY seq DESC LIMIT 1) latest ON true
             LEFT JOIN battery_latest bl ON bl.battery_id = d.battery_id
             WHERE d.released_at IS NULL AND {scope_sql("l")}
               AND (%(loan)s::bigint IS NULL OR d.loan_id = %(loan)s)
@@ -198,9 +202,8 @@ async def overdue_amount(conn: AsyncConnection, loan_id: int, today: date) -> De
 
 
 async def disabled_for_overdue(conn: AsyncConnection, loan_id: int) -> bool:
-    cur = await conn.execute(
-        "SELECT 1 FROM overdue_disables WHERE loan_id = %s AND released_at IS NULL LIMIT 1", (loan_id,)
-    )
+    """Whether an overdue disable of the loan is in force (queries.DISABLE_IN_FORCE)."""
+    cur = await conn.execute(DISABLE_IN_FORCE.format(loan="%s"), (loan_id,))
     return await cur.fetchone() is not None
 
 

@@ -107,7 +107,7 @@ async def record_payment(
             },
         )
         enabled, still_disabled = None, loan["battery_disabled_for_overdue"]
-        if still_disabled:
+        if loan["overdue_disable_open"]:
             enabled = await overdue.release_if_cleared(
                 conn, loan_id=loan_id, today=today, actor=principal.actor, payment_id=payment["id"]
             )
