@@ -278,8 +278,8 @@ async def _issue_disables(
     rows: Sequence[Row],
     spec: str,
     settings: Settings,
-    rate: float,
-    bulk_id: UUID,
+    rate: float | None,
+    bulk_id: UUID | None,
     threshold_days: int,
     actor: str,
     requested_by: int | None,
@@ -482,3 +482,41 @@ async def release_if_cleared(
 
     log.info("battery enabled after payment", extra={"loan_id": loan_id, "command_id": str(command_id)})
     return command_id
+
+
+async def disable_again_after_reversal(
+    conn: AsyncConnection, *, payment_id: int, settings: Settings, today: date, actor: str
+) -> UUID | None:
+    """After a reversal (the loan locked): the payment taken back had enabled the battery; if its
+    loan is overdue beyond the threshold again and the enable still stands (no operator's command
+    since), the charging cut is put back at once, as before the payment (no new warning: this one
+    was sent). Returns the disable command id."""
+    released = await q.released_by_payment(conn, payment_id)
+    if released is None or released["latest_command_id"] != released["enable_command_id"]:
+        return None
+    now = await _now(conn)
+    threshold = settings.finance_overdue_threshold_days
+    rows = await q.to_disable(
+        conn,
+        scope=Scope(),
+        today=today,
+        threshold_days=threshold,
+        warned_before=now,
+        loan_ids=[released["loan_id"]],
+    )
+    rows = [r for r in rows if r["desired_charging"]]
+    if not rows:
+        return None
+    (disabled,) = await _issue_disables(
+        conn,
+        rows=rows,
+        spec="charging",  # never cut discharge here; in full mode the follow-up does, at rest
+        settings=settings,
+        rate=None,
+        bulk_id=None,
+        threshold_days=threshold,
+        actor=actor,
+        requested_by=None,
+    )
+    log.info("battery disabled again after a reversal", extra={"payment_id": payment_id, **disabled})
+    return UUID(disabled["command_id"])

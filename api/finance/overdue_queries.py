@@ -226,3 +226,16 @@ async def enable_of_payment(conn: AsyncConnection, payment_id: int) -> UUID | No
     )
     row = await cur.fetchone()
     return None if row is None else row["enable_command_id"]
+
+
+async def released_by_payment(conn: AsyncConnection, payment_id: int) -> Row | None:
+    """The disable a payment released (paid), with the battery's latest command not cancelled now."""
+    cur = await conn.execute(
+        """SELECT d.id, d.loan_id, d.battery_id, d.enable_command_id,
+                  (SELECT c.id FROM commands c WHERE c.battery_id = d.battery_id AND c.status <> 'cancelled'
+                   ORDER BY c.seq DESC LIMIT 1) AS latest_command_id
+           FROM overdue_disables d
+           WHERE d.released_by_payment_id = %s AND d.release_reason = 'paid'""",
+        (payment_id,),
+    )
+    return await cur.fetchone()

@@ -195,8 +195,9 @@ async def reverse_payment(
 ) -> Row:
     """Take a payment back (entered in error): what it paid is owed again, a prepayment is undone.
 
-    Reversing twice is one reversal. The battery is not disabled here: the next auto-disable run
-    decides, with its warning and grace.
+    Reversing twice is one reversal. If the payment had enabled a battery disabled for the overdue
+    and the loan is overdue beyond the threshold again, its charging is cut again at once (unless
+    an operator's command came since): the state is as before the payment.
     """
     scope = await scope_for(conn, principal, *WRITERS)
     payment = await payment_queries.get_payment(conn, payment_id)
@@ -237,6 +238,9 @@ async def reverse_payment(
                 },
             )
             log.info("payment reversed", extra={"payment_id": payment_id, "loan_id": loan["id"]})
+            await overdue.disable_again_after_reversal(
+                conn, payment_id=payment_id, settings=settings, today=today, actor=principal.actor
+            )
         answer = await result(conn, payment_id, settings=settings)
     return answer
 

@@ -217,3 +217,47 @@ def test_one_enable_and_only_once_nothing_is_overdue(
     assert [c["action"] for c in _commands(world.conn, battery["id"])] == ["disable", "enable"]
     assert pay(client, world, two["id"], 1000, _ref()).json()["enable_command_id"] is None
     assert [c["action"] for c in _commands(world.conn, battery["id"])] == ["disable", "enable"]
+
+
+def _reverse(client: TestClient, world: World, payment_id: int) -> Any:
+    answer = client.post(
+        f"/api/finance/payments/{payment_id}/reverse", headers=bearer(world.admin), json={"reason": "bounced"}
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_reversing_the_payment_that_enabled_puts_the_disable_back(
+    client: TestClient, world: World, database_url: str, settings: Settings, overdue_loan: dict[str, Any]
+) -> None:
+    battery = overdue_loan["battery"]
+    _disabled(database_url, settings, world)
+    paid = pay(client, world, overdue_loan["id"], 1000, _ref()).json()
+    assert paid["enable_command_id"] is not None
+    reversed_ = _reverse(client, world, paid["payment"]["id"])
+    assert (
+        reversed_["loan"]["overdue_amount"] == "1000.00" and reversed_["loan"]["battery_disabled_for_overdue"]
+    )
+    assert [(c["action"], c["spec"], c["reason"]) for c in _commands(world.conn, battery["id"])] == [
+        ("disable", "charging", "emi_overdue"),
+        ("enable", "charging", "emi_overdue_cleared"),
+        ("disable", "charging", "emi_overdue"),
+    ]
+    _reverse(client, world, paid["payment"]["id"])  # a second reversal is the first
+    assert _run(database_url, settings, world)["disabled_count"] == 0  # nothing twice
+    assert len(_commands(world.conn, battery["id"])) == 3
+    trail = client.get(f"/api/finance/loans/{overdue_loan['id']}/audit", headers=bearer(world.admin)).json()
+    assert [e["action"] for e in trail][-2:] == ["payment_reversed", "battery_disabled"]
+    again = pay(client, world, overdue_loan["id"], 1000, _ref()).json()
+    assert again["enable_command_id"] is not None and not again["loan"]["battery_disabled_for_overdue"]
+
+
+def test_a_reversal_leaves_an_operators_later_command_alone(
+    client: TestClient, world: World, database_url: str, settings: Settings, overdue_loan: dict[str, Any]
+) -> None:
+    battery = overdue_loan["battery"]
+    _disabled(database_url, settings, world)
+    paid = pay(client, world, overdue_loan["id"], 1000, _ref()).json()
+    _operator(database_url, world, battery["id"], action="disable", spec="both", reason="stolen")
+    assert not _reverse(client, world, paid["payment"]["id"])["loan"]["battery_disabled_for_overdue"]
+    assert [c["reason"] for c in _commands(world.conn, battery["id"])][-1] == "stolen"
