@@ -417,6 +417,7 @@ async def overdue_instalments(
             "limit": limit,
             "offset": offset,
         },
+        prepare=False,  # never a generic plan: "%(dealer)s IS NULL OR …" needs the values to use an index
     )
     return await cur.fetchall()
 
@@ -431,5 +432,6 @@ async def collections_by_day(conn: AsyncConnection, *, scope: Scope, start: date
               AND {scope_sql("l")}
             GROUP BY p.paid_on ORDER BY p.paid_on""",  # noqa: S608 - constants
         {**scope.params(), "start": start, "end": end},
+        prepare=False,  # as overdue_instalments: a generic plan of the scope's ORs reads every payment
     )
     return await cur.fetchall()
