@@ -203,8 +203,10 @@ async def overdue_amount(conn: AsyncConnection, loan_id: int, today: date) -> De
 
 async def disabled_for_overdue(conn: AsyncConnection, loan_id: int) -> bool:
     """Whether an overdue disable of the loan is in force (queries.DISABLE_IN_FORCE)."""
-    cur = await conn.execute(DISABLE_IN_FORCE.format(loan="%s"), (loan_id,))
-    return await cur.fetchone() is not None
+    cur = await conn.execute(f"SELECT {DISABLE_IN_FORCE.format(loan='%s')} AS in_force", (loan_id,))
+    row = await cur.fetchone()
+    assert row is not None
+    return bool(row["in_force"])
 
 
 async def has_overdue(conn: AsyncConnection, loan_id: int, today: date) -> bool:

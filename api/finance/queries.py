@@ -29,16 +29,19 @@ APPLICATION_FROM = """finance_applications a JOIN batteries b ON b.id = a.batter
 # An overdue disable in force for a loan: its record open, and its disable command the battery's
 # latest not cancelled, and not expired or failed (an operator's command since, or a disable that
 # never reached the device, is not one). `battery_disabled_for_overdue` in every answer means this.
-DISABLE_IN_FORCE = """SELECT 1 FROM overdue_disables d
-    JOIN LATERAL (SELECT c.id, c.status FROM commands c WHERE c.battery_id = d.battery_id
-                  AND c.status <> 'cancelled' ORDER BY c.seq DESC LIMIT 1) latest ON latest.id = d.command_id
-    WHERE d.loan_id = {loan} AND d.released_at IS NULL AND latest.status NOT IN ('expired', 'failed')"""
+# Scalar subqueries, evaluated for the loan's own record only: as EXISTS, PostgreSQL may hash the
+# subquery over every open record (each with its battery's latest command) on every call.
+DISABLE_IN_FORCE = """coalesce((SELECT latest.id = d.command_id AND latest.status NOT IN ('expired', 'failed')
+    FROM overdue_disables d
+    CROSS JOIN LATERAL (SELECT c.id, c.status FROM commands c WHERE c.battery_id = d.battery_id
+                        AND c.status <> 'cancelled' ORDER BY c.seq DESC LIMIT 1) latest
+    WHERE d.loan_id = {loan} AND d.released_at IS NULL LIMIT 1), false)"""
 LOAN_COLUMNS = f"""l.id, l.application_id, l.dealer_id, l.consumer_id, l.battery_id,
     b.serial_number AS battery_serial, l.nbfc_id, l.principal, l.interest_rate, l.tenure_months, l.emi,
     l.schedule_start, l.disbursement_date, l.status, l.closed_at, l.created_at,
-    EXISTS (SELECT 1 FROM overdue_disables d WHERE d.loan_id = l.id AND d.released_at IS NULL)
-        AS overdue_disable_open,
-    EXISTS ({DISABLE_IN_FORCE.format(loan="l.id")}) AS battery_disabled_for_overdue"""  # noqa: S608 - constants
+    (SELECT true FROM overdue_disables d WHERE d.loan_id = l.id AND d.released_at IS NULL LIMIT 1)
+        IS NOT NULL AS overdue_disable_open,
+    {DISABLE_IN_FORCE.format(loan="l.id")} AS battery_disabled_for_overdue"""  # noqa: S608 - constants
 INSTALMENT_COLUMNS = """id, loan_id, emi_number, due_date, principal, interest, amount, penalty,
     principal_paid, interest_paid, penalty_paid, paid_at"""
 
