@@ -3,9 +3,10 @@
 On a fresh database with L loans of 12 EMIs for D dealers (O of them an EMI 15 days overdue, the
 rest an EMI due today):
 
-1. The overdue auto-disable run (warnings, disables through control's rate-limited roll-out, SMS
-   queued, audit trail), timed until its transaction committed, i.e. until every command is queued
-   (target ≤ 5 s for 10,000 loans, 2,000 overdue); then run again, which must issue nothing.
+1. The overdue auto-disable: a run that warns (timed too), the warning days pass, then the run
+   that disables (through control's rate-limited roll-out, SMS queued, audit trail), timed until
+   its transaction committed, i.e. until every command is queued (target ≤ 5 s for 10,000 loans,
+   2,000 overdue); then run again, which must issue nothing.
 2. `GET /api/finance/overdue` and `GET /api/finance/collection-report` for one dealer through the
    API (`packfleet api`, its own process): p50 / p99 of sequential requests (target p99 ≤ 50 ms).
 3. Payments recorded with allocation (`api.finance.payments.record_payment`, the endpoint's use
@@ -223,7 +224,6 @@ def main() -> None:
         database_url=url,
         jwt_secret=jwt_secret,
         log_json=False,
-        finance_disable_grace_hours=0,  # warn and disable in one run: the whole work at once
         command_bulk_rate_per_s=5000,
     )
     api_proc: subprocess.Popen[bytes] | None = None
@@ -237,6 +237,16 @@ def main() -> None:
             f"in {time.perf_counter() - started:.1f}s"
         )
 
+        # The consumers are warned by a run of an earlier day (it disables nothing: the warning comes
+        # finance_warning_days before the disable); then those days pass.
+        warn_s, warn_run = asyncio.run(auto_disable(url, settings))
+        log(f"warning run: {warn_run['warned_count']} warned in {warn_s:.2f}s")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE overdue_warnings SET warned_at = warned_at - make_interval(days => %s), "
+                "disable_from = disable_from - %s",
+                (settings.finance_warning_days, settings.finance_warning_days),
+            )
         run_s, result = asyncio.run(auto_disable(url, settings))
         with psycopg.connect(url) as conn:
             queued = conn.execute("SELECT count(*) FROM commands WHERE reason = 'emi_overdue'").fetchone()[0]
@@ -279,7 +289,8 @@ def main() -> None:
             "auto_disable_s": round(run_s, 3),
             "disabled": result["disabled_count"],
             "commands_queued": queued,
-            "warned": result["warned_count"],
+            "warned": warn_run["warned_count"],
+            "warning_run_s": round(warn_s, 3),
             "second_run_s": round(again_s, 3),
             "second_run_disabled": again["disabled_count"],
             "overdue_list_p50_ms": overdue_list["p50_ms"],

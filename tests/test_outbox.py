@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -218,3 +219,59 @@ def test_workers_wake_on_notify_long_before_their_poll(
 
     assert asyncio.run(scenario()) < 2
     assert [payload for _, payload in remote.calls] == ["wake"]
+
+
+def _worker_process(url: str, table: str, barrier: Any) -> None:
+    """One worker process: delivers until nothing is open, each send written to `<table>_sends`."""
+
+    async def send(row: dict[str, Any]) -> str:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(
+                f"INSERT INTO {table}_sends (idempotency_key, pid) VALUES (%s, %s)",  # noqa: S608
+                (row["idempotency_key"], os.getpid()),
+            )
+        await asyncio.sleep(0.02)
+        return f"R-{row['id']}"
+
+    box = Outbox(table=table, sender=send, sender_name="remote", lease_s=30.0, batch=5)
+
+    async def go() -> None:
+        async with open_pool(url, name="test-outbox-proc", max_size=3) as pool:
+            barrier.wait(30)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                await outbox.deliver_due(pool, box)
+                async with pool.connection() as conn, conn.transaction():
+                    if (await outbox.queue_stats(conn, box))["depth"] == 0:
+                        return
+
+    asyncio.run(go())
+
+
+def test_two_worker_processes_send_each_row_once(
+    database_url: str, db: psycopg.Connection, table: str
+) -> None:
+    import multiprocessing
+
+    db.execute(f"CREATE TABLE {table}_sends (idempotency_key text NOT NULL, pid int NOT NULL)")
+    try:
+        _queue(db, table, *[f"m{i}" for i in range(60)])
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(2)
+        procs = [
+            context.Process(target=_worker_process, args=(database_url, table, barrier)) for _ in range(2)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+        sends = db.execute(
+            f"SELECT idempotency_key, count(*) AS n FROM {table}_sends GROUP BY 1"  # noqa: S608
+        ).fetchall()
+        assert len(sends) == 60 and {s["n"] for s in sends} == {1}
+        assert {r["status"] for r in _rows(db, table)} == {"sent"}
+        both = db.execute(f"SELECT count(DISTINCT pid) AS n FROM {table}_sends").fetchone()  # noqa: S608
+        assert both["n"] == 2  # both processes took rows
+    finally:
+        db.execute(f"DROP TABLE {table}_sends")

@@ -44,7 +44,7 @@ def states(rows: Sequence[Row]) -> list[InstalmentState]:
 
 
 def with_payment(rows: Sequence[Row], split: Split, *, at: datetime) -> list[Row]:
-    """The instalment rows once a payment's split is applied (as apply_to_instalments stores it)."""
+    """The instalment rows once a payment's split is applied (as record_allocated stores it)."""
     paid = {a.instalment_id: a for a in split.allocations}
     out = []
     for row in rows:

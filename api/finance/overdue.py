@@ -3,8 +3,10 @@
 The auto-disable never strands a rider: by default it only stops charging (`spec: "charging"`).
 With `finance_disable_mode = "full"`, discharge is also cut, but only on a battery whose latest
 reading is fresh and at rest; a moving one has its charging cut now and its discharge at a later
-run. A consumer is warned by SMS `finance_warning_days` before, and is never disabled less than
-`finance_disable_grace_hours` after the warning. Only a battery the operators left enabled is
+run. A consumer is warned by SMS `finance_warning_days` before: the disable waits for the warning's
+`disable_from` date (the day the EMI is overdue beyond the threshold, or `finance_warning_days` after
+a late warning), at least `finance_disable_grace_hours` after it, and never comes in the run that
+sent the warning. Only a battery the operators left enabled is
 disabled, and a payment enables it again only while the overdue disable is still its latest command:
 an operator's command since then (or an operator's disable beforehand) is never undone.
 Every key is in the database, so a second run, or two at once, issue nothing twice.
@@ -151,7 +153,10 @@ async def _warn(
     rows = await q.to_warn(conn, scope=scope, today=today, cutoff=cutoff)
     if not rows:
         return 0
-    disable_from = [r["due_date"] + timedelta(days=threshold_days + 1) for r in rows]
+    # The first day the battery may be disabled: once overdue beyond the threshold, and never less
+    # than `finance_warning_days` after this warning (a warning sent late moves the disable on).
+    earliest = today + timedelta(days=settings.finance_warning_days)
+    disable_from = [max(r["due_date"] + timedelta(days=threshold_days + 1), earliest) for r in rows]
     fresh = await q.insert_warnings(conn, rows, disable_from=disable_from)
     charging_only = settings.finance_disable_mode == "charging"
     entries, messages = [], []
@@ -212,11 +217,17 @@ async def _disable(
     deferred: list[Row] = []
     chosen: dict[str, list[Row]] = {"charging": [], "both": []}
     for row in found:
-        if not row["desired_enabled"]:
+        # Switch by switch: charging already off (an operator's disable, applied or still pending,
+        # of charging or of both) is left to that command; a payment then enables nothing.
+        if not row["desired_charging"]:
             deferred.append(_deferred(row, "disabled_by_operator"))
         elif not row["warned"]:
             deferred.append(_deferred(row, "awaiting_warning_grace"))
-        elif settings.finance_disable_mode == "full" and at_rest(row, now=now, settings=settings):
+        elif (
+            settings.finance_disable_mode == "full"
+            and row["desired_discharging"]  # an operator's cut of discharge is not ours to undo later
+            and at_rest(row, now=now, settings=settings)
+        ):
             chosen["both"].append(row)
         else:
             if settings.finance_disable_mode == "full":
@@ -267,8 +278,8 @@ async def _issue_disables(
     rows: Sequence[Row],
     spec: str,
     settings: Settings,
-    rate: float,
-    bulk_id: UUID,
+    rate: float | None,
+    bulk_id: UUID | None,
     threshold_days: int,
     actor: str,
     requested_by: int | None,
@@ -355,7 +366,7 @@ async def _follow_up(
     await q.open_disables(conn, scope=scope, lock=True)
     counts = {"overridden": 0, "reissued": 0, "discharge_cut": 0}
     for row in await q.open_disables(conn, scope=scope):  # read again, under the locks
-        if row["latest_command_id"] != row["command_id"] or row["latest_command_status"] == "cancelled":
+        if row["latest_command_id"] != row["command_id"]:
             await q.release(conn, row["id"], reason="operator")
             await queries.audit(
                 conn,
@@ -430,10 +441,7 @@ async def release_if_cleared(
     record = records[0]
     await q.lock_battery(conn, record["battery_id"])
     record = (await q.open_disables(conn, scope=Scope(), loan_id=loan_id, lock=True))[0]
-    ours = (
-        record["latest_command_id"] == record["command_id"] and record["latest_command_status"] != "cancelled"
-    )
-    if not ours:
+    if record["latest_command_id"] != record["command_id"]:  # not ours any more (the latest not cancelled)
         await q.release(conn, record["id"], reason="operator", payment_id=payment_id)
         await queries.audit(
             conn,
@@ -450,7 +458,7 @@ async def release_if_cleared(
         conn,
         battery_ids=[record["battery_id"]],
         action="enable",
-        spec="both",
+        spec=record["spec"],  # what we cut, no more: a switch off for another reason stays off
         reason=ENABLE_REASON,
         requested_by=None,
         source=SOURCE,
@@ -474,3 +482,41 @@ async def release_if_cleared(
 
     log.info("battery enabled after payment", extra={"loan_id": loan_id, "command_id": str(command_id)})
     return command_id
+
+
+async def disable_again_after_reversal(
+    conn: AsyncConnection, *, payment_id: int, settings: Settings, today: date, actor: str
+) -> UUID | None:
+    """After a reversal (the loan locked): the payment taken back had enabled the battery; if its
+    loan is overdue beyond the threshold again and the enable still stands (no operator's command
+    since), the charging cut is put back at once, as before the payment (no new warning: this one
+    was sent). Returns the disable command id."""
+    released = await q.released_by_payment(conn, payment_id)
+    if released is None or released["latest_command_id"] != released["enable_command_id"]:
+        return None
+    now = await _now(conn)
+    threshold = settings.finance_overdue_threshold_days
+    rows = await q.to_disable(
+        conn,
+        scope=Scope(),
+        today=today,
+        threshold_days=threshold,
+        warned_before=now,
+        loan_ids=[released["loan_id"]],
+    )
+    rows = [r for r in rows if r["desired_charging"]]
+    if not rows:
+        return None
+    (disabled,) = await _issue_disables(
+        conn,
+        rows=rows,
+        spec="charging",  # never cut discharge here; in full mode the follow-up does, at rest
+        settings=settings,
+        rate=None,
+        bulk_id=None,
+        threshold_days=threshold,
+        actor=actor,
+        requested_by=None,
+    )
+    log.info("battery disabled again after a reversal", extra={"payment_id": payment_id, **disabled})
+    return UUID(disabled["command_id"])

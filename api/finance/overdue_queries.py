@@ -15,6 +15,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from api.finance.access import Scope, scope_sql
+from api.finance.queries import DISABLE_IN_FORCE
 
 Row = dict[str, Any]
 
@@ -24,8 +25,8 @@ OWED = "li.amount + li.penalty - li.principal_paid - li.interest_paid - li.penal
 _OLDEST_UNPAID = f"""
     SELECT DISTINCT ON (li.loan_id)
            li.loan_id, li.id AS instalment_id, li.due_date, l.battery_id, l.consumer_id, l.dealer_id,
-           b.serial_number AS battery_serial, b.desired_enabled, c.name AS consumer_name,
-           c.phone AS consumer_phone
+           b.serial_number AS battery_serial, b.desired_charging, b.desired_discharging,
+           c.name AS consumer_name, c.phone AS consumer_phone
     FROM loan_instalments li
     JOIN loans l ON l.id = li.loan_id
     JOIN batteries b ON b.id = l.battery_id AND b.deleted_at IS NULL
@@ -77,7 +78,8 @@ async def to_disable(
 ) -> list[Row]:
     """Loans overdue beyond the threshold whose battery has no open disable record, unless an
     operator already overrode a disable for the same instalment. `warned` says whether the consumer
-    was warned (about an instalment still unpaid) before `warned_before`; the battery's latest
+    was warned (about an instalment still unpaid) before `warned_before`, by an earlier transaction,
+    with the warning's `disable_from` reached; the battery's latest
     reading comes along for the at-rest check."""
     cur = await conn.execute(
         f"""SELECT o.*, %(today)s - o.due_date AS overdue_days,
@@ -88,7 +90,8 @@ async def to_disable(
                    EXISTS (SELECT 1 FROM overdue_warnings w
                            JOIN loan_instalments wi ON wi.id = w.instalment_id
                            WHERE w.loan_id = o.loan_id AND wi.paid_at IS NULL
-                             AND w.warned_at <= %(warned_before)s) AS warned,
+                             AND w.disable_from <= %(today)s
+                             AND w.warned_at <= %(warned_before)s AND w.warned_at < now()) AS warned,
                    bl.ts AS reading_ts, bl.current AS reading_current
             FROM ({_OLDEST_UNPAID}) o
             LEFT JOIN battery_latest bl ON bl.battery_id = o.battery_id
@@ -134,7 +137,9 @@ async def insert_disables(conn: AsyncConnection, rows: Sequence[Row]) -> list[Ro
 async def open_disables(
     conn: AsyncConnection, *, scope: Scope, loan_id: int | None = None, lock: bool = False
 ) -> list[Row]:
-    """Open records, each with its battery's latest command and latest reading; `lock` locks the
+    """Open records, each with its battery's latest command not cancelled (a command cancelled by an
+    operator put the desired state back: it overrides nothing; ours cancelled or superseded leaves
+    another one latest) and latest reading; `lock` locks the
     records and their batteries (in battery order; lock the loans first)."""
     cur = await conn.execute(
         f"""SELECT d.id, d.loan_id, d.battery_id, d.instalment_id, d.spec, d.command_id, d.overdue_days,
@@ -146,7 +151,8 @@ async def open_disables(
             JOIN batteries b ON b.id = d.battery_id
             JOIN consumers c ON c.id = l.consumer_id
             LEFT JOIN LATERAL (SELECT id, status FROM commands
-                               WHERE battery_id = d.battery_id ORDER BY seq DESC LIMIT 1) latest ON true
+                               WHERE battery_id = d.battery_id AND status <> 'cancelled'
+                               ORDER BY seq DESC LIMIT 1) latest ON true
             LEFT JOIN battery_latest bl ON bl.battery_id = d.battery_id
             WHERE d.released_at IS NULL AND {scope_sql("l")}
               AND (%(loan)s::bigint IS NULL OR d.loan_id = %(loan)s)
@@ -196,10 +202,11 @@ async def overdue_amount(conn: AsyncConnection, loan_id: int, today: date) -> De
 
 
 async def disabled_for_overdue(conn: AsyncConnection, loan_id: int) -> bool:
-    cur = await conn.execute(
-        "SELECT 1 FROM overdue_disables WHERE loan_id = %s AND released_at IS NULL LIMIT 1", (loan_id,)
-    )
-    return await cur.fetchone() is not None
+    """Whether an overdue disable of the loan is in force (queries.DISABLE_IN_FORCE)."""
+    cur = await conn.execute(f"SELECT {DISABLE_IN_FORCE.format(loan='%s')} AS in_force", (loan_id,))
+    row = await cur.fetchone()
+    assert row is not None
+    return bool(row["in_force"])
 
 
 async def has_overdue(conn: AsyncConnection, loan_id: int, today: date) -> bool:
@@ -221,3 +228,16 @@ async def enable_of_payment(conn: AsyncConnection, payment_id: int) -> UUID | No
     )
     row = await cur.fetchone()
     return None if row is None else row["enable_command_id"]
+
+
+async def released_by_payment(conn: AsyncConnection, payment_id: int) -> Row | None:
+    """The disable a payment released (paid), with the battery's latest command not cancelled now."""
+    cur = await conn.execute(
+        """SELECT d.id, d.loan_id, d.battery_id, d.enable_command_id,
+                  (SELECT c.id FROM commands c WHERE c.battery_id = d.battery_id AND c.status <> 'cancelled'
+                   ORDER BY c.seq DESC LIMIT 1) AS latest_command_id
+           FROM overdue_disables d
+           WHERE d.released_by_payment_id = %s AND d.release_reason = 'paid'""",
+        (payment_id,),
+    )
+    return await cur.fetchone()

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
 from api.finance.schedule import Allocation
 
@@ -38,7 +39,7 @@ async def get_payment(conn: AsyncConnection, payment_id: int) -> Row | None:
     return await cur.fetchone()
 
 
-async def insert_payment(
+async def record_allocated(
     conn: AsyncConnection,
     *,
     loan_id: int,
@@ -49,68 +50,69 @@ async def insert_payment(
     method: str,
     prepaid_principal: Decimal,
     recorded_by: str,
+    allocations: Sequence[Allocation],
+    penalties: dict[int, Decimal],
+    audit_detail: dict[str, Any] | None,
 ) -> Row | None:
-    """Insert a payment and return it; None when the dealer already has one with this reference."""
-    cur = await conn.execute(
-        """INSERT INTO loan_payments (loan_id, dealer_id, reference, amount, paid_on, method,
-               prepaid_principal, recorded_by)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (dealer_id, reference) DO NOTHING
-           RETURNING id, loan_id, dealer_id, reference, amount, paid_on, method, prepaid_principal, status,
-                     recorded_by, recorded_at""",
-        (loan_id, dealer_id, reference, amount, paid_on, method, prepaid_principal, recorded_by),
-    )
-    return await cur.fetchone()
-
-
-async def insert_allocations(
-    conn: AsyncConnection, payment_id: int, allocations: Sequence[Allocation]
-) -> None:
-    if not allocations:
-        return
-    await conn.execute(
-        """INSERT INTO payment_allocations (payment_id, instalment_id, penalty, interest, principal)
-           SELECT %s, * FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[])""",
-        (
-            payment_id,
-            [a.instalment_id for a in allocations],
-            [a.penalty for a in allocations],
-            [a.interest for a in allocations],
-            [a.principal for a in allocations],
-        ),
-    )
-
-
-async def apply_to_instalments(
-    conn: AsyncConnection, allocations: Sequence[Allocation], penalties: dict[int, Decimal]
-) -> None:
-    """Add what a payment paid to its instalments (and the late fees it found due); mark the paid ones."""
+    """Insert a payment, its allocations, what they add to the instalments (and the late fees they
+    found due) and its audit entry, in one statement (one round trip: the payment path's cost is
+    its statements); None, and nothing written, when the dealer already has this reference. Without
+    `audit_detail` the caller writes the audit entry (after what it does next)."""
     ids = sorted({a.instalment_id for a in allocations} | set(penalties))
-    if not ids:
-        return
     by_id = {a.instalment_id: a for a in allocations}
     zero = Decimal(0)
-    await conn.execute(
-        """UPDATE loan_instalments li
-           SET penalty = greatest(li.penalty, n.penalty),
-               penalty_paid = li.penalty_paid + n.penalty_paid,
-               interest_paid = li.interest_paid + n.interest_paid,
-               principal_paid = li.principal_paid + n.principal_paid,
-               paid_at = CASE WHEN li.principal_paid + n.principal_paid = li.principal
-                               AND li.interest_paid + n.interest_paid = li.interest
-                               AND li.penalty_paid + n.penalty_paid = greatest(li.penalty, n.penalty)
-                              THEN now() END
-           FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[])
-                AS n(id, penalty, penalty_paid, interest_paid, principal_paid)
-           WHERE li.id = n.id""",
-        (
-            ids,
-            [penalties.get(i, zero) for i in ids],
-            [by_id[i].penalty if i in by_id else zero for i in ids],
-            [by_id[i].interest if i in by_id else zero for i in ids],
-            [by_id[i].principal if i in by_id else zero for i in ids],
-        ),
+    cur = await conn.execute(
+        """WITH p AS (
+               INSERT INTO loan_payments (loan_id, dealer_id, reference, amount, paid_on, method,
+                   prepaid_principal, recorded_by)
+               VALUES (%(loan)s, %(dealer)s, %(reference)s, %(amount)s, %(paid_on)s, %(method)s,
+                   %(prepaid)s, %(by)s)
+               ON CONFLICT (dealer_id, reference) DO NOTHING
+               RETURNING id, loan_id, dealer_id, reference, amount, paid_on, method, prepaid_principal,
+                         status, recorded_by, recorded_at),
+           n AS (
+               SELECT * FROM unnest(%(ids)s::bigint[], %(penalty)s::numeric[], %(penalty_paid)s::numeric[],
+                                    %(interest_paid)s::numeric[], %(principal_paid)s::numeric[])
+                   AS n(id, penalty, penalty_paid, interest_paid, principal_paid)),
+           a AS (
+               INSERT INTO payment_allocations (payment_id, instalment_id, penalty, interest, principal)
+               SELECT p.id, n.id, n.penalty_paid, n.interest_paid, n.principal_paid
+               FROM p, n WHERE n.id = ANY(%(allocated)s::bigint[])),
+           u AS (
+               UPDATE loan_instalments li
+               SET penalty = greatest(li.penalty, n.penalty),
+                   penalty_paid = li.penalty_paid + n.penalty_paid,
+                   interest_paid = li.interest_paid + n.interest_paid,
+                   principal_paid = li.principal_paid + n.principal_paid,
+                   paid_at = CASE WHEN li.principal_paid + n.principal_paid = li.principal
+                                   AND li.interest_paid + n.interest_paid = li.interest
+                                   AND li.penalty_paid + n.penalty_paid = greatest(li.penalty, n.penalty)
+                                  THEN now() END
+               FROM n WHERE li.id = n.id AND EXISTS (SELECT 1 FROM p)),
+           au AS (
+               INSERT INTO finance_audit (actor, action, loan_id, payment_id, detail)
+               SELECT %(by)s, 'payment_recorded', p.loan_id, p.id, %(detail)s FROM p
+               WHERE %(detail)s::jsonb IS NOT NULL)
+           SELECT * FROM p""",
+        {
+            "loan": loan_id,
+            "dealer": dealer_id,
+            "reference": reference,
+            "amount": amount,
+            "paid_on": paid_on,
+            "method": method,
+            "prepaid": prepaid_principal,
+            "by": recorded_by,
+            "ids": ids,
+            "penalty": [penalties.get(i, zero) for i in ids],
+            "penalty_paid": [by_id[i].penalty if i in by_id else zero for i in ids],
+            "interest_paid": [by_id[i].interest if i in by_id else zero for i in ids],
+            "principal_paid": [by_id[i].principal if i in by_id else zero for i in ids],
+            "allocated": [a.instalment_id for a in allocations],
+            "detail": None if audit_detail is None else Jsonb(audit_detail),
+        },
     )
+    return await cur.fetchone()
 
 
 async def take_back_allocations(conn: AsyncConnection, payment_id: int) -> None:

@@ -59,7 +59,25 @@ async def record_payment(
             )
         rows = await queries.instalments_of(conn, [loan_id])
         split = allocate(states(rows), body.amount, today, policy, received_on=paid_on)
-        payment = await payment_queries.insert_payment(
+        if split.excess > 0:  # a repeat of an earlier payment is answered as such, even so
+            if (earlier := await _earlier(conn, loan=loan, body=body, settings=settings)) is not None:
+                return earlier, False
+            raise Conflict(
+                f"The loan is closed by {body.amount - split.excess:.2f}; "
+                f"this payment is {split.excess:.2f} more",
+                error="Payment exceeds what is owed",
+                code="OVERPAYMENT",
+            )
+        detail = {
+            "reference": body.reference,
+            "amount": str(body.amount),
+            "paid_on": paid_on.isoformat(),
+            "method": body.method,
+            "allocated": {str(a.instalment_id): str(a.total) for a in split.allocations},
+            "late_fees_charged": {str(k): str(v) for k, v in split.penalties_charged.items()},
+            "prepaid_principal": str(split.prepaid),
+        }
+        payment = await payment_queries.record_allocated(
             conn,
             loan_id=loan_id,
             dealer_id=loan["dealer_id"],
@@ -69,45 +87,31 @@ async def record_payment(
             method=body.method,
             prepaid_principal=split.prepaid,
             recorded_by=principal.actor,
+            allocations=split.allocations,
+            penalties=split.penalties_charged,
+            audit_detail=None if split.prepaid else detail,  # a prepayment: after its reschedule
         )
         if payment is None:  # the reference is taken: this is a repeat (or a mistake)
             earlier = await _earlier(conn, loan=loan, body=body, settings=settings)
             assert earlier is not None
             return earlier, False
-        if split.excess > 0:  # checked after the reference, so that a repeat is answered as such
-            raise Conflict(
-                f"The loan is closed by {body.amount - split.excess:.2f}; "
-                f"this payment is {split.excess:.2f} more",
-                error="Payment exceeds what is owed",
-                code="OVERPAYMENT",
-            )
-        await payment_queries.insert_allocations(conn, payment["id"], split.allocations)
-        await payment_queries.apply_to_instalments(conn, split.allocations, split.penalties_charged)
         rows = with_payment(rows, split, at=payment["recorded_at"])
         if split.prepaid:
             await _reschedule(conn, loan=loan, change=split.prepaid, today=today, actor=principal.actor)
             rows = await queries.instalments_of(conn, [loan_id])
+            await queries.audit(
+                conn,
+                actor=principal.actor,
+                action="payment_recorded",
+                loan_id=loan_id,
+                payment_id=payment["id"],
+                detail=detail,
+            )
         closed = all(r["paid_at"] is not None for r in rows)
         if closed:
             await queries.set_loan_status(conn, loan_id, closed=True)
-        await queries.audit(
-            conn,
-            actor=principal.actor,
-            action="payment_recorded",
-            loan_id=loan_id,
-            payment_id=payment["id"],
-            detail={
-                "reference": body.reference,
-                "amount": str(body.amount),
-                "paid_on": paid_on.isoformat(),
-                "method": body.method,
-                "allocated": {str(a.instalment_id): str(a.total) for a in split.allocations},
-                "late_fees_charged": {str(k): str(v) for k, v in split.penalties_charged.items()},
-                "prepaid_principal": str(split.prepaid),
-            },
-        )
         enabled, still_disabled = None, loan["battery_disabled_for_overdue"]
-        if still_disabled:
+        if loan["overdue_disable_open"]:
             enabled = await overdue.release_if_cleared(
                 conn, loan_id=loan_id, today=today, actor=principal.actor, payment_id=payment["id"]
             )
@@ -195,8 +199,9 @@ async def reverse_payment(
 ) -> Row:
     """Take a payment back (entered in error): what it paid is owed again, a prepayment is undone.
 
-    Reversing twice is one reversal. The battery is not disabled here: the next auto-disable run
-    decides, with its warning and grace.
+    Reversing twice is one reversal. If the payment had enabled a battery disabled for the overdue
+    and the loan is overdue beyond the threshold again, its charging is cut again at once (unless
+    an operator's command came since): the state is as before the payment.
     """
     scope = await scope_for(conn, principal, *WRITERS)
     payment = await payment_queries.get_payment(conn, payment_id)
@@ -237,6 +242,9 @@ async def reverse_payment(
                 },
             )
             log.info("payment reversed", extra={"payment_id": payment_id, "loan_id": loan["id"]})
+            await overdue.disable_again_after_reversal(
+                conn, payment_id=payment_id, settings=settings, today=today, actor=principal.actor
+            )
         answer = await result(conn, payment_id, settings=settings)
     return answer
 

@@ -26,11 +26,22 @@ APPLICATION_COLUMNS = """a.id, a.dealer_id, a.consumer_id, a.battery_id, b.seria
     a.created_at, l.id AS loan_id"""
 APPLICATION_FROM = """finance_applications a JOIN batteries b ON b.id = a.battery_id
     LEFT JOIN loans l ON l.application_id = a.id"""
-LOAN_COLUMNS = """l.id, l.application_id, l.dealer_id, l.consumer_id, l.battery_id,
+# An overdue disable in force for a loan: its record open, and its disable command the battery's
+# latest not cancelled, and not expired or failed (an operator's command since, or a disable that
+# never reached the device, is not one). `battery_disabled_for_overdue` in every answer means this.
+# Scalar subqueries, evaluated for the loan's own record only: as EXISTS, PostgreSQL may hash the
+# subquery over every open record (each with its battery's latest command) on every call.
+DISABLE_IN_FORCE = """coalesce((SELECT latest.id = d.command_id AND latest.status NOT IN ('expired', 'failed')
+    FROM overdue_disables d
+    CROSS JOIN LATERAL (SELECT c.id, c.status FROM commands c WHERE c.battery_id = d.battery_id
+                        AND c.status <> 'cancelled' ORDER BY c.seq DESC LIMIT 1) latest
+    WHERE d.loan_id = {loan} AND d.released_at IS NULL LIMIT 1), false)"""
+LOAN_COLUMNS = f"""l.id, l.application_id, l.dealer_id, l.consumer_id, l.battery_id,
     b.serial_number AS battery_serial, l.nbfc_id, l.principal, l.interest_rate, l.tenure_months, l.emi,
     l.schedule_start, l.disbursement_date, l.status, l.closed_at, l.created_at,
-    EXISTS (SELECT 1 FROM overdue_disables d WHERE d.loan_id = l.id AND d.released_at IS NULL)
-        AS battery_disabled_for_overdue"""
+    (SELECT true FROM overdue_disables d WHERE d.loan_id = l.id AND d.released_at IS NULL LIMIT 1)
+        IS NOT NULL AS overdue_disable_open,
+    {DISABLE_IN_FORCE.format(loan="l.id")} AS battery_disabled_for_overdue"""  # noqa: S608 - constants
 INSTALMENT_COLUMNS = """id, loan_id, emi_number, due_date, principal, interest, amount, penalty,
     principal_paid, interest_paid, penalty_paid, paid_at"""
 
@@ -409,6 +420,7 @@ async def overdue_instalments(
             "limit": limit,
             "offset": offset,
         },
+        prepare=False,  # never a generic plan: "%(dealer)s IS NULL OR …" needs the values to use an index
     )
     return await cur.fetchall()
 
@@ -423,5 +435,6 @@ async def collections_by_day(conn: AsyncConnection, *, scope: Scope, start: date
               AND {scope_sql("l")}
             GROUP BY p.paid_on ORDER BY p.paid_on""",  # noqa: S608 - constants
         {**scope.params(), "start": start, "end": end},
+        prepare=False,  # as overdue_instalments: a generic plan of the scope's ORs reads every payment
     )
     return await cur.fetchall()

@@ -93,7 +93,7 @@ async def submit_application(
     """Record the application (status `submitted`) and its call to the lender, in one transaction."""
     async with conn.transaction():
         lender = await choose_lender(conn, body.nbfc_id)
-        url = _api_url(lender, settings, APPLICATIONS_PATH)
+        _api_url(lender, settings, APPLICATIONS_PATH)  # refused now if no address is configured at all
         application = await finance.create_application(
             conn,
             principal=principal,
@@ -118,7 +118,7 @@ async def submit_application(
             lender_id=lender["id"],
             kind="application",
             idempotency_key=f"packfleet-application-{application['id']}",
-            payload={"url": url, "body": submission.model_dump(mode="json")},
+            payload={"path": APPLICATIONS_PATH, "body": submission.model_dump(mode="json")},
             application_id=application["id"],
         )
         await notify_workers(conn, queries.OUTBOX)
@@ -328,7 +328,7 @@ async def submit_collection_report(
             )
         async with conn.transaction():
             lender = await choose_lender(conn, body.nbfc_id)
-            url = _api_url(lender, settings, COLLECTION_REPORTS_PATH)
+            _api_url(lender, settings, COLLECTION_REPORTS_PATH)
             scope = Scope(dealer_id=dealer_id, nbfc_id=lender["id"])
             day = await report_between(conn, scope=scope, start=body.report_date, end=body.report_date)
             data = {
@@ -367,7 +367,7 @@ async def submit_collection_report(
                     lender_id=lender["id"],
                     kind="collection_report",
                     idempotency_key=f"packfleet-collection-report-{report['id']}",
-                    payload={"url": url, "body": submission.model_dump(mode="json")},
+                    payload={"path": COLLECTION_REPORTS_PATH, "body": submission.model_dump(mode="json")},
                     report_id=report["id"],
                 )
                 await notify_workers(conn, queries.OUTBOX)

@@ -95,3 +95,14 @@ def pay(client: TestClient, world: World, loan_id: int, amount: Any, reference: 
         headers=bearer(world.dealer_a_user),
         json={"reference": reference, "amount": amount, **extra},
     )
+
+
+def age_warnings(conn: psycopg.Connection, loan_id: int | None = None, *, days: int = 3) -> None:
+    """Move the overdue warnings (of one loan, or all) `days` into the past: the warning SMS went out
+    that many days ago, and the disable it announced is due that many days earlier."""
+    conn.execute(
+        """UPDATE overdue_warnings
+           SET warned_at = warned_at - make_interval(days => %(days)s), disable_from = disable_from - %(days)s
+           WHERE %(loan)s::bigint IS NULL OR loan_id = %(loan)s""",
+        {"days": days, "loan": loan_id},
+    )

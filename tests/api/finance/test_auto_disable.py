@@ -20,7 +20,7 @@ from api.finance.access import Scope
 from control.commands import issue_command
 from packfleet.settings import Settings
 from tests.api.conftest import World, bearer
-from tests.api.finance.conftest import loan, pay, today
+from tests.api.finance.conftest import age_warnings, loan, pay, today
 from tests.conftest import make_settings
 
 
@@ -52,11 +52,10 @@ def _sms(db: psycopg.Connection, phone: str) -> list[str]:
     ]
 
 
-def _age_warnings(db: psycopg.Connection, loan_id: int, hours: float = 25) -> None:
-    db.execute(
-        "UPDATE overdue_warnings SET warned_at = warned_at - make_interval(hours => %s) WHERE loan_id = %s",
-        (hours, loan_id),
-    )
+def _warned(url: str, settings: Settings, world: World) -> None:
+    """A run that warns (and disables nothing), then three days pass: the warned disables are due."""
+    assert _run(url, settings, world.dealer_a["id"])["disabled_count"] == 0
+    age_warnings(world.conn)
 
 
 @pytest.fixture
@@ -81,7 +80,7 @@ def test_warned_first_then_charging_disabled_once(
     ]
     assert _commands(world.conn, battery["id"]) == []
     assert _run(database_url, settings, world.dealer_a["id"])["warned_count"] == 0  # one warning per EMI
-    _age_warnings(world.conn, overdue_loan["id"])
+    age_warnings(world.conn, overdue_loan["id"])
     second = _run(database_url, settings, world.dealer_a["id"])
     assert second["disabled_batteries"] == [battery["serial_number"]] and len(second["command_ids"]) == 1
     assert second["disabled"][0]["spec"] == "charging" and second["disabled"][0]["overdue_days"] == 10
@@ -116,6 +115,7 @@ def test_two_runs_at_once_issue_one_command(
 ) -> None:
     settings = make_settings(database_url, finance_disable_grace_hours=0)
     others = [loan(client, world, months_ago=2, amount=1200, tenure=12, rate=0) for _ in range(3)]
+    _warned(database_url, settings, world)
 
     async def race() -> list[dict[str, Any]]:
         async def one() -> dict[str, Any]:
@@ -178,6 +178,7 @@ def test_the_payment_that_clears_the_overdue_enables_at_once(
 ) -> None:
     settings = make_settings(database_url, finance_disable_grace_hours=0)
     battery = overdue_loan["battery"]
+    _warned(database_url, settings, world)
     assert _run(database_url, settings, world.dealer_a["id"])["disabled_count"] == 1
     partial = pay(client, world, overdue_loan["id"], 400, f"R-{uuid.uuid4().hex[:8]}").json()
     assert partial["enable_command_id"] is None and partial["loan"]["battery_disabled_for_overdue"]
@@ -202,7 +203,8 @@ def test_an_operators_command_after_the_disable_holds(
 ) -> None:
     settings = make_settings(database_url, finance_disable_grace_hours=0)
     battery = overdue_loan["battery"]
-    _run(database_url, settings, world.dealer_a["id"])
+    _warned(database_url, settings, world)
+    assert _run(database_url, settings, world.dealer_a["id"])["disabled_count"] == 1
     answer = client.post(
         f"/api/batteries/{battery['serial_number']}/control",
         headers=bearer(world.admin),
@@ -235,6 +237,7 @@ def test_full_mode_cuts_discharge_only_at_rest(client: TestClient, world: World,
     _reading(world.conn, resting["battery"]["id"], current=0.3)
     _reading(world.conn, moving["battery"]["id"], current=-25.0)
     _reading(world.conn, stale["battery"]["id"], current=0.0, age_s=3600)
+    _warned(database_url, settings, world)
     result = _run(database_url, settings, world.dealer_a["id"])
     specs = {d["loan_id"]: d["spec"] for d in result["disabled"]}
     assert specs == {resting["id"]: "both", moving["id"]: "charging", stale["id"]: "charging"}
@@ -252,7 +255,6 @@ def test_full_mode_cuts_discharge_only_at_rest(client: TestClient, world: World,
 def test_api_auto_disable_and_overdue_list(
     client: TestClient, world: World, overdue_loan: dict[str, Any]
 ) -> None:
-    world.conn.execute("UPDATE overdue_warnings SET warned_at = now() - interval '2 days'")
     listed = client.get("/api/finance/overdue", headers=bearer(world.dealer_a_user)).json()
     row = next(a for a in listed["overdue_accounts"] if a["loan_id"] == overdue_loan["id"])
     assert row["overdue_days"] == 10 and row["amount"] == "1000.00" and row["loan_amount"] == 12000
@@ -269,7 +271,7 @@ def test_api_auto_disable_and_overdue_list(
         "/api/finance/auto-disable", headers=bearer(world.dealer_a_user), json={"overdue_days_threshold": 7}
     ).json()
     assert warned["warned_count"] >= 1 and warned["disabled_count"] == 0
-    world.conn.execute("UPDATE overdue_warnings SET warned_at = now() - interval '2 days'")
+    age_warnings(world.conn)
     done = client.post("/api/finance/auto-disable", headers=bearer(world.dealer_a_user), json={}).json()
     assert overdue_loan["battery"]["serial_number"] in done["disabled_batteries"]
     assert done["message"] == "Batteries disabled successfully"

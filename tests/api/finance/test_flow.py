@@ -29,7 +29,7 @@ from device_sim.main import SimOptions, default_specs
 from device_sim.model import CHARGING, FleetModel
 from tests import services
 from tests.api.conftest import World, bearer
-from tests.api.finance.conftest import loan, pay
+from tests.api.finance.conftest import age_warnings, loan, pay
 from tests.conftest import JWT_SECRET, make_settings
 from tests.device_sim.conftest import SimThread
 from tests.services import wait_for
@@ -144,11 +144,8 @@ def test_overdue_disable_and_the_payment_that_enables(
             assert warned.json()["warned_count"] == 1 and warned.json()["disabled_count"] == 0
             wait_for(lambda: _sms(db, phone).get("overdue_warning") == "sent", timeout=20)
 
-            # 2. A day later (the grace after the warning), the next run cuts charging.
-            db.execute(
-                "UPDATE overdue_warnings SET warned_at = warned_at - interval '25 hours' WHERE loan_id = %s",
-                (made["id"],),
-            )
+            # 2. Three days later (the warning's days before the disable), the next run cuts charging.
+            age_warnings(db, made["id"])
             run = client.post(
                 "/api/finance/auto-disable", headers=bearer(world.dealer_a_user), json={}
             ).json()

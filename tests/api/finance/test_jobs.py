@@ -13,7 +13,7 @@ from api.finance import jobs
 from packfleet import scheduler
 from packfleet.db import open_pool
 from tests.api.conftest import World
-from tests.api.finance.conftest import loan
+from tests.api.finance.conftest import age_warnings, loan
 from tests.conftest import make_settings
 
 
@@ -38,6 +38,8 @@ def test_the_job_runs_on_the_scheduler_pool(client: TestClient, world: World, da
         async with open_pool(database_url, name="test-scheduler", max_size=2) as pool:
             return await daily.run(scheduler.JobContext(pool=pool, settings=settings))
 
+    asyncio.run(go())  # warns
+    age_warnings(world.conn, made["id"])
     result = asyncio.run(go())
     assert isinstance(result, dict) and result["disabled"] >= 1
     command = world.conn.execute(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from api.finance.schedule import add_months
 from tests.api.conftest import World, bearer
 from tests.api.finance.conftest import fresh_battery, today
 from tests.api.nbfc.conftest import application_status, link, make_lender, signed, submit
@@ -49,7 +50,7 @@ def test_submit_records_the_application_and_its_call(
     assert call["kind"] == "application" and call["status"] == "queued"
     assert call["idempotency_key"] == f"packfleet-application-{submitted['id']}"
     assert call["payload"]["body"]["amount"] == "45000.00"
-    assert call["payload"]["url"] == "http://127.0.0.1:9/applications"
+    assert call["payload"]["path"] == "/applications"  # the address is read when it is sent
     seen = client.get("/api/finance/applications", headers=bearer(world.nbfc)).json()
     assert [a["id"] for a in seen] == [submitted["id"]]  # an NBFC sees only what was sent to it
 
@@ -117,7 +118,11 @@ def test_sanctioned_becomes_a_loan_once(
 
 
 def test_bad_transition_is_409_and_answered_the_same_again(
-    client: TestClient, world: World, lender: dict[str, Any], submitted: dict[str, Any]
+    client: TestClient,
+    world: World,
+    lender: dict[str, Any],
+    submitted: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert (
         client.post(
@@ -126,8 +131,15 @@ def test_bad_transition_is_409_and_answered_the_same_again(
         == 200
     )
     late = {"applicationId": submitted["id"], "status": "approved"}
-    answer = client.post(URL, **signed(lender, late, event_id="late-1"))
+    with caplog.at_level("WARNING", logger="api.nbfc.service"):
+        answer = client.post(URL, **signed(lender, late, event_id="late-1"))
     assert answer.status_code == 409 and answer.json()["error"] == "Application is rejected"
+    assert [r.getMessage() for r in caplog.records if r.name == "api.nbfc.service"] == [
+        "nbfc webhook rejected"
+    ]
+    assert world.conn.execute(
+        "SELECT count(*) AS n FROM loans WHERE application_id = %s", (submitted["id"],)
+    ).fetchone() == {"n": 0}
     again = client.post(URL, **signed(lender, late, event_id="late-1", at=time.time() + 1))
     assert again.status_code == 409 and again.json() == answer.json()
     assert application_status(world.conn, submitted["id"]) == "rejected"
@@ -143,7 +155,13 @@ def test_disbursed_moves_the_schedule(
 ) -> None:
     sid = submitted["id"]
     client.post(URL, **signed(lender, {"applicationId": sid, "status": "under_review"}))
-    client.post(URL, **signed(lender, {"applicationId": sid, "status": "approved", "tenureMonths": 12}))
+    approved = client.post(
+        URL, **signed(lender, {"applicationId": sid, "status": "approved", "tenureMonths": 12})
+    ).json()
+    before = client.get(
+        f"/api/finance/loans/{approved['application']['loan_id']}", headers=bearer(world.admin)
+    ).json()
+    assert before["instalments"][0]["due_date"] == str(add_months(today(), 1))  # from the approval
     on = today() + timedelta(days=3)
     answer = client.post(
         URL, **signed(lender, {"applicationId": sid, "status": "disbursed", "disbursementDate": str(on)})
@@ -153,6 +171,7 @@ def test_disbursed_moves_the_schedule(
     loan_id = answer.json()["application"]["loan_id"]
     loan = client.get(f"/api/finance/loans/{loan_id}", headers=bearer(world.admin)).json()
     assert loan["disbursement_date"] == str(on) and len(loan["instalments"]) == 12
+    assert [i["due_date"] for i in loan["instalments"]] == [str(add_months(on, n)) for n in range(1, 13)]
 
 
 def test_another_lenders_application_is_404_and_a_bad_body_400(
