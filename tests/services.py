@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,7 +31,13 @@ _HOST_BOUND = (
     "allow_anonymous",
     "log_dest",
     "per_listener_settings",
+    "plugin",  # the persistence plugin's path in the image; see persistence_lines()
 )
+# From this release on, mosquitto.conf's persist-sqlite plugin keeps a durable session's $share
+# subscriptions over a restart. Mosquitto's built-in `persistence true` saves only its plain ones
+# (checked on 2.0.11, 2.0.22 and 2.1.2), and 2.0 has no persistence plugins.
+PERSIST_PLUGIN_SINCE = (2, 1, 0)
+PERSIST_PLUGIN = "mosquitto_persist_sqlite.so"
 
 
 def free_port() -> int:
@@ -82,6 +90,7 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if anonymous else 'false'}",
             f"persistence_location {workdir}/",
+            *persistence_lines(),
             f"log_dest file {workdir}/mosquitto.log",
         ]
         if passwd:
@@ -97,7 +106,9 @@ class Mosquitto:
 
     def start(self) -> Mosquitto:
         self.proc = subprocess.Popen(
-            ["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [_require_mosquitto(), "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
         return self
@@ -118,7 +129,70 @@ class Mosquitto:
 
 
 def mosquitto_binary() -> str | None:
-    return shutil.which("mosquitto")
+    """The broker the tests start: PACKFLEET_TEST_MOSQUITTO if set, else `mosquitto` on PATH."""
+    chosen = os.environ.get("PACKFLEET_TEST_MOSQUITTO")
+    if not chosen:
+        return shutil.which("mosquitto")
+    found = shutil.which(chosen)
+    if found is None:
+        # A broker asked for by name must not turn every broker test into a skip.
+        raise RuntimeError(f"PACKFLEET_TEST_MOSQUITTO={chosen!r} is not an executable")
+    return found
+
+
+def _require_mosquitto() -> str:
+    binary = mosquitto_binary()
+    if binary is None:
+        raise RuntimeError("no mosquitto: `apt-get install mosquitto` or set PACKFLEET_TEST_MOSQUITTO")
+    return binary
+
+
+def mosquitto_version() -> tuple[int, int, int]:
+    """The test broker's release, from the first line of `mosquitto -h` ("mosquitto version 2.0.11")."""
+    return _version_of(_require_mosquitto())
+
+
+@functools.cache
+def _version_of(binary: str) -> tuple[int, int, int]:
+    out = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=10)
+    lines = out.stdout.splitlines()  # `-h` exits 3 on 2.0 and 0 on 2.1: the text is what counts
+    match = re.match(r"mosquitto version (\d+)\.(\d+)\.(\d+)", lines[0] if lines else "")
+    if match is None:
+        raise RuntimeError(f"cannot read a version from `{binary} -h`: {out.stdout[:80]!r}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def persist_plugin() -> str:
+    """The persist-sqlite plugin of the test broker: PACKFLEET_TEST_MOSQUITTO_PLUGIN, or beside it."""
+    chosen = os.environ.get("PACKFLEET_TEST_MOSQUITTO_PLUGIN")
+    if chosen:
+        if not Path(chosen).is_file():
+            raise RuntimeError(f"PACKFLEET_TEST_MOSQUITTO_PLUGIN={chosen!r} is not a file")
+        return chosen
+    binary = Path(_require_mosquitto()).resolve()
+    # An installed prefix (sbin/ beside lib/), a source or cmake build tree (src/ beside plugins/).
+    folders = (
+        binary.parent,
+        binary.parent.parent / "lib",
+        binary.parent.parent / "plugins" / "persist-sqlite",
+        Path("/usr/lib"),
+        Path("/usr/local/lib"),
+    )
+    for folder in folders:
+        if (folder / PERSIST_PLUGIN).is_file():
+            return str(folder / PERSIST_PLUGIN)
+    raise RuntimeError(
+        f"mosquitto {mosquitto_version()} needs {PERSIST_PLUGIN}, as mosquitto.conf loads it: "
+        "set PACKFLEET_TEST_MOSQUITTO_PLUGIN"
+    )
+
+
+def persistence_lines() -> list[str]:
+    """How the test broker persists sessions: as mosquitto.conf does, or as 2.0 can."""
+    if mosquitto_version() < PERSIST_PLUGIN_SINCE:
+        return ["persistence true", "autosave_interval 30"]
+    return [f"plugin {persist_plugin()}"]
 
 
 def admin_url() -> str:
