@@ -3,12 +3,16 @@ spec's number and decimal-string types, bounded ids, page sizes and filter value
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-# The largest value a PostgreSQL bigint holds: ids beyond it name nothing.
-MAX_ID = 2**63 - 1
+# The largest id the API documents and accepts: 2**53 - 1, the largest integer a JSON number holds
+# exactly in every client (JavaScript's Number.MAX_SAFE_INTEGER; a generated client parsing into a
+# double). Well inside a PostgreSQL bigint, so an id up to it that names nothing is a 404; beyond
+# it a client could not even say the id it means (2**63 - 1 reads back as 2**63), so it is a 400.
+MAX_ID = 2**53 - 1
 # How far a list may be paged: past this the database would only scan to return nothing.
 MAX_OFFSET = 10_000_000
 
@@ -31,6 +35,22 @@ DecimalString = Annotated[str, Field(pattern=r"^-?[0-9]+(\.[0-9]+)?$", examples=
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="rows to skip")]
+
+
+def decimal_input(number: dict[str, Any], text: str) -> tuple[BeforeValidator, WithJsonSchema]:
+    """A decimal a client may send as a JSON number or as text (`"1875.00"`, as the answers write
+    it), documented as exactly that: pydantic alone documents any string and then refuses most
+    (`""`). `text` is the pattern of the accepted strings, range included; a string outside it is
+    refused before pydantic's own parsing, so the document and the code take the same strings."""
+    written = re.compile(text)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not written.fullmatch(value):
+            raise ValueError('not a decimal in the documented range (a number, or text such as "12.50")')
+        return value
+
+    schema = {"anyOf": [{"type": "number", **number}, {"type": "string", "pattern": f"^(?:{text})$"}]}
+    return BeforeValidator(check), WithJsonSchema(schema, mode="validation")
 
 
 def blank_is_none(value: Any) -> Any:

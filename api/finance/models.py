@@ -14,8 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from api.shapes import MAX_ID, decimal_input
+from schemas.dates import CalendarDate
+
 MAX_AMOUNT = Decimal("10000000")  # one crore
-MAX_ID = 2**63 - 1
 
 
 def json_number(value: Decimal) -> int | float:
@@ -40,12 +42,18 @@ MoneyText = Annotated[
     ),
 ]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+# As text: (0, one crore] and [0, 60], to the paisa / hundredth of a percent.
+AMOUNT_TEXT = r"[1-9][0-9]{0,6}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?)|10000000(\.00?)?"
+RATE_TEXT = r"[1-5]?[0-9](\.[0-9]{1,2})?|60(\.00?)?"
 AmountIn = Annotated[
     Decimal,
     Field(gt=0, le=MAX_AMOUNT, decimal_places=2, description="rupees, to the paisa", examples=[45000]),
+    *decimal_input({"exclusiveMinimum": 0, "maximum": int(MAX_AMOUNT)}, AMOUNT_TEXT),
 ]
 RateIn = Annotated[
-    Decimal, Field(ge=0, le=60, decimal_places=2, description="annual %, reducing balance", examples=[12.5])
+    Decimal,
+    Field(ge=0, le=60, decimal_places=2, description="annual %, reducing balance", examples=[12.5]),
+    *decimal_input({"minimum": 0, "maximum": 60}, RATE_TEXT),
 ]
 TenureIn = Annotated[int, Field(ge=1, le=84, description="months", examples=[24])]
 Reference = Annotated[
@@ -86,7 +94,7 @@ class ApplicationDecision(BaseModel):
 class DisbursementRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    disbursement_date: date = Field(description="the due dates then run monthly from it")
+    disbursement_date: CalendarDate = Field(description="the due dates then run monthly from it")
 
 
 class Application(BaseModel):
@@ -162,7 +170,9 @@ class PaymentCreate(BaseModel):
 
     reference: Reference
     amount: AmountIn
-    paid_on: date | None = Field(default=None, description="the day the money was received; default today")
+    paid_on: CalendarDate | None = Field(
+        default=None, description="the day the money was received; default today"
+    )
     method: PaymentMethod = "cash"
 
 

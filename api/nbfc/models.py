@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.finance.models import ApplicationCreate, ApplicationStatus, Id, Money
+from schemas.dates import CalendarDate
 
 
 class NbfcApplicationCreate(ApplicationCreate):
@@ -90,7 +91,7 @@ class CollectionReportSubmit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    report_date: date
+    report_date: CalendarDate
     collection_data: CollectionData | None = None
     nbfc_id: Id | None = Field(default=None, description="the lender; may be left out when there is one")
     dealer_id: Id | None = Field(default=None, description="admin only: the dealer reported on")

@@ -9,13 +9,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.service.scoring import ALGORITHM
+from api.shapes import MAX_ID
 
 IssueCategory = Literal["performance", "charging", "mechanical", "electrical", "other"]
 Priority = Literal["low", "medium", "high", "critical"]
 TicketStatus = Literal["open", "assigned", "in_progress", "resolved", "closed"]
 WorkingStatus = Literal["available", "off_duty", "on_leave"]
 
-MAX_ID = 2**63 - 1
 SKILL = r"^[a-z][a-z0-9_]{0,39}$"
 Id = Field(ge=1, le=MAX_ID)
 

@@ -12,6 +12,7 @@ from pydantic import AwareDatetime
 
 from api.deps import ConnDep, CurrentUser, PoolDep, SettingsDep, get_conn
 from api.errors import BadRequest, error_responses
+from api.shapes import MAX_ID
 from api.telemetry import queries, service
 from api.telemetry.models import (
     FIELDS,
@@ -31,7 +32,7 @@ From = Annotated[
     Query(alias="from", description="RFC 3339 start, inclusive (default: a day before `to`)"),
 ]
 To = Annotated[AwareDatetime | None, Query(alias="to", description="RFC 3339 end, exclusive (default: now)")]
-DealerFilter = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="admin only: one dealer's fleet")]
+DealerFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="admin only: one dealer's fleet")]
 IntervalText = Annotated[
     str,
     Query(

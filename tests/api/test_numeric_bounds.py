@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from api.shapes import MAX_ID
 from tests import factories
 from tests.api.conftest import World, bearer
 from tests.api.contract import component, document, operation, request_example
@@ -200,3 +201,35 @@ def test_no_number_is_a_server_error(
     assert answer.status_code < 500, (method, path, where, pointer, drawn, answer.text[:300])
     if answer.status_code >= 400:
         assert set(answer.json()) >= {"error", "details", "code"}, answer.text[:300]
+
+
+# --- ids: documented only as far as a JSON number holds them exactly ------------------------------
+
+
+def _integer_maxima(node: Any, where: str = "") -> Iterator[tuple[str, int]]:
+    if isinstance(node, dict):
+        if node.get("type") == "integer" and "maximum" in node:
+            yield where, node["maximum"]
+        for key, value in node.items():
+            yield from _integer_maxima(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _integer_maxima(value, f"{where}/{i}")
+
+
+def test_no_integer_is_documented_beyond_what_a_json_number_holds_exactly() -> None:
+    """2**63 - 1 as a JSON number reads back as 2**63 in a double-based client (and in schemathesis):
+    a documented-valid id the API then refused with a 400. Ids stop at 2**53 - 1 everywhere."""
+    beyond = [(where, high) for where, high in _integer_maxima(document()) if high > MAX_ID]
+    assert not beyond, beyond
+
+
+def test_the_largest_documented_id_names_nothing_and_is_a_404(client: TestClient, world: World) -> None:
+    admin = bearer(world.admin)
+    for path in (f"/api/finance/loans/{MAX_ID}", f"/api/service/tickets/{MAX_ID}"):
+        assert client.get(path, headers=admin).status_code == 404, path
+        beyond = client.get(path.replace(str(MAX_ID), str(MAX_ID + 1)), headers=admin)
+        assert beyond.status_code == 400, beyond.text
+    serial = world.battery_a["serial_number"]
+    answer = client.put(f"/api/batteries/{serial}/assign", json={"consumer_id": MAX_ID}, headers=admin)
+    assert answer.status_code == 404, answer.text
