@@ -4,9 +4,19 @@ spec's number and decimal-string types, bounded ids, page sizes and filter value
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from functools import cache
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 # The largest id the API documents and accepts: 2**53 - 1, the largest integer a JSON number holds
 # exactly in every client (JavaScript's Number.MAX_SAFE_INTEGER; a generated client parsing into a
@@ -22,6 +32,26 @@ class Shape(BaseModel):
     tests (FastAPI validates every answer against its model) instead of surprising a client."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+@cache
+def _takes_bool(annotation: Any) -> bool:
+    args = get_args(annotation)
+    return annotation is bool or any(_takes_bool(a) for a in args)
+
+
+class Body(BaseModel):
+    """A request body. pydantic reads `true` as 1 where a number is asked for (and `false` as 0: a
+    longitude of 0.0); the document says a number, so a boolean there is refused like any other
+    wrong type."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            if not _takes_bool(cls.model_fields[info.field_name].annotation):
+                raise ValueError("Input should be a number or text as documented, not true or false")
+        return value
 
 
 def _number(value: Any) -> Any:

@@ -22,7 +22,7 @@ from pydantic import (
 
 from api.batteries.models import BatteryStatus, HealthScore, NewSerial, Serial
 from api.errors import ErrorBody
-from api.shapes import Blank, Id, Number, Offset, Shape
+from api.shapes import Blank, Body, Id, Number, Offset, Shape
 
 MAX_TEXT = 200
 MAX_LIMIT = 500
@@ -129,7 +129,7 @@ SPEC_EXAMPLE: dict[str, Any] = {
 }
 
 
-class _PackFields(BaseModel):
+class _PackFields(Body):
     model_config = ConfigDict(extra="forbid")
 
     company: Text | None = None

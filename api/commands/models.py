@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.batteries.models import Battery, BatteryStatus, CommandStatus, Serial, Spec
 from api.errors import ErrorBody
-from api.shapes import Id, Shape
+from api.shapes import Body, Id, Shape
 
 MAX_TTL_S = 30 * 24 * 3600
 MAX_BULK_SERIALS = 10_000
@@ -39,7 +39,7 @@ ACTIONS: dict[str, tuple[Literal["enable", "disable"], Literal["active", "inacti
 }
 
 
-class ControlRequest(BaseModel):
+class ControlRequest(Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"action": "inactive"}]})
 
     action: ControlAction
@@ -47,7 +47,7 @@ class ControlRequest(BaseModel):
     expires_in_seconds: TtlSeconds | None = None
 
 
-class BatteryPackEnable(BaseModel):
+class BatteryPackEnable(Body):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -74,7 +74,7 @@ class CancelRequest(BaseModel):
     reason: Reason | None = None
 
 
-class BulkFilter(BaseModel):
+class BulkFilter(Body):
     """Which batteries: all that match every given field (at least one)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -98,7 +98,7 @@ class BulkFilter(BaseModel):
     )
 
 
-class BulkRequest(BaseModel):
+class BulkRequest(Body):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={

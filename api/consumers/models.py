@@ -18,7 +18,7 @@ from api.consumers.kyc import (
     normalise_aadhaar,
     normalise_pan,
 )
-from api.shapes import DecimalString, Id, Number, Shape
+from api.shapes import Body, DecimalString, Id, Number, Shape
 
 DOCUMENT_TYPES = (
     "pan_card",
@@ -47,7 +47,7 @@ def _canonical_type(value: Any) -> Any:
     return value.strip().lower().replace("aadhar_card", "aadhaar_card") if isinstance(value, str) else value
 
 
-class _Identity(BaseModel):
+class _Identity(Body):
     pan: str | None = Field(default=None, max_length=20, json_schema_extra=_PAN_DOC)
     aadhar: str | None = Field(
         default=None, max_length=20, validation_alias=_AADHAAR, json_schema_extra=_AADHAAR_DOC

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from api.shapes import MAX_ID, decimal_input
+from api.shapes import MAX_ID, Body, decimal_input
 from schemas.dates import CalendarDate
 
 MAX_AMOUNT = Decimal("10000000")  # one crore
@@ -69,7 +69,7 @@ InstalmentStatus = Literal["pending", "partial", "paid"]
 PaymentMethod = Literal["cash", "upi", "bank_transfer", "cheque", "card", "nach", "other"]
 
 
-class ApplicationCreate(BaseModel):
+class ApplicationCreate(Body):
     model_config = ConfigDict(extra="forbid")
 
     consumer_id: Id
@@ -79,7 +79,7 @@ class ApplicationCreate(BaseModel):
     interest_rate: RateIn
 
 
-class ApplicationDecision(BaseModel):
+class ApplicationDecision(Body):
     """Approve (with the terms; those left out stay as applied for) or reject."""
 
     model_config = ConfigDict(extra="forbid")
@@ -165,7 +165,7 @@ class Loan(LoanSummary):
     instalments: list[EmiInstalment]
 
 
-class PaymentCreate(BaseModel):
+class PaymentCreate(Body):
     model_config = ConfigDict(extra="forbid")
 
     reference: Reference
@@ -239,7 +239,7 @@ class OverdueAccounts(BaseModel):
     total_overdue_amount: Money
 
 
-class AutoDisableRequest(BaseModel):
+class AutoDisableRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     overdue_days_threshold: int | None = Field(

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth.models import E164
 from api.messaging.service import MAX_TEXT
-from api.shapes import MAX_ID
+from api.shapes import MAX_ID, Body
 
 Delivery = Literal["queued", "sent", "failed"]
 _TEXT = r"\S"  # something besides blanks
@@ -38,7 +38,7 @@ class SendOtp(BaseModel):
     otp: str = Field(pattern=r"^[0-9]{4,8}$", description="4 to 8 digits", examples=["123456"])
 
 
-class BatteryStatusNotice(BaseModel):
+class BatteryStatusNotice(Body):
     model_config = ConfigDict(extra="forbid")
 
     battery_id: int = Field(ge=1, le=MAX_ID, examples=[1])

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.finance.models import ApplicationCreate, ApplicationStatus, Id, Money
+from api.shapes import Body
 from schemas.dates import CalendarDate
 
 
@@ -77,7 +78,7 @@ class Portfolio(BaseModel):
     portfolio_health: PortfolioHealth
 
 
-class CollectionData(BaseModel):
+class CollectionData(Body):
     model_config = ConfigDict(extra="forbid")
 
     total_collections: int = Field(ge=0, le=10_000_000)
@@ -85,7 +86,7 @@ class CollectionData(BaseModel):
     overdue_count: int = Field(ge=0, le=10_000_000)
 
 
-class CollectionReportSubmit(BaseModel):
+class CollectionReportSubmit(Body):
     """A day's collections for a lender. The figures are computed from the recorded payments; when
     `collection_data` is sent as well, it must agree with them."""
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.service.scoring import ALGORITHM
-from api.shapes import MAX_ID
+from api.shapes import MAX_ID, Body
 
 IssueCategory = Literal["performance", "charging", "mechanical", "electrical", "other"]
 Priority = Literal["low", "medium", "high", "critical"]
@@ -41,7 +41,7 @@ def _longitude(description: str) -> Any:
 # --- requests -------------------------------------------------------------------------------------
 
 
-class TicketCreate(BaseModel):
+class TicketCreate(Body):
     model_config = ConfigDict(extra="forbid")
 
     battery_id: int = Field(ge=1, le=MAX_ID, examples=[1])
@@ -57,14 +57,14 @@ class TicketCreate(BaseModel):
         return _coordinates_together(self)
 
 
-class TicketAssign(BaseModel):
+class TicketAssign(Body):
     model_config = ConfigDict(extra="forbid")
 
     technician_id: int = Field(ge=1, le=MAX_ID, examples=[2])
     priority: Priority | None = Field(default=None, examples=["high"], description="unchanged when absent")
 
 
-class TicketUpdate(BaseModel):
+class TicketUpdate(Body):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["open", "in_progress", "resolved", "closed"] | None = Field(
@@ -86,7 +86,7 @@ class TicketUpdate(BaseModel):
         return self
 
 
-class AutoAssignRequest(BaseModel):
+class AutoAssignRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     ticket_id: int = Field(ge=1, le=MAX_ID, examples=[1])
@@ -103,14 +103,14 @@ class AutoAssignRequest(BaseModel):
     )
 
 
-class TicketFeedback(BaseModel):
+class TicketFeedback(Body):
     model_config = ConfigDict(extra="forbid")
 
     rating: int = Field(ge=1, le=5, examples=[5])
     comment: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
-class TechnicianCreate(BaseModel):
+class TechnicianCreate(Body):
     model_config = ConfigDict(extra="forbid")
 
     phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", examples=["+919876543211"])
@@ -132,7 +132,7 @@ class TechnicianCreate(BaseModel):
         return self
 
 
-class TechnicianUpdate(BaseModel):
+class TechnicianUpdate(Body):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
