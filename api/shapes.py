@@ -4,6 +4,7 @@ spec's number and decimal-string types, bounded ids, page sizes and filter value
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any, get_args
 
@@ -52,6 +53,20 @@ class Body(BaseModel):
             if not _takes_bool(cls.model_fields[info.field_name].annotation):
                 raise ValueError("Input should be a number or text as documented, not true or false")
         return value
+
+
+def optional_not_null(**extra: Any) -> Callable[[dict[str, Any]], None]:
+    """A model's `json_schema_extra` where a field left out is None but an explicit null is refused
+    (its type has no None): the document then shows no `"default": null` that a client (or a
+    contract tester) would send back as a value. `extra` is added to the model's schema."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        for field in schema.get("properties", {}).values():
+            if "default" in field and field["default"] is None and "anyOf" not in field:
+                del field["default"]
+        schema.update(extra)
+
+    return edit
 
 
 def _number(value: Any) -> Any:
