@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.service.scoring import ALGORITHM
-from api.shapes import MAX_ID, Body
+from api.shapes import MAX_ID, Body, optional_not_null
 
 IssueCategory = Literal["performance", "charging", "mechanical", "electrical", "other"]
 Priority = Literal["low", "medium", "high", "critical"]
@@ -24,6 +24,11 @@ def _coordinates_together(model: Any) -> Any:
     if (model.latitude is None) != (model.longitude is None):
         raise ValueError("latitude and longitude go together: give both or neither")
     return model
+
+
+# Where a model takes a point, latitude and longitude come together or not at all, and neither is
+# null: the document says so (`dependentRequired`), as `_coordinates_together` checks.
+TOGETHER = {"dependentRequired": {"latitude": ["longitude"], "longitude": ["latitude"]}}
 
 
 def _latitude(description: str) -> Any:
@@ -42,14 +47,14 @@ def _longitude(description: str) -> Any:
 
 
 class TicketCreate(Body):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=optional_not_null(**TOGETHER))
 
     battery_id: int = Field(ge=1, le=MAX_ID, examples=[1])
     issue_category: IssueCategory = Field(examples=["performance"])
     description: str = Field(min_length=1, max_length=2000, examples=["Battery not holding charge properly"])
     location: str | None = Field(default=None, min_length=1, max_length=200, examples=["Bangalore Central"])
-    latitude: float | None = _latitude("where the work is; default: the battery's last GPS fix")
-    longitude: float | None = _longitude("where the work is; default: the battery's last GPS fix")
+    latitude: float = _latitude("where the work is; default: the battery's last GPS fix")
+    longitude: float = _longitude("where the work is; default: the battery's last GPS fix")
     priority: Priority = "medium"
 
     @model_validator(mode="after")
@@ -65,7 +70,7 @@ class TicketAssign(Body):
 
 
 class TicketUpdate(Body):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     status: Literal["open", "in_progress", "resolved", "closed"] | None = Field(
         default=None,
@@ -111,7 +116,7 @@ class TicketFeedback(Body):
 
 
 class TechnicianCreate(Body):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=optional_not_null(**TOGETHER))
 
     phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", examples=["+919876543211"])
     name: str = Field(min_length=1, max_length=200, examples=["Tech Two"])
@@ -121,8 +126,8 @@ class TechnicianCreate(Body):
     rating: float = Field(default=0, ge=0, le=5, allow_inf_nan=False, examples=[4.5])
     experience_years: int = Field(default=0, ge=0, le=60, examples=[3])
     location: str | None = Field(default=None, min_length=1, max_length=200, examples=["Bangalore Central"])
-    latitude: float | None = _latitude("home base")
-    longitude: float | None = _longitude("home base")
+    latitude: float = _latitude("home base")
+    longitude: float = _longitude("home base")
     status: WorkingStatus = "available"
 
     @model_validator(mode="after")
@@ -133,15 +138,17 @@ class TechnicianCreate(Body):
 
 
 class TechnicianUpdate(Body):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=optional_not_null(minProperties=1, **TOGETHER)
+    )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     skills: list[str] | None = Field(default=None, max_length=20)
     rating: float | None = Field(default=None, ge=0, le=5, allow_inf_nan=False)
     experience_years: int | None = Field(default=None, ge=0, le=60)
     location: str | None = Field(default=None, min_length=1, max_length=200)
-    latitude: float | None = _latitude("home base")
-    longitude: float | None = _longitude("home base")
+    latitude: float = _latitude("home base")
+    longitude: float = _longitude("home base")
     status: WorkingStatus | None = None
 
     @model_validator(mode="after")

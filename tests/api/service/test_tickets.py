@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.service import workflow
 from tests.api.conftest import World, bearer
+from tests.api.contract import document
 from tests.api.service.conftest import MG_ROAD, WHITEFIELD, place_battery
 
 
@@ -368,3 +369,23 @@ def test_the_consumer_profile_counts_the_battery_tickets(
         "created_at": done["created_at"],
     }
     assert (body["summary"]["total_service_tickets"], body["summary"]["active_service_tickets"]) == (2, 1)
+
+
+def test_the_document_says_what_a_ticket_or_technician_body_needs(client: TestClient, world: World) -> None:
+    """A lone latitude, and an empty update, were documented valid and refused: the document now
+    says latitude and longitude come together (never null), and an update changes something."""
+    schemas = document()["components"]["schemas"]
+    together = {"latitude": ["longitude"], "longitude": ["latitude"]}
+    for name in ("TicketCreate", "TechnicianCreate", "TechnicianUpdate"):
+        assert schemas[name]["dependentRequired"] == together, name
+        assert schemas[name]["properties"]["latitude"]["type"] == "number", name
+    assert schemas["TicketUpdate"]["minProperties"] == schemas["TechnicianUpdate"]["minProperties"] == 1
+    battery = world.battery_a["id"]
+    for extra in ({"latitude": 12.9}, {"longitude": 77.5}, {"latitude": 12.9, "longitude": None}):
+        answer = _open(client, world.admin, battery, **extra)
+        assert answer.status_code == 400 and answer.json()["code"] == "VALIDATION_ERROR", (extra, answer.text)
+    opened = _open(client, world.admin, battery, latitude=12.9, longitude=77.5)
+    assert opened.status_code == 201, opened.text
+    ticket = opened.json()["ticket"]["id"]
+    empty = client.post(f"/api/service/tickets/{ticket}/update", json={}, headers=bearer(world.admin))
+    assert empty.status_code == 400, empty.text
