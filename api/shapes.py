@@ -62,7 +62,8 @@ def optional_not_null(**extra: Any) -> Callable[[dict[str, Any]], None]:
 
     def edit(schema: dict[str, Any]) -> None:
         for field in schema.get("properties", {}).values():
-            if "default" in field and field["default"] is None and "anyOf" not in field:
+            nullable = field.get("type") == "null" or {"type": "null"} in field.get("anyOf", ())
+            if "default" in field and field["default"] is None and not nullable:
                 del field["default"]
         schema.update(extra)
 

@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import AfterValidator, ConfigDict, Field
 
 from api.analytics.models import PredictiveMaintenance
-from api.shapes import Body, DecimalString, Id, Number, Shape
+from api.shapes import Body, DecimalString, Id, Number, Shape, decimal_input
 from schemas import state
 from schemas.topics import SERIAL_PATTERN
 
@@ -38,7 +38,12 @@ def _two_places(value: Decimal) -> Decimal:
 
 
 # A health score a client sends: 0-100, kept to two decimal places (rounded).
-HealthScore = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False), AfterValidator(_two_places)]
+HealthScore = Annotated[
+    Decimal,
+    Field(ge=0, le=100, allow_inf_nan=False),
+    *decimal_input({"minimum": 0, "maximum": 100}, r"100(\.0+)?|[1-9]?[0-9](\.[0-9]+)?"),
+    AfterValidator(_two_places),
+]
 
 
 class BatteryCreate(Body):
