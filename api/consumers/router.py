@@ -87,7 +87,7 @@ async def list_consumers(
     status_code=201,
     response_model=Consumer,
     summary="Create consumer",
-    responses=error_responses(400, 409, 413),
+    responses=error_responses(400, 404, 409, 413),  # 404: no such dealer
 )
 async def create_consumer(
     conn: ConnDep, principal: CurrentUser, settings: SettingsDep, body: ConsumerCreate

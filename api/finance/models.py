@@ -48,12 +48,12 @@ RATE_TEXT = r"[1-5]?[0-9](\.[0-9]{1,2})?|60(\.00?)?"
 AmountIn = Annotated[
     Decimal,
     Field(gt=0, le=MAX_AMOUNT, decimal_places=2, description="rupees, to the paisa", examples=[45000]),
-    *decimal_input({"exclusiveMinimum": 0, "maximum": int(MAX_AMOUNT)}, AMOUNT_TEXT),
+    *decimal_input({"exclusiveMinimum": 0, "maximum": int(MAX_AMOUNT), "multipleOf": 0.01}, AMOUNT_TEXT),
 ]
 RateIn = Annotated[
     Decimal,
     Field(ge=0, le=60, decimal_places=2, description="annual %, reducing balance", examples=[12.5]),
-    *decimal_input({"minimum": 0, "maximum": 60}, RATE_TEXT),
+    *decimal_input({"minimum": 0, "maximum": 60, "multipleOf": 0.01}, RATE_TEXT),
 ]
 TenureIn = Annotated[int, Field(ge=1, le=84, description="months", examples=[24])]
 Reference = Annotated[

@@ -233,6 +233,14 @@ def test_the_largest_documented_id_names_nothing_and_is_a_404(client: TestClient
     serial = world.battery_a["serial_number"]
     answer = client.put(f"/api/batteries/{serial}/assign", json={"consumer_id": MAX_ID}, headers=admin)
     assert answer.status_code == 404, answer.text
+    # a dealer named in a body that does not exist is not found either (it was a 400)
+    answer = client.post(
+        "/api/batteries", json={"serial_number": "NOSUCHDEALER1", "dealer_id": MAX_ID}, headers=admin
+    )
+    assert answer.status_code == 404 and answer.json()["error"] == "Dealer not found", answer.text
+    consumer = {"name": "Ram Kumar", "phone": "+919876500001", "dealer_id": MAX_ID}
+    answer = client.post("/api/consumers", json=consumer, headers=admin)
+    assert answer.status_code == 404 and answer.json()["error"] == "Dealer not found", answer.text
 
 
 # One object at a time (the array form of a bulk create holds the same model), and not the lender's
