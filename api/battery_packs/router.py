@@ -267,7 +267,7 @@ async def get_pack(conn: ConnDep, principal: CurrentUser, i: str) -> dict[str, A
     "/{i}",
     response_model=BatteryPackDetail,
     summary="Update the properties of an individual battery pack",
-    responses=error_responses(400, 404, 413),
+    responses=error_responses(400, 404, 409, 413),  # 409: a body asset_tag not the path's
 )
 async def update_pack(
     conn: ConnDep, principal: CurrentUser, i: str, body: BatteryPackUpdate

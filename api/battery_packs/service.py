@@ -107,9 +107,8 @@ async def update_pack(
     require_writer(principal)
     values = columns_of(body)
     if values.pop("serial_number", tag) != tag:
-        raise BadRequest(
-            "asset_tag identifies the pack and cannot be changed", error="Invalid fields: asset_tag"
-        )
+        # 409, not 400: the tag is well formed; it conflicts with the pack's own (the path's)
+        raise Conflict("asset_tag identifies the pack and cannot be changed", error="asset_tag is the pack's")
     if "dealer_id" in values:
         if principal.role != "admin":
             raise Forbidden("Only an admin moves a pack to another dealer")

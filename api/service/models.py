@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,6 +18,9 @@ WorkingStatus = Literal["available", "off_duty", "on_leave"]
 
 SKILL = r"^[a-z][a-z0-9_]{0,39}$"
 Id = Field(ge=1, le=MAX_ID)
+# A skill as a client may write it (stored stripped and lower case): the document says so, where
+# it said any string ("" was documented valid and refused).
+Skill = Annotated[str, Field(pattern=r"^ *[A-Za-z][A-Za-z0-9_]{0,39} *$", examples=["battery_maintenance"])]
 
 
 def _coordinates_together(model: Any) -> Any:
@@ -120,7 +123,7 @@ class TechnicianCreate(Body):
 
     phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", examples=["+919876543211"])
     name: str = Field(min_length=1, max_length=200, examples=["Tech Two"])
-    skills: list[str] = Field(
+    skills: list[Skill] = Field(
         default_factory=list, max_length=20, examples=[["battery_maintenance", "electrical"]]
     )
     rating: float = Field(default=0, ge=0, le=5, allow_inf_nan=False, examples=[4.5])
@@ -143,7 +146,7 @@ class TechnicianUpdate(Body):
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    skills: list[str] | None = Field(default=None, max_length=20)
+    skills: list[Skill] | None = Field(default=None, max_length=20)
     rating: float | None = Field(default=None, ge=0, le=5, allow_inf_nan=False)
     experience_years: int | None = Field(default=None, ge=0, le=60)
     location: str | None = Field(default=None, min_length=1, max_length=200)

@@ -524,3 +524,22 @@ def test_one_pack_dry_run_and_what_an_update_cannot_clear(
         assert {"type": "null"} not in update[field].get("anyOf", ()) and "default" not in update[field]
         cleared = client.patch(f"/api/battery_pack/{tag}", json={field: None}, headers=bearer(admin))
         assert cleared.status_code == 400 and field in cleared.json()["error"], cleared.text
+
+
+def test_another_asset_tag_in_an_update_is_a_409(client: TestClient, admin: dict) -> None:  # type: ignore[type-arg]
+    """A well-formed asset_tag that is not the pack's was a 400 for a documented-valid body: it
+    conflicts with the pack's own tag, a 409 (declared on the route)."""
+    tag = _tag()
+    assert (
+        client.post(
+            "/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=bearer(admin)
+        ).status_code
+        == 201
+    )
+    answer = client.patch(f"/api/battery_pack/{tag}", json={"asset_tag": _tag()}, headers=bearer(admin))
+    assert answer.status_code == 409 and answer.json()["error"] == "asset_tag is the pack's", answer.text
+    assert "409" in document()["paths"]["/api/battery_pack/{i}"]["patch"]["responses"]
+    same = client.patch(
+        f"/api/battery_pack/{tag}", json={"asset_tag": tag, "location": "Pune"}, headers=bearer(admin)
+    )
+    assert same.status_code == 200 and same.json()["location"] == "Pune", same.text

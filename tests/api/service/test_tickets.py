@@ -389,3 +389,16 @@ def test_the_document_says_what_a_ticket_or_technician_body_needs(client: TestCl
     ticket = opened.json()["ticket"]["id"]
     empty = client.post(f"/api/service/tickets/{ticket}/update", json={}, headers=bearer(world.admin))
     assert empty.status_code == 400, empty.text
+
+
+def test_a_technicians_skills_are_documented_as_taken(client: TestClient, world: World) -> None:
+    """Skills were documented as any strings and "" refused: the items now carry the pattern the
+    code takes (a word, any case, spaces around it trimmed)."""
+    item = document()["components"]["schemas"]["TechnicianCreate"]["properties"]["skills"]["items"]
+    assert item["pattern"] == "^ *[A-Za-z][A-Za-z0-9_]{0,39} *$"
+    for skills in ([""], ["two words"], ["-x"]):
+        body = {"phone": "+919876512345", "name": "Tech", "skills": skills}
+        answer = client.post("/api/service/technicians", json=body, headers=bearer(world.admin))
+        assert answer.status_code == 400 and answer.json()["error"].startswith("Invalid fields: skills"), (
+            answer.text
+        )
