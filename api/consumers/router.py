@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 
 from api.consumers import service, storage
 from api.consumers.models import (
+    DOCUMENT_NUMBER_RULES,
     DOCUMENT_TYPES,
     Consumer,
     ConsumerCreate,
@@ -56,6 +57,7 @@ _DOCUMENT_DOC = {
                         "document_number": {"type": "string", "maxLength": 64, "example": "ABCDE1234F"},
                     },
                     "required": ["file", "document_type"],
+                    "allOf": DOCUMENT_NUMBER_RULES,
                 }
             },
             "application/json": {"schema": schema_ref(DocumentLink)},
