@@ -11,7 +11,6 @@ from starlette.datastructures import UploadFile
 
 from api.consumers import service, storage
 from api.consumers.models import (
-    DOCUMENT_NUMBER_RULES,
     DOCUMENT_TYPES,
     Consumer,
     ConsumerCreate,
@@ -54,10 +53,16 @@ _DOCUMENT_DOC = {
                             "enum": list(DOCUMENT_TYPES),
                             "example": "pan_card",
                         },
-                        "document_number": {"type": "string", "maxLength": 64, "example": "ABCDE1234F"},
+                        # The JSON body's if/then per type is left out here: schemathesis (4.32)
+                        # cannot judge it beside a binary part and fails to collect.
+                        "document_number": {
+                            "type": "string",
+                            "maxLength": 64,
+                            "example": "ABCDE1234F",
+                            "description": "a PAN for pan_card, an Aadhaar number for aadhaar_card",
+                        },
                     },
                     "required": ["file", "document_type"],
-                    "allOf": DOCUMENT_NUMBER_RULES,
                 }
             },
             "application/json": {"schema": schema_ref(DocumentLink)},
