@@ -70,11 +70,13 @@ class WebhookEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    applicationId: int = Field(ge=1, le=2**63 - 1)
+    applicationId: int = Field(
+        strict=True, ge=1, le=2**53 - 1
+    )  # the API's ids: exact as a JSON number (api.shapes)
     status: WebhookStatus
     sanctionedAmount: Decimal | None = Field(default=None, gt=0, le=10_000_000, decimal_places=2)
     interestRate: Decimal | None = Field(default=None, ge=0, le=60, decimal_places=2)
-    tenureMonths: int | None = Field(default=None, ge=1, le=84)
+    tenureMonths: int | None = Field(default=None, strict=True, ge=1, le=84)  # not true/false
     emiAmount: Decimal | None = Field(default=None, ge=0, le=10_000_000)
     disbursementDate: date | None = None
     reason: str | None = Field(default=None, max_length=500)

@@ -14,13 +14,11 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.finance.models import Money
+from api.shapes import MAX_ID
 from schemas.dates import CalendarDate
 
 Percent = Annotated[str, Field(pattern=r"^\d{1,3}\.\d%$", examples=["83.3%"])]
 Days = Annotated[str, Field(pattern=r"^\d+\.\d days$", examples=["2.5 days"])]
-
-
-MAX_ID = 2**63 - 1
 
 
 class ReportFilters(BaseModel):

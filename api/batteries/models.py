@@ -7,10 +7,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from api.analytics.models import PredictiveMaintenance
-from api.shapes import DecimalString, Id, Number, Shape
+from api.shapes import Body, DecimalString, Id, Number, Shape, decimal_input
 from schemas import state
 from schemas.topics import SERIAL_PATTERN
 
@@ -38,10 +38,15 @@ def _two_places(value: Decimal) -> Decimal:
 
 
 # A health score a client sends: 0-100, kept to two decimal places (rounded).
-HealthScore = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False), AfterValidator(_two_places)]
+HealthScore = Annotated[
+    Decimal,
+    Field(ge=0, le=100, allow_inf_nan=False),
+    *decimal_input({"minimum": 0, "maximum": 100}, r"100(\.0+)?|[1-9]?[0-9](\.[0-9]+)?"),
+    AfterValidator(_two_places),
+]
 
 
-class BatteryCreate(BaseModel):
+class BatteryCreate(Body):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"serial_number": "BAT002", "health_score": 100}]}
     )
@@ -51,7 +56,7 @@ class BatteryCreate(BaseModel):
     dealer_id: Id | None = Field(default=None, description="the dealer the battery is registered to")
 
 
-class AssignRequest(BaseModel):
+class AssignRequest(Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"consumer_id": 1}]})
 
     consumer_id: Id | None = Field(description="the consumer to give the battery to; null takes it back")

@@ -89,7 +89,7 @@ async def health_report(
     status_code=201,
     response_model=Battery,
     summary="Add new battery",
-    responses=error_responses(400, 409, 413),
+    responses=error_responses(400, 404, 409, 413),  # 404: no such dealer
 )
 async def create_battery(conn: ConnDep, principal: CurrentUser, body: BatteryCreate) -> dict[str, Any]:
     """Register a battery (admin): serials are registered by the operator and batteries allocated

@@ -13,7 +13,7 @@ from api.auth.tokens import Principal
 from api.batteries import queries
 from api.batteries.details import BatteryDetails
 from api.batteries.models import BatteryCreate
-from api.errors import BadRequest, Conflict, Forbidden, NotFound
+from api.errors import Conflict, Forbidden, NotFound
 from packfleet.settings import Settings
 
 
@@ -54,7 +54,7 @@ async def create_battery(
         if dealer_id is not None:
             cur = await conn.execute("SELECT 1 FROM dealers WHERE id = %s", (dealer_id,))
             if await cur.fetchone() is None:
-                raise BadRequest(f"dealer {dealer_id} does not exist")
+                raise NotFound(f"No dealer with id {dealer_id}", error="Dealer not found")
         row = await queries.insert_battery(
             conn, serial_number=body.serial_number, health_score=body.health_score, dealer_id=dealer_id
         )

@@ -22,7 +22,7 @@ from pydantic import (
 
 from api.batteries.models import BatteryStatus, HealthScore, NewSerial, Serial
 from api.errors import ErrorBody
-from api.shapes import Blank, Id, Number, Offset, Shape
+from api.shapes import Blank, Body, Id, Number, Offset, Shape, optional_not_null
 
 MAX_TEXT = 200
 MAX_LIMIT = 500
@@ -129,7 +129,7 @@ SPEC_EXAMPLE: dict[str, Any] = {
 }
 
 
-class _PackFields(BaseModel):
+class _PackFields(Body):
     model_config = ConfigDict(extra="forbid")
 
     company: Text | None = None
@@ -152,11 +152,14 @@ class BatteryPackCreate(_PackFields):
 
 
 class BatteryPackUpdate(_PackFields):
-    """The fields to change (an explicit null clears a field); `asset_tag`, if given, must be the pack's."""
+    """The fields to change (an explicit null clears a field, but for the health score and the
+    dealer: a pack always has both); `asset_tag`, if given, must be the pack's."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [SPEC_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra=optional_not_null(examples=[SPEC_EXAMPLE]))
 
     asset_tag: Serial | None = None
+    health_score: HealthScore = Field(default=None, description="0-100; cannot be cleared")
+    dealer_id: Id = Field(default=None, description="admin only: the dealer to move the pack to")
 
 
 class RowError(Exception):

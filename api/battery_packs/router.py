@@ -171,13 +171,14 @@ async def create_packs(
 ) -> dict[str, Any]:
     """Create one pack (JSON object: 201 with the pack) or many (JSON array, or a CSV file as the
     multipart field `file`: 201 with a report; every row is checked first, and by default all or
-    nothing is written). Admins register packs (README: "Who registers batteries")."""
+    nothing is written). `dry_run` checks without writing (200 with the report, for one pack
+    too). Admins register packs (README: "Who registers batteries")."""
     require_registrar(principal)
     kind, value = await _read_body(request)
     if kind == "json" and isinstance(value, dict):
-        if dry_run:
-            raise BadRequest("dry_run applies to bulk creation (a JSON array or a CSV file)")
-        return await service.create_pack(conn, principal=principal, raw=value)
+        if not dry_run:
+            return await service.create_pack(conn, principal=principal, raw=value)
+        value = [value]  # a dry run of one pack: checked as a one-row bulk creation, nothing written
     if kind == "json" and not isinstance(value, list):
         raise BadRequest("Send a pack object, an array of packs, or a CSV file", error="Invalid body")
     rows = value if kind == "csv" else bulk.parse_json_rows(value)
@@ -266,7 +267,7 @@ async def get_pack(conn: ConnDep, principal: CurrentUser, i: str) -> dict[str, A
     "/{i}",
     response_model=BatteryPackDetail,
     summary="Update the properties of an individual battery pack",
-    responses=error_responses(400, 404, 413),
+    responses=error_responses(400, 404, 409, 413),  # 409: a body asset_tag not the path's
 )
 async def update_pack(
     conn: ConnDep, principal: CurrentUser, i: str, body: BatteryPackUpdate

@@ -86,9 +86,7 @@ async def create_pack(conn: AsyncConnection, *, principal: Principal, raw: Any) 
     values = {k: v for k, v in values.items() if v is not None}
     async with conn.transaction():
         if values.get("dealer_id") is not None and not await queries.dealer_exists(conn, values["dealer_id"]):
-            raise BadRequest(
-                f"dealer {values['dealer_id']} does not exist", error="Invalid fields: dealer_id"
-            )
+            raise NotFound(f"No dealer with id {values['dealer_id']}", error="Dealer not found")
         battery_id = await queries.insert_pack(conn, values)
         if battery_id is None:
             raise Conflict(
@@ -109,9 +107,8 @@ async def update_pack(
     require_writer(principal)
     values = columns_of(body)
     if values.pop("serial_number", tag) != tag:
-        raise BadRequest(
-            "asset_tag identifies the pack and cannot be changed", error="Invalid fields: asset_tag"
-        )
+        # 409, not 400: the tag is well formed; it conflicts with the pack's own (the path's)
+        raise Conflict("asset_tag identifies the pack and cannot be changed", error="asset_tag is the pack's")
     if "dealer_id" in values:
         if principal.role != "admin":
             raise Forbidden("Only an admin moves a pack to another dealer")
@@ -125,9 +122,7 @@ async def update_pack(
         before = await queries.get_pack(conn, battery["id"])
         assert before is not None
         if "dealer_id" in values and not await queries.dealer_exists(conn, values["dealer_id"]):
-            raise BadRequest(
-                f"dealer {values['dealer_id']} does not exist", error="Invalid fields: dealer_id"
-            )
+            raise NotFound(f"No dealer with id {values['dealer_id']}", error="Dealer not found")
         changed = {c: v for c, v in values.items() if before.get(c) != v}
         if changed:
             await queries.update_pack(conn, battery["id"], changed)

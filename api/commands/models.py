@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.batteries.models import Battery, BatteryStatus, CommandStatus, Serial, Spec
 from api.errors import ErrorBody
-from api.shapes import Id, Shape
+from api.shapes import Body, Id, Shape, optional_not_null
 
 MAX_TTL_S = 30 * 24 * 3600
 MAX_BULK_SERIALS = 10_000
@@ -39,7 +39,7 @@ ACTIONS: dict[str, tuple[Literal["enable", "disable"], Literal["active", "inacti
 }
 
 
-class ControlRequest(BaseModel):
+class ControlRequest(Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"action": "inactive"}]})
 
     action: ControlAction
@@ -47,7 +47,7 @@ class ControlRequest(BaseModel):
     expires_in_seconds: TtlSeconds | None = None
 
 
-class BatteryPackEnable(BaseModel):
+class BatteryPackEnable(Body):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -74,23 +74,24 @@ class CancelRequest(BaseModel):
     reason: Reason | None = None
 
 
-class BulkFilter(BaseModel):
-    """Which batteries: all that match every given field (at least one)."""
+class BulkFilter(Body):
+    """Which batteries: all that match every given field (at least one). A field is given or left
+    out, never null: a filter of nulls would match the whole fleet, which no one means."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=optional_not_null(minProperties=1))
 
-    dealer_id: Id | None = None
-    status: BatteryStatus | None = Field(default=None, description="the status the device confirmed")
-    desired_status: BatteryStatus | None = Field(default=None, description="the status asked for")
-    online: bool | None = None
-    reported_enabled: bool | None = Field(
+    dealer_id: Id = None  # type: ignore[assignment]
+    status: BatteryStatus = Field(default=None, description="the status the device confirmed")
+    desired_status: BatteryStatus = Field(default=None, description="the status asked for")
+    online: bool = None  # type: ignore[assignment]
+    reported_enabled: bool = Field(
         default=None,
         description="true: the device confirmed both switches on; false: it confirmed at least one off",
     )
-    in_sync: bool | None = Field(
+    in_sync: bool = Field(
         default=None, description="whether the device confirmed what was asked (false also: never reported)"
     )
-    overdue_days: int | None = Field(
+    overdue_days: int = Field(
         default=None,
         ge=1,
         le=3650,
@@ -98,27 +99,29 @@ class BulkFilter(BaseModel):
     )
 
 
-class BulkRequest(BaseModel):
+class BulkRequest(Body):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
+        json_schema_extra=optional_not_null(
+            examples=[
                 {
                     "action": "disable",
                     "serials": ["BAT001", "BAT002"],
                     "reason": "EMI overdue",
                     "rate_per_s": 50,
                 }
-            ]
-        },
+            ],
+            # serials or filter, exactly one of them (neither is null: left out, or given)
+            oneOf=[{"required": ["serials"]}, {"required": ["filter"]}],
+        ),
     )
 
     action: Literal["active", "activate", "inactive", "deactivate", "maintenance", "enable", "disable"]
     spec: Spec = "both"
-    serials: list[Serial] | None = Field(
+    serials: list[Serial] = Field(
         default=None, min_length=1, max_length=MAX_BULK_SERIALS, description="give serials or filter"
     )
-    filter: BulkFilter | None = Field(default=None, description="give serials or filter")
+    filter: BulkFilter = Field(default=None, description="give serials or filter")
     reason: Reason
     expires_in_seconds: TtlSeconds | None = None
     rate_per_s: float | None = Field(

@@ -18,7 +18,7 @@ from api.consumers.kyc import (
     normalise_aadhaar,
     normalise_pan,
 )
-from api.shapes import DecimalString, Id, Number, Shape
+from api.shapes import Body, DecimalString, Id, Number, Shape
 
 DOCUMENT_TYPES = (
     "pan_card",
@@ -47,7 +47,7 @@ def _canonical_type(value: Any) -> Any:
     return value.strip().lower().replace("aadhar_card", "aadhaar_card") if isinstance(value, str) else value
 
 
-class _Identity(BaseModel):
+class _Identity(Body):
     pan: str | None = Field(default=None, max_length=20, json_schema_extra=_PAN_DOC)
     aadhar: str | None = Field(
         default=None, max_length=20, validation_alias=_AADHAAR, json_schema_extra=_AADHAAR_DOC
@@ -94,6 +94,21 @@ class KycUpdate(_Identity):
     )
 
 
+_NUMBER_BY_TYPE = {"pan_card": PAN_PATTERN, "aadhaar_card": AADHAAR_PATTERN}
+
+
+def _number_of(kind: str, pattern: str) -> dict[str, Any]:
+    number = {"anyOf": [{"type": "string", "pattern": f"{pattern}|^\\s*$"}, {"type": "null"}]}
+    return {
+        "if": {"properties": {"document_type": {"const": kind}}, "required": ["document_type"]},
+        "then": {"properties": {"document_number": number}},
+    }
+
+
+# The JSON and the multipart document bodies: the number's form follows the type.
+DOCUMENT_NUMBER_RULES = [_number_of(kind, pattern) for kind, pattern in _NUMBER_BY_TYPE.items()]
+
+
 class DocumentLink(BaseModel):
     """The spec's JSON variant: a document kept elsewhere, given by its URL."""
 
@@ -106,7 +121,9 @@ class DocumentLink(BaseModel):
                     "document_url": "https://storage.example.com/pan_card.jpg",
                     "document_number": "ABCDE1234F",
                 }
-            ]
+            ],
+            # the number's form follows the type, as normalise_document_number checks it (blank: none)
+            "allOf": DOCUMENT_NUMBER_RULES,
         },
     )
 

@@ -96,7 +96,7 @@ async def create_consumer(
     async with conn.transaction():
         cur = await conn.execute("SELECT 1 FROM dealers WHERE id = %s", (dealer_id,))
         if await cur.fetchone() is None:
-            raise BadRequest(f"dealer {dealer_id} does not exist", error="Invalid fields: dealer_id")
+            raise NotFound(f"No dealer with id {dealer_id}", error="Dealer not found")
         row = await queries.insert_consumer(
             conn,
             dealer_id=dealer_id,

@@ -14,8 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from api.shapes import MAX_ID, Body, decimal_input
+from schemas.dates import CalendarDate
+
 MAX_AMOUNT = Decimal("10000000")  # one crore
-MAX_ID = 2**63 - 1
 
 
 def json_number(value: Decimal) -> int | float:
@@ -40,12 +42,18 @@ MoneyText = Annotated[
     ),
 ]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+# As text: (0, one crore] and [0, 60], to the paisa / hundredth of a percent.
+AMOUNT_TEXT = r"[1-9][0-9]{0,6}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?)|10000000(\.00?)?"
+RATE_TEXT = r"[1-5]?[0-9](\.[0-9]{1,2})?|60(\.00?)?"
 AmountIn = Annotated[
     Decimal,
     Field(gt=0, le=MAX_AMOUNT, decimal_places=2, description="rupees, to the paisa", examples=[45000]),
+    *decimal_input({"exclusiveMinimum": 0, "maximum": int(MAX_AMOUNT), "multipleOf": 0.01}, AMOUNT_TEXT),
 ]
 RateIn = Annotated[
-    Decimal, Field(ge=0, le=60, decimal_places=2, description="annual %, reducing balance", examples=[12.5])
+    Decimal,
+    Field(ge=0, le=60, decimal_places=2, description="annual %, reducing balance", examples=[12.5]),
+    *decimal_input({"minimum": 0, "maximum": 60, "multipleOf": 0.01}, RATE_TEXT),
 ]
 TenureIn = Annotated[int, Field(ge=1, le=84, description="months", examples=[24])]
 Reference = Annotated[
@@ -61,7 +69,7 @@ InstalmentStatus = Literal["pending", "partial", "paid"]
 PaymentMethod = Literal["cash", "upi", "bank_transfer", "cheque", "card", "nach", "other"]
 
 
-class ApplicationCreate(BaseModel):
+class ApplicationCreate(Body):
     model_config = ConfigDict(extra="forbid")
 
     consumer_id: Id
@@ -71,7 +79,7 @@ class ApplicationCreate(BaseModel):
     interest_rate: RateIn
 
 
-class ApplicationDecision(BaseModel):
+class ApplicationDecision(Body):
     """Approve (with the terms; those left out stay as applied for) or reject."""
 
     model_config = ConfigDict(extra="forbid")
@@ -86,7 +94,7 @@ class ApplicationDecision(BaseModel):
 class DisbursementRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    disbursement_date: date = Field(description="the due dates then run monthly from it")
+    disbursement_date: CalendarDate = Field(description="the due dates then run monthly from it")
 
 
 class Application(BaseModel):
@@ -157,12 +165,14 @@ class Loan(LoanSummary):
     instalments: list[EmiInstalment]
 
 
-class PaymentCreate(BaseModel):
+class PaymentCreate(Body):
     model_config = ConfigDict(extra="forbid")
 
     reference: Reference
     amount: AmountIn
-    paid_on: date | None = Field(default=None, description="the day the money was received; default today")
+    paid_on: CalendarDate | None = Field(
+        default=None, description="the day the money was received; default today"
+    )
     method: PaymentMethod = "cash"
 
 
@@ -229,7 +239,7 @@ class OverdueAccounts(BaseModel):
     total_overdue_amount: Money
 
 
-class AutoDisableRequest(BaseModel):
+class AutoDisableRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     overdue_days_threshold: int | None = Field(

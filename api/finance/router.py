@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -29,6 +28,7 @@ from api.finance.models import (
     PaymentResult,
     PaymentReversal,
 )
+from schemas.dates import CalendarDate
 
 router = APIRouter(prefix="/api/finance", tags=["Finance Management"])
 
@@ -164,9 +164,9 @@ async def collection_report(
     principal: CurrentUser,
     settings: SettingsDep,
     start_date: Annotated[
-        date | None, Query(description="first day (default: 29 days before end_date)")
+        CalendarDate | None, Query(description="first day (default: 29 days before end_date)")
     ] = None,
-    end_date: Annotated[date | None, Query(description="last day (default: today)")] = None,
+    end_date: Annotated[CalendarDate | None, Query(description="last day (default: today)")] = None,
 ) -> CollectionReport:
     """Recorded payments per day received (reversed ones excluded)."""
     found = await reports.collection_report(

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth.models import E164
 from api.messaging.service import MAX_TEXT
+from api.shapes import MAX_ID, Body
 
 Delivery = Literal["queued", "sent", "failed"]
 _TEXT = r"\S"  # something besides blanks
@@ -37,10 +38,10 @@ class SendOtp(BaseModel):
     otp: str = Field(pattern=r"^[0-9]{4,8}$", description="4 to 8 digits", examples=["123456"])
 
 
-class BatteryStatusNotice(BaseModel):
+class BatteryStatusNotice(Body):
     model_config = ConfigDict(extra="forbid")
 
-    battery_id: int = Field(ge=1, le=2**63 - 1, examples=[1])
+    battery_id: int = Field(ge=1, le=MAX_ID, examples=[1])
     consumer_phone: str = Field(pattern=E164, description="E.164", examples=["+919876543210"])
     status: Literal["active", "inactive", "maintenance"] = Field(examples=["active"])
     message: str | None = Field(

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.finance.models import ApplicationCreate, ApplicationStatus, Id, Money
+from api.shapes import Body
+from schemas.dates import CalendarDate
 
 
 class NbfcApplicationCreate(ApplicationCreate):
@@ -76,7 +78,7 @@ class Portfolio(BaseModel):
     portfolio_health: PortfolioHealth
 
 
-class CollectionData(BaseModel):
+class CollectionData(Body):
     model_config = ConfigDict(extra="forbid")
 
     total_collections: int = Field(ge=0, le=10_000_000)
@@ -84,13 +86,13 @@ class CollectionData(BaseModel):
     overdue_count: int = Field(ge=0, le=10_000_000)
 
 
-class CollectionReportSubmit(BaseModel):
+class CollectionReportSubmit(Body):
     """A day's collections for a lender. The figures are computed from the recorded payments; when
     `collection_data` is sent as well, it must agree with them."""
 
     model_config = ConfigDict(extra="forbid")
 
-    report_date: date
+    report_date: CalendarDate
     collection_data: CollectionData | None = None
     nbfc_id: Id | None = Field(default=None, description="the lender; may be left out when there is one")
     dealer_id: Id | None = Field(default=None, description="admin only: the dealer reported on")

@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.service.scoring import ALGORITHM
+from api.shapes import MAX_ID, Body, optional_not_null
 
 IssueCategory = Literal["performance", "charging", "mechanical", "electrical", "other"]
 Priority = Literal["low", "medium", "high", "critical"]
 TicketStatus = Literal["open", "assigned", "in_progress", "resolved", "closed"]
 WorkingStatus = Literal["available", "off_duty", "on_leave"]
 
-MAX_ID = 2**63 - 1
 SKILL = r"^[a-z][a-z0-9_]{0,39}$"
 Id = Field(ge=1, le=MAX_ID)
+# A skill as a client may write it (stored stripped and lower case): the document says so, where
+# it said any string ("" was documented valid and refused).
+Skill = Annotated[str, Field(pattern=r"^ *[A-Za-z][A-Za-z0-9_]{0,39} *$", examples=["battery_maintenance"])]
 
 
 def _coordinates_together(model: Any) -> Any:
     if (model.latitude is None) != (model.longitude is None):
         raise ValueError("latitude and longitude go together: give both or neither")
     return model
+
+
+# Where a model takes a point, latitude and longitude come together or not at all, and neither is
+# null: the document says so (`dependentRequired`), as `_coordinates_together` checks.
+TOGETHER = {"dependentRequired": {"latitude": ["longitude"], "longitude": ["latitude"]}}
 
 
 def _latitude(description: str) -> Any:
@@ -41,15 +49,15 @@ def _longitude(description: str) -> Any:
 # --- requests -------------------------------------------------------------------------------------
 
 
-class TicketCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TicketCreate(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=optional_not_null(**TOGETHER))
 
     battery_id: int = Field(ge=1, le=MAX_ID, examples=[1])
     issue_category: IssueCategory = Field(examples=["performance"])
     description: str = Field(min_length=1, max_length=2000, examples=["Battery not holding charge properly"])
     location: str | None = Field(default=None, min_length=1, max_length=200, examples=["Bangalore Central"])
-    latitude: float | None = _latitude("where the work is; default: the battery's last GPS fix")
-    longitude: float | None = _longitude("where the work is; default: the battery's last GPS fix")
+    latitude: float = _latitude("where the work is; default: the battery's last GPS fix")
+    longitude: float = _longitude("where the work is; default: the battery's last GPS fix")
     priority: Priority = "medium"
 
     @model_validator(mode="after")
@@ -57,15 +65,15 @@ class TicketCreate(BaseModel):
         return _coordinates_together(self)
 
 
-class TicketAssign(BaseModel):
+class TicketAssign(Body):
     model_config = ConfigDict(extra="forbid")
 
     technician_id: int = Field(ge=1, le=MAX_ID, examples=[2])
     priority: Priority | None = Field(default=None, examples=["high"], description="unchanged when absent")
 
 
-class TicketUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TicketUpdate(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     status: Literal["open", "in_progress", "resolved", "closed"] | None = Field(
         default=None,
@@ -86,7 +94,7 @@ class TicketUpdate(BaseModel):
         return self
 
 
-class AutoAssignRequest(BaseModel):
+class AutoAssignRequest(Body):
     model_config = ConfigDict(extra="forbid")
 
     ticket_id: int = Field(ge=1, le=MAX_ID, examples=[1])
@@ -103,26 +111,26 @@ class AutoAssignRequest(BaseModel):
     )
 
 
-class TicketFeedback(BaseModel):
+class TicketFeedback(Body):
     model_config = ConfigDict(extra="forbid")
 
     rating: int = Field(ge=1, le=5, examples=[5])
     comment: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
-class TechnicianCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TechnicianCreate(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=optional_not_null(**TOGETHER))
 
     phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", examples=["+919876543211"])
     name: str = Field(min_length=1, max_length=200, examples=["Tech Two"])
-    skills: list[str] = Field(
+    skills: list[Skill] = Field(
         default_factory=list, max_length=20, examples=[["battery_maintenance", "electrical"]]
     )
     rating: float = Field(default=0, ge=0, le=5, allow_inf_nan=False, examples=[4.5])
     experience_years: int = Field(default=0, ge=0, le=60, examples=[3])
     location: str | None = Field(default=None, min_length=1, max_length=200, examples=["Bangalore Central"])
-    latitude: float | None = _latitude("home base")
-    longitude: float | None = _longitude("home base")
+    latitude: float = _latitude("home base")
+    longitude: float = _longitude("home base")
     status: WorkingStatus = "available"
 
     @model_validator(mode="after")
@@ -132,16 +140,18 @@ class TechnicianCreate(BaseModel):
         return self
 
 
-class TechnicianUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TechnicianUpdate(Body):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=optional_not_null(minProperties=1, **TOGETHER)
+    )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    skills: list[str] | None = Field(default=None, max_length=20)
+    skills: list[Skill] | None = Field(default=None, max_length=20)
     rating: float | None = Field(default=None, ge=0, le=5, allow_inf_nan=False)
     experience_years: int | None = Field(default=None, ge=0, le=60)
     location: str | None = Field(default=None, min_length=1, max_length=200)
-    latitude: float | None = _latitude("home base")
-    longitude: float | None = _longitude("home base")
+    latitude: float = _latitude("home base")
+    longitude: float = _longitude("home base")
     status: WorkingStatus | None = None
 
     @model_validator(mode="after")

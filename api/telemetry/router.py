@@ -12,7 +12,9 @@ from pydantic import AwareDatetime
 
 from api.deps import ConnDep, CurrentUser, PoolDep, SettingsDep, get_conn
 from api.errors import BadRequest, error_responses
+from api.shapes import MAX_ID
 from api.telemetry import queries, service
+from api.telemetry.buckets import CURSOR_PATTERN
 from api.telemetry.models import (
     FIELDS,
     Agg,
@@ -31,7 +33,7 @@ From = Annotated[
     Query(alias="from", description="RFC 3339 start, inclusive (default: a day before `to`)"),
 ]
 To = Annotated[AwareDatetime | None, Query(alias="to", description="RFC 3339 end, exclusive (default: now)")]
-DealerFilter = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="admin only: one dealer's fleet")]
+DealerFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="admin only: one dealer's fleet")]
 IntervalText = Annotated[
     str,
     Query(
@@ -41,7 +43,12 @@ IntervalText = Annotated[
         examples=["1h", "PT15M"],
     ),
 ]
-
+# What the parsers take, in the document: a string of these patterns is answered, any other refused.
+_LON = r"-?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)"
+_LAT = r"-?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?)"
+BBOX_PATTERN = f"^{_LON},{_LAT},{_LON},{_LAT}$"
+_FIELD = "(" + "|".join(FIELDS) + ")"
+FIELDS_PATTERN = f"^{_FIELD}(,{_FIELD})*$"
 
 # Given back when the handler returns, before the answer is sent: a CSV streams for as long as its
 # client takes to read it, and must not hold the request's connection meanwhile.
@@ -114,7 +121,11 @@ async def positions(
         str | None,
         Query(
             max_length=100,
-            description="west,south,east,north in degrees (west > east crosses the antimeridian)",
+            pattern=BBOX_PATTERN,
+            description=(
+                "west,south,east,north in degrees (west > east crosses the antimeridian;"
+                " south > north holds no point)"
+            ),
             examples=["77.4,12.8,77.8,13.1"],
         ),
     ] = None,
@@ -181,11 +192,16 @@ async def battery_telemetry(
     agg: Annotated[Agg, Query(description="how a bucket combines its readings")] = "avg",
     fields: Annotated[
         str | None,
-        Query(max_length=100, description="comma-separated: voltage,current,soc,temperature (default all)"),
+        Query(
+            max_length=100,
+            pattern=FIELDS_PATTERN,
+            description="comma-separated: voltage,current,soc,temperature (default all)",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000, description="raw readings per page")] = 1000,
     cursor: Annotated[
-        str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+        str | None,
+        Query(max_length=64, pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page"),
     ] = None,
     format: Annotated[Literal["json", "csv"], Query(description="csv streams the whole range")] = "json",
 ) -> Any:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.battery_packs.models import BatteryPack
 from tests import factories
 from tests.api.conftest import bearer
+from tests.api.contract import document
 
 SPEC_PACK = {
     "company": "Irasus Technologies Private Limited",
@@ -504,3 +505,41 @@ def test_times_are_utc_whatever_the_servers_zone(fresh_database_url: str, tmp_pa
         battery = client.get(f"/api/batteries/{tag}", headers=headers).json()["battery"]
     for when in (listed["created_at"], listed["updated_at"], detail["updated_at"], battery["created_at"]):
         assert when.endswith("Z") and "+05:30" not in when, when
+
+
+def test_one_pack_dry_run_and_what_an_update_cannot_clear(
+    client: TestClient, dealer: dict, admin: dict
+) -> None:  # type: ignore[type-arg]
+    """`?dry_run=true` on one pack was a 400 the document did not mention: it is checked as a
+    one-row bulk creation, nothing written. The health score and the dealer cannot be cleared,
+    and the document now says so (no null in their update schema)."""
+    tag = _tag()
+    pack = {"asset_tag": tag, **SPEC_PACK, "dealer_id": dealer["dealer_id"]}
+    dry = client.post("/api/battery_pack", params={"dry_run": "true"}, json=pack, headers=bearer(admin))
+    assert dry.status_code == 200 and dry.json()["dry_run"] is True and dry.json()["rows"] == 1, dry.text
+    assert client.get(f"/api/battery_pack/{tag}", headers=bearer(admin)).status_code == 404
+    assert client.post("/api/battery_pack", json=pack, headers=bearer(admin)).status_code == 201
+    update = document()["components"]["schemas"]["BatteryPackUpdate"]["properties"]
+    for field in ("health_score", "dealer_id"):
+        assert {"type": "null"} not in update[field].get("anyOf", ()) and "default" not in update[field]
+        cleared = client.patch(f"/api/battery_pack/{tag}", json={field: None}, headers=bearer(admin))
+        assert cleared.status_code == 400 and field in cleared.json()["error"], cleared.text
+
+
+def test_another_asset_tag_in_an_update_is_a_409(client: TestClient, admin: dict) -> None:  # type: ignore[type-arg]
+    """A well-formed asset_tag that is not the pack's was a 400 for a documented-valid body: it
+    conflicts with the pack's own tag, a 409 (declared on the route)."""
+    tag = _tag()
+    assert (
+        client.post(
+            "/api/battery_pack", json={"asset_tag": tag, **SPEC_PACK}, headers=bearer(admin)
+        ).status_code
+        == 201
+    )
+    answer = client.patch(f"/api/battery_pack/{tag}", json={"asset_tag": _tag()}, headers=bearer(admin))
+    assert answer.status_code == 409 and answer.json()["error"] == "asset_tag is the pack's", answer.text
+    assert "409" in document()["paths"]["/api/battery_pack/{i}"]["patch"]["responses"]
+    same = client.patch(
+        f"/api/battery_pack/{tag}", json={"asset_tag": tag, "location": "Pune"}, headers=bearer(admin)
+    )
+    assert same.status_code == 200 and same.json()["location"] == "Pune", same.text

@@ -11,7 +11,8 @@ from psycopg.rows import dict_row
 from api.commands.models import BulkFilter
 from api.commands.queries import batteries_matching
 from tests import factories
-from tests.api.conftest import bearer
+from tests.api.conftest import World, bearer
+from tests.api.contract import document
 
 
 def _matching(database_url: str, **fields: object) -> set[int]:
@@ -67,3 +68,24 @@ def test_the_health_report_counts_what_the_devices_have_not_confirmed(
         "/api/batteries/health-report", params={"dealer_id": dealer["id"]}, headers=bearer(admin)
     ).json()
     assert report["total_batteries"] == 2 and report["awaiting_confirmation"] == 1, report
+
+
+def test_the_document_says_which_bulk_selectors_are_refused(client: TestClient, world: World) -> None:
+    """A filter of nulls, and serials with a filter, were documented valid and refused: now the
+    document has no null in a filter, at least one field, and serials or filter (one of them)."""
+    schemas = document()["components"]["schemas"]
+    bulk_filter, request = schemas["BulkFilter"], schemas["BulkRequest"]
+    assert bulk_filter["minProperties"] == 1
+    assert all("anyOf" not in f and "default" not in f for f in bulk_filter["properties"].values())
+    assert request["oneOf"] == [{"required": ["serials"]}, {"required": ["filter"]}]
+    serial = world.battery_a["serial_number"]
+    base = {"action": "disable", "reason": "fuzz"}
+    for body in (
+        {**base, "filter": {"dealer_id": None, "online": None}},
+        {**base, "filter": {}},
+        {**base, "serials": [serial], "filter": {"online": True}},
+        {**base, "serials": None},
+        base,
+    ):
+        answer = client.post("/api/commands/bulk", json=body, headers=bearer(world.admin))
+        assert answer.status_code == 400 and answer.json()["code"] == "VALIDATION_ERROR", (body, answer.text)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import psycopg
 from fastapi.testclient import TestClient
 
 from api.consumers.kyc import cipher, verhoeff_digit
+from api.consumers.models import normalise_document_number
 from tests import factories
 from tests.api.conftest import World, bearer
+from tests.api.contract import document
 from tests.conftest import make_settings
 
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
@@ -315,3 +318,18 @@ def test_a_new_consumer_can_log_in_and_see_only_their_own(
     assert client.get(f"/api/consumers/{created['id']}/profile", headers=headers).status_code == 200
     assert client.get(f"/api/consumers/{world.consumer_a['id']}/profile", headers=headers).status_code == 404
     assert client.get("/api/batteries", headers=headers).json() == []
+
+
+def test_a_documents_number_follows_its_type_in_the_document() -> None:
+    """A pan_card with any number was documented valid and refused: the JSON body says a PAN's or
+    an Aadhaar's number has its pattern, and the code takes exactly those (a blank number is none)."""
+    op = document()["paths"]["/api/consumers/{consumer_id}/documents"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in op  # its number is described only (see api/consumers/router.py)
+    link = document()["components"]["schemas"]["DocumentLink"]
+    for body in (link,):
+        rules = {r["if"]["properties"]["document_type"]["const"]: r["then"] for r in body["allOf"]}
+        pan = rules["pan_card"]["properties"]["document_number"]["anyOf"][0]["pattern"]
+        assert re.search(pan, " abcde1234f ") and re.search(pan, "") and not re.search(pan, "000000000000")
+        assert "aadhaar_card" in rules
+    assert normalise_document_number("pan_card", " abcde1234f ") == "ABCDE1234F"
+    assert normalise_document_number("pan_card", "  ") is None

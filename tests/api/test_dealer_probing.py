@@ -98,5 +98,5 @@ def test_another_dealers_consumers_and_battery_ids_answer_as_unknown_ones(
 
     assert sms(world.consumer_b["phone"]) == sms(factories.unique_phone())
     assert sms(world.consumer_b["phone"])[0] == 404
-    assert notice(world.battery_b["id"]) == notice(2**62)
+    assert notice(world.battery_b["id"]) == notice(2**53 - 1)
     assert notice(world.battery_b["id"])[0] == 404

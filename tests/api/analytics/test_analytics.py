@@ -127,3 +127,13 @@ def test_dates_outside_1970_to_2200_are_400(client: TestClient, world: World, ro
         assert set(answer.json()) == {"error", "details", "code"}
     widest = client.get(path, params={"from": "1970-01-01", "to": "2200-12-31"}, headers=bearer(world.admin))
     assert widest.status_code == 200, widest.text
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_date_that_is_a_number_or_a_timestamp_is_400(client: TestClient, world: World, route: str) -> None:
+    """`?to=0` answered 200 as 1970-01-01 (pydantic reads a number as seconds since the epoch); the
+    document says a date is YYYY-MM-DD."""
+    for params in ({"to": "0"}, {"from": "86400"}, {"to": "2024-01-01T00:00:00"}):
+        answer = client.get(f"/api/analytics/{route}", params=params, headers=bearer(world.admin))
+        assert answer.status_code == 400, (params, answer.text)
+        assert answer.json()["code"] == "VALIDATION_ERROR"

@@ -3,12 +3,14 @@ disbursement moving the due dates, consumer finance."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
 from api.finance.schedule import add_months
 from tests.api.conftest import World, bearer
+from tests.api.contract import component, document
 from tests.api.finance.conftest import apply, approve, fresh_battery, today
 
 
@@ -174,3 +176,36 @@ def test_consumer_finance_lists_the_emis(client: TestClient, world: World) -> No
     }.items() <= next(a for a in finance["applications"] if a["id"] == application["id"]).items()
     assert finance["total_applications"] == len(finance["applications"])
     assert finance["total_emi_due"] >= 12
+
+
+def test_an_amount_or_rate_as_text_is_taken_only_as_the_document_writes_it(
+    client: TestClient, world: World
+) -> None:
+    """The document allows a decimal as text; "" (documented valid before) and out-of-range text
+    are a 400 naming the field, a decimal string in range is taken as its number."""
+    documented = component(document()["components"]["schemas"]["ApplicationCreate"])["properties"]
+    for field in ("amount", "interest_rate"):
+        (text,) = [s for s in documented[field]["anyOf"] if s["type"] == "string"]
+        assert not re.search(text["pattern"], "") and re.search(text["pattern"], "12.50"), text
+    body = {"consumer_id": world.consumer_a["id"], "battery_id": world.battery_a["id"], "tenure_months": 6}
+    for field, value in [("interest_rate", ""), ("interest_rate", "61"), ("amount", ""), ("amount", "0.00")]:
+        sent = {"amount": 1000, "interest_rate": 10, **body, field: value}
+        answer = client.post("/api/finance/applications", headers=bearer(world.dealer_a_user), json=sent)
+        assert answer.status_code == 400 and answer.json()["error"] == f"Invalid fields: {field}", answer.text
+    sent = {**body, "amount": "45000.50", "interest_rate": "12.50"}
+    answer = client.post("/api/finance/applications", headers=bearer(world.dealer_a_user), json=sent)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["amount"] == 45000.5 and answer.json()["interest_rate"] == 12.5
+
+
+def test_a_collection_report_date_is_a_calendar_date(client: TestClient, world: World) -> None:
+    """`end_date=0` was read as 1970-01-01 (seconds since the epoch); the document says YYYY-MM-DD."""
+    for value in ("0", "1700000000", "2026-01-01T00:00:00"):
+        answer = client.get(
+            "/api/finance/collection-report", params={"end_date": value}, headers=bearer(world.admin)
+        )
+        assert answer.status_code == 400 and answer.json()["error"] == "Invalid fields: end_date", answer.text
+    answer = client.get(
+        "/api/finance/collection-report", params={"end_date": "2026-01-31"}, headers=bearer(world.admin)
+    )
+    assert answer.status_code == 200 and answer.json()["end_date"] == "2026-01-31"

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.service import workflow
 from tests.api.conftest import World, bearer
+from tests.api.contract import document
 from tests.api.service.conftest import MG_ROAD, WHITEFIELD, place_battery
 
 
@@ -77,7 +78,7 @@ def test_nobody_opens_a_ticket_for_a_battery_out_of_reach(client: TestClient, wo
     assert _open(client, world.consumer_a_user, world.battery_b["id"]).status_code == 404
     assert _open(client, world.dealer_a_user, world.battery_b["id"]).status_code == 404
     assert _open(client, world.technician, world.battery_a["id"]).status_code == 403
-    assert _open(client, world.admin, 2**62).status_code == 404
+    assert _open(client, world.admin, 2**53 - 1).status_code == 404
     bad = _open(client, world.admin, world.battery_a["id"], latitude=12.9)
     assert bad.status_code == 400 and bad.json()["code"] == "VALIDATION_ERROR"
     assert _open(client, world.admin, world.battery_a["id"], issue_category="nope").status_code == 400
@@ -368,3 +369,36 @@ def test_the_consumer_profile_counts_the_battery_tickets(
         "created_at": done["created_at"],
     }
     assert (body["summary"]["total_service_tickets"], body["summary"]["active_service_tickets"]) == (2, 1)
+
+
+def test_the_document_says_what_a_ticket_or_technician_body_needs(client: TestClient, world: World) -> None:
+    """A lone latitude, and an empty update, were documented valid and refused: the document now
+    says latitude and longitude come together (never null), and an update changes something."""
+    schemas = document()["components"]["schemas"]
+    together = {"latitude": ["longitude"], "longitude": ["latitude"]}
+    for name in ("TicketCreate", "TechnicianCreate", "TechnicianUpdate"):
+        assert schemas[name]["dependentRequired"] == together, name
+        assert schemas[name]["properties"]["latitude"]["type"] == "number", name
+    assert schemas["TicketUpdate"]["minProperties"] == schemas["TechnicianUpdate"]["minProperties"] == 1
+    battery = world.battery_a["id"]
+    for extra in ({"latitude": 12.9}, {"longitude": 77.5}, {"latitude": 12.9, "longitude": None}):
+        answer = _open(client, world.admin, battery, **extra)
+        assert answer.status_code == 400 and answer.json()["code"] == "VALIDATION_ERROR", (extra, answer.text)
+    opened = _open(client, world.admin, battery, latitude=12.9, longitude=77.5)
+    assert opened.status_code == 201, opened.text
+    ticket = opened.json()["ticket"]["id"]
+    empty = client.post(f"/api/service/tickets/{ticket}/update", json={}, headers=bearer(world.admin))
+    assert empty.status_code == 400, empty.text
+
+
+def test_a_technicians_skills_are_documented_as_taken(client: TestClient, world: World) -> None:
+    """Skills were documented as any strings and "" refused: the items now carry the pattern the
+    code takes (a word, any case, spaces around it trimmed)."""
+    item = document()["components"]["schemas"]["TechnicianCreate"]["properties"]["skills"]["items"]
+    assert item["pattern"] == "^ *[A-Za-z][A-Za-z0-9_]{0,39} *$"
+    for skills in ([""], ["two words"], ["-x"]):
+        body = {"phone": "+919876512345", "name": "Tech", "skills": skills}
+        answer = client.post("/api/service/technicians", json=body, headers=bearer(world.admin))
+        assert answer.status_code == 400 and answer.json()["error"].startswith("Invalid fields: skills"), (
+            answer.text
+        )

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api.telemetry.buckets import (
+    CURSOR_PATTERN,
     ORIGIN,
     Cursor,
     IntervalError,
@@ -21,6 +22,8 @@ from api.telemetry.buckets import (
     parse_interval,
     source_for,
 )
+from api.telemetry.router import BBOX_PATTERN
+from api.telemetry.service import parse_bbox
 
 H = timedelta(hours=1)
 
@@ -108,7 +111,12 @@ def test_cursor_round_trips(ts: datetime) -> None:
     assert Cursor.decode(Cursor(ts).encode()).after == ts
 
 
-@pytest.mark.parametrize("text", ["", "x", "dDp4eXo", "!!!", "t:" * 40])
+@given(st.from_regex(CURSOR_PATTERN))
+def test_every_cursor_of_the_documented_pattern_decodes(text: str) -> None:
+    Cursor.decode(text.rstrip("\n"))
+
+
+@pytest.mark.parametrize("text", ["", "x", "dDp4eXo", "!!!", "t:" * 40, "+1", " 1", "1_0", "1" * 17])
 def test_foreign_cursors_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="cursor"):
         Cursor.decode(text)
@@ -123,3 +131,9 @@ def test_csv_cells_never_start_a_formula() -> None:
     assert csv_cell(-12.5) == "-12.5"  # numbers stay numbers
     assert csv_cell(None) == ""
     assert csv_cell(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00Z"
+
+
+@given(st.from_regex(BBOX_PATTERN))
+def test_every_bbox_of_the_documented_pattern_is_a_box_in_range(text: str) -> None:
+    west, south, east, north = parse_bbox(text.rstrip("\n"))
+    assert all(-180 <= v <= 180 for v in (west, east)) and all(-90 <= v <= 90 for v in (south, north))
