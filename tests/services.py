@@ -221,7 +221,11 @@ def create_database(admin: str, *, migrated: bool = True) -> str:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = with_database(admin, name)
     if migrated:
-        migrate(url)
+        # Migrations also change cluster-wide objects (the Grafana reader role): two xdist workers
+        # migrating at once fail with "tuple concurrently updated", so one at a time per cluster.
+        with psycopg.connect(admin, autocommit=True) as lock:
+            lock.execute("SELECT pg_advisory_lock(x'7061636b'::int)")
+            migrate(url)
     return url
 
 
