@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 from typing import Any
 
 import psycopg
 from fastapi.testclient import TestClient
+from psycopg.rows import dict_row
 
+from api.finance import overdue
+from api.finance.access import Scope
 from api.finance.loans import business_today
 from api.finance.schedule import add_months
 from packfleet.settings import Settings
@@ -106,3 +110,19 @@ def age_warnings(conn: psycopg.Connection, loan_id: int | None = None, *, days: 
            WHERE %(loan)s::bigint IS NULL OR loan_id = %(loan)s""",
         {"days": days, "loan": loan_id},
     )
+
+
+def run_overdue(url: str, settings: Settings, world: World) -> dict[str, Any]:
+    """One overdue run for dealer A, as the daily job does it (threshold 7 days)."""
+
+    async def go() -> dict[str, Any]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            return await overdue.run(
+                conn,
+                settings=settings,
+                scope=Scope(dealer_id=world.dealer_a["id"]),
+                threshold_days=7,
+                actor="t",
+            )
+
+    return asyncio.run(go())

@@ -14,27 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 
-from api.finance import overdue
-from api.finance.access import Scope
 from control import commands as control
 from packfleet.settings import Settings
 from tests.api.conftest import World, bearer
-from tests.api.finance.conftest import age_warnings, loan, pay
+from tests.api.finance.conftest import age_warnings, loan, pay, run_overdue
 from tests.conftest import make_settings
-
-
-def _run(url: str, settings: Settings, world: World) -> dict[str, Any]:
-    async def go() -> dict[str, Any]:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            return await overdue.run(
-                conn,
-                settings=settings,
-                scope=Scope(dealer_id=world.dealer_a["id"]),
-                threshold_days=7,
-                actor="t",
-            )
-
-    return asyncio.run(go())
 
 
 def _operator(url: str, world: World, battery_id: int, *, action: str, spec: str, reason: str) -> Any:
@@ -98,9 +82,9 @@ def overdue_loan(client: TestClient, world: World) -> dict[str, Any]:
 
 def _disabled(url: str, settings: Settings, world: World) -> dict[str, Any]:
     """Warned by a run, three days on, disabled by the next."""
-    assert _run(url, settings, world)["disabled_count"] == 0
+    assert run_overdue(url, settings, world)["disabled_count"] == 0
     age_warnings(world.conn)
-    return _run(url, settings, world)
+    return run_overdue(url, settings, world)
 
 
 def test_the_flag_is_the_disable_in_force(
@@ -121,14 +105,14 @@ def test_an_expired_or_failed_disable_goes_out_again_once(
     first = _disabled(database_url, settings, world)["command_ids"][0]
     _end(world.conn, first, "expired")
     assert not _flag(client, world, overdue_loan["id"])  # never reached the device
-    _run(database_url, settings, world)
+    run_overdue(database_url, settings, world)
     again = _commands(world.conn, battery["id"])
     assert [(c["action"], c["status"]) for c in again] == [("disable", "expired"), ("disable", "queued")]
     assert _flag(client, world, overdue_loan["id"])
-    _run(database_url, settings, world)
+    run_overdue(database_url, settings, world)
     assert len(_commands(world.conn, battery["id"])) == 2  # nothing more while it is pending
     _end(world.conn, again[1]["id"], "failed")
-    _run(database_url, settings, world)
+    run_overdue(database_url, settings, world)
     assert len(_commands(world.conn, battery["id"])) == 3
     paid = pay(client, world, overdue_loan["id"], 1000, _ref()).json()
     assert paid["enable_command_id"] is not None and not paid["loan"]["battery_disabled_for_overdue"]
@@ -244,7 +228,7 @@ def test_reversing_the_payment_that_enabled_puts_the_disable_back(
         ("disable", "charging", "emi_overdue"),
     ]
     _reverse(client, world, paid["payment"]["id"])  # a second reversal is the first
-    assert _run(database_url, settings, world)["disabled_count"] == 0  # nothing twice
+    assert run_overdue(database_url, settings, world)["disabled_count"] == 0  # nothing twice
     assert len(_commands(world.conn, battery["id"])) == 3
     trail = client.get(f"/api/finance/loans/{overdue_loan['id']}/audit", headers=bearer(world.admin)).json()
     assert [e["action"] for e in trail][-2:] == ["payment_reversed", "battery_disabled"]
