@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import getpass
 import os
+import random
 import re
 import shutil
 import signal
@@ -40,8 +41,33 @@ PERSIST_PLUGIN_SINCE = (2, 1, 0)
 PERSIST_PLUGIN = "mosquitto_persist_sqlite.so"
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return range(32768, 61000)
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port for a server a test starts later, outside the kernel's ephemeral range.
+
+    A port the kernel hands out for bind(0) comes from the range it also gives outgoing connections
+    their local ports from: with a thousand simulated devices connecting, one of them took the API's
+    port in the moment between choosing it and the API binding it (or restarting on it).
+    """
+    ephemeral = _ephemeral_ports()
+    for _ in range(200):
+        port = random.randrange(10_000, 65_536)
+        if port in ephemeral:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # every candidate busy: fall back on the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
