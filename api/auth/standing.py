@@ -23,7 +23,9 @@ from psycopg.rows import dict_row
 
 from api.auth import queries
 from api.auth.tokens import Principal
+from api.errors import ServiceUnavailable
 
+APPLICATION_NAME = "packfleet-api-auth"
 Account = tuple[str, int | None, int | None]  # role, dealer, consumer
 
 
@@ -46,16 +48,30 @@ class AccountStanding:
         return kept[0] == (principal.role, principal.dealer_id, principal.consumer_id)
 
     async def _lookup(self, user_id: int) -> dict | None:  # type: ignore[type-arg]
+        """The user's row; a 503 (ServiceUnavailable) while the database cannot be reached.
+
+        The connection sits idle between lookups, so after a database restart the first lookup
+        finds it closed by the server: that one is retried at once on a new connection. The error
+        is raised as an ApiError because RequestGuard checks tokens outside the routes' exception
+        handlers, where a psycopg error would have been a 500.
+        """
         async with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, row_factory=dict_row, application_name="packfleet-api-auth"
-                )
-            try:
-                return await queries.user_by_id(self._conn, user_id)
-            except psycopg.OperationalError:
-                await self._conn.close()  # the next lookup connects again (the error is a 503 meanwhile)
-                raise
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = await psycopg.AsyncConnection.connect(
+                            self._url,
+                            autocommit=True,
+                            row_factory=dict_row,
+                            application_name=APPLICATION_NAME,
+                        )
+                    return await queries.user_by_id(self._conn, user_id)
+                except psycopg.OperationalError as exc:
+                    if self._conn is not None:
+                        await self._conn.close()  # the next try connects again
+                    if attempt == 2:
+                        raise ServiceUnavailable() from exc
+            raise AssertionError("unreachable")
 
     async def close(self) -> None:
         if self._conn is not None:
