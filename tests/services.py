@@ -189,6 +189,12 @@ def _version_of(binary: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
+def loses_shared_subscriptions_on_restart() -> bool:
+    """Whether the test broker is a 2.0 one, whose built-in persistence restores a persistent
+    session's plain subscriptions after a restart but not its shared ones (found by the chaos run)."""
+    return mosquitto_binary() is not None and mosquitto_version() < PERSIST_PLUGIN_SINCE
+
+
 def persist_plugin() -> str:
     """The persist-sqlite plugin of the test broker: PACKFLEET_TEST_MOSQUITTO_PLUGIN, or beside it."""
     chosen = os.environ.get("PACKFLEET_TEST_MOSQUITTO_PLUGIN")

@@ -106,13 +106,8 @@ def _client_with_id(client_id: str) -> tuple[mqtt.Client, list]:
     return client, received
 
 
-def _without_persist_plugin() -> bool:
-    binary = services.mosquitto_binary()
-    return binary is not None and services.mosquitto_version() < services.PERSIST_PLUGIN_SINCE
-
-
 @pytest.mark.xfail(
-    _without_persist_plugin(),
+    services.loses_shared_subscriptions_on_restart(),
     strict=True,
     reason="Mosquitto 2.0 (Debian 12 has 2.0.11) has only the built-in persistence, which restores a "
     "persistent session's plain subscriptions after a restart but not its shared ones: telemetry "
