@@ -14,9 +14,10 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI, Header, Request
@@ -49,6 +50,7 @@ class LenderOptions:
     max_amount: Decimal = Decimal("1000000")
     unavailable_first: int = 0  # answer 503 to this many calls first (an outage)
     seed: int | None = None
+    timezone: str = "Asia/Kolkata"  # whose calendar its dates are in (an Indian lender's)
 
 
 @dataclass
@@ -157,9 +159,15 @@ async def _decide(lender: Lender, submission: ApplicationSubmission) -> None:
             {
                 "applicationId": submission.application_id,
                 "status": "disbursed",
-                "disbursementDate": date.today().isoformat(),
+                "disbursementDate": lender_today(options).isoformat(),
             },
         )
+
+
+def lender_today(options: LenderOptions, now: datetime | None = None) -> date:
+    """The lender's date: in its own time zone, not the machine's (from 18:30 UTC an Indian
+    lender's today is the machine's tomorrow)."""
+    return (now or datetime.now(ZoneInfo("UTC"))).astimezone(ZoneInfo(options.timezone)).date()
 
 
 async def deliver(lender: Lender, event: dict[str, Any], *, attempts: int = 8) -> bool:

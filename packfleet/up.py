@@ -218,6 +218,7 @@ async def _demo_lender(settings: Settings, stop: asyncio.Event, *, api_port: int
         code=str(lender["code"]),
         secret=str(lender["webhook_secret"]),
         webhook_url=f"http://{host}:{api_port}/api/nbfc/webhook-status",
+        timezone=settings.finance_timezone,
     )
     await run_lender(options, stop, sock=sock)
 

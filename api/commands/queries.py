@@ -55,7 +55,7 @@ async def batteries_by_serial(conn: AsyncConnection[Any], serials: Sequence[str]
 
 
 async def batteries_matching(
-    conn: AsyncConnection[Any], *, selector: BulkFilter, limit: int, today: date | None = None
+    conn: AsyncConnection[Any], *, selector: BulkFilter, limit: int, today: date
 ) -> list[Row]:
     """Batteries matching every field of the filter; `overdue_days` counts back from `today` (the
     finance calendar's)."""
@@ -82,7 +82,7 @@ async def batteries_matching(
             "reported": selector.reported_enabled,
             "in_sync": selector.in_sync,
             "overdue": selector.overdue_days,
-            "today": today or date.today(),
+            "today": today,
             "limit": limit,
         },
     )

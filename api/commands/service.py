@@ -147,7 +147,7 @@ async def create_bulk(
     body: BulkRequest,
     ttl_s: int,
     max_rate: float,
-    today: date | None = None,
+    today: date,
 ) -> dict[str, Any]:
     """Queue one command per selected battery, rolled out at most `max_rate` per second."""
     async with conn.transaction():

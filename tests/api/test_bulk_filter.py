@@ -13,13 +13,14 @@ from api.commands.queries import batteries_matching
 from tests import factories
 from tests.api.conftest import World, bearer
 from tests.api.contract import document
+from tests.api.finance.conftest import today
 
 
 def _matching(database_url: str, **fields: object) -> set[int]:
     async def query() -> set[int]:
         conn = await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row)
         async with conn:
-            rows = await batteries_matching(conn, selector=BulkFilter(**fields), limit=10_000)
+            rows = await batteries_matching(conn, selector=BulkFilter(**fields), limit=10_000, today=today())
         return {r["id"] for r in rows}
 
     return asyncio.run(query())

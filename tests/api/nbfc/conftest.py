@@ -127,6 +127,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         decision_delay_s=0.3,
         disburse_after_s=0.3,
         unavailable_first=2,
+        timezone=settings.finance_timezone,
     )
     lender = Lender(options)
     background = Background()

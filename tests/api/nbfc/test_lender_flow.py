@@ -5,7 +5,9 @@ webhooks approve and disburse → a loan with its schedule; collection reports t
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, date, datetime
 
+from nbfc_sim.lender import LenderOptions, lender_today
 from tests.api.conftest import World, bearer
 from tests.api.finance.conftest import fresh_battery, loan, pay, today
 from tests.api.nbfc.conftest import Stack, application_status, submit
@@ -32,6 +34,14 @@ def test_submitted_application_is_decided_by_the_lender(stack: Stack, world: Wor
     assert loan["disbursement_date"] == str(today())
     events = [w["status"] for w in stack.lender.webhooks if w["applicationId"] == application_id]
     assert events == ["approved", "disbursed"]
+
+
+def test_the_lenders_dates_are_in_its_own_time_zone() -> None:
+    # CI at 20:00 UTC: the simulated lender disbursed "yesterday" by the machine's calendar, before
+    # the application was made by the business's (Asia/Kolkata), and the webhook was refused.
+    options = LenderOptions(code="L", secret="s", webhook_url="http://127.0.0.1:9")
+    assert lender_today(options, datetime(2026, 12, 2, 18, 29, tzinfo=UTC)) == date(2026, 12, 2)
+    assert lender_today(options, datetime(2026, 12, 2, 20, 0, tzinfo=UTC)) == date(2026, 12, 3)
 
 
 def test_collection_report_reaches_the_lender_once(stack: Stack, world: World) -> None:
