@@ -61,10 +61,10 @@ def parse_interval(text: str) -> timedelta:
             )
         weeks, days, hours, minutes, secs = (int(g) if g else 0 for g in iso.groups())
         seconds = (((weeks * 7 + days) * 24 + hours) * 60 + minutes) * 60 + secs
-    interval = timedelta(seconds=seconds)
-    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+    # Compared as seconds: 999999999w is too long for a timedelta (an OverflowError, a 500).
+    if not MIN_INTERVAL.total_seconds() <= seconds <= MAX_INTERVAL.total_seconds():
         raise IntervalError(f"interval must be between 1 second and 366 days, got {text!r}")
-    return interval
+    return timedelta(seconds=seconds)
 
 
 def iso_duration(interval: timedelta) -> str:

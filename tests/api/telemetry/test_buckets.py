@@ -49,7 +49,23 @@ def test_intervals_short_and_iso(text: str, expected: timedelta) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "P", "PT", "P1M", "P1Y", "1x", "0m", "PT0S", "-1h", "1.5h", "P1DT", "400d"]
+    "text",
+    [
+        "",
+        "P",
+        "PT",
+        "P1M",
+        "P1Y",
+        "1x",
+        "0m",
+        "PT0S",
+        "-1h",
+        "1.5h",
+        "P1DT",
+        "400d",
+        "999999999w",
+        "P999999999W",
+    ],
 )
 def test_intervals_refused(text: str) -> None:
     with pytest.raises(IntervalError):
