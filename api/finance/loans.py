@@ -18,6 +18,11 @@ def business_today(settings: Settings) -> date:
     return datetime.now(ZoneInfo(settings.finance_timezone)).date()
 
 
+def business_date(moment: datetime, settings: Settings) -> date:
+    """The business calendar's date of a moment (20:00 UTC is already tomorrow in Asia/Kolkata)."""
+    return moment.astimezone(ZoneInfo(settings.finance_timezone)).date()
+
+
 def penalty_policy(settings: Settings) -> PenaltyPolicy:
     return PenaltyPolicy(
         fee=settings.finance_late_fee,

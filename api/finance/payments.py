@@ -14,7 +14,14 @@ from api.auth.tokens import Principal
 from api.errors import BadRequest, Conflict, NotFound
 from api.finance import overdue, overdue_queries, payment_queries, queries
 from api.finance.access import scope_for, within
-from api.finance.loans import business_today, penalty_policy, states, summary_body, with_payment
+from api.finance.loans import (
+    business_date,
+    business_today,
+    penalty_policy,
+    states,
+    summary_body,
+    with_payment,
+)
 from api.finance.models import PaymentCreate
 from api.finance.schedule import allocate, future_after_prepayment
 from api.finance.service import visible_loan
@@ -52,7 +59,7 @@ async def record_payment(
             if (earlier := await _earlier(conn, loan=loan, body=body, settings=settings)) is not None:
                 return earlier, False
             raise Conflict(f"Loan {loan_id} is closed: nothing is owed", error="Loan is closed")
-        if paid_on < loan["created_at"].date():
+        if paid_on < business_date(loan["created_at"], settings):
             raise BadRequest(
                 [{"field": "paid_on", "message": "is before the loan existed"}],
                 error="Invalid fields: paid_on",

@@ -9,7 +9,6 @@ import logging
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 
@@ -18,7 +17,14 @@ from api.consumers import queries as consumer_queries
 from api.errors import BadRequest, Conflict, NotFound
 from api.finance import queries
 from api.finance.access import Scope, scope_for, within
-from api.finance.loans import business_today, instalment_body, loan_body, penalty_policy, summary_body
+from api.finance.loans import (
+    business_date,
+    business_today,
+    instalment_body,
+    loan_body,
+    penalty_policy,
+    summary_body,
+)
 from api.finance.models import ApplicationCreate, ApplicationDecision, json_number
 from api.finance.schedule import add_months, emi, schedule
 from packfleet.settings import Settings
@@ -291,7 +297,7 @@ async def record_disbursement(
     """approved → disbursed: the loan's due dates move to run monthly from the disbursement date."""
     check_transition(application["status"], "disbursed")
     today = business_today(settings)
-    made_on = application["created_at"].astimezone(ZoneInfo(settings.finance_timezone)).date()
+    made_on = business_date(application["created_at"], settings)
     problem = (
         "is before the application was made"
         if disbursement_date < made_on

@@ -139,6 +139,17 @@ def test_more_than_owed_is_refused_and_paying_off_closes(client: TestClient, wor
     assert pay(client, world, made["id"], 1, _ref(), paid_on="2999-01-01").status_code == 400
 
 
+def test_a_payment_is_not_dated_before_the_loan_by_the_business_calendar(
+    client: TestClient, world: World
+) -> None:
+    made = loan(client, world, months_ago=1, amount=1200, tenure=12, rate=0)
+    # Made at 20:00 UTC on the 10th: the 11th in Asia/Kolkata, whose calendar paid_on is in.
+    world.conn.execute("UPDATE loans SET created_at = '2026-06-10 20:00+00' WHERE id = %s", (made["id"],))
+    before = pay(client, world, made["id"], 1, _ref(), paid_on="2026-06-10")
+    assert before.status_code == 400 and before.json()["error"] == "Invalid fields: paid_on", before.text
+    assert pay(client, world, made["id"], 1, _ref(), paid_on="2026-06-11").status_code == 201
+
+
 def test_late_fee_is_paid_first(client_for, world: World) -> None:
     client = client_for(finance_late_fee=Decimal("50"), finance_late_fee_after_days=3)
     made = loan(client, world, months_ago=1, days_ago=5, amount=1200, tenure=12, rate=0)
