@@ -213,11 +213,15 @@ def validate_pack(raw: Any, *, csv: bool = False) -> BatteryPackCreate:
         raise RowError(_error_field(tuple(first["loc"]), flat=csv), message) from None
 
 
+NUMBER_FIELDS = ("warranty_months", "health_score", "dealer_id")
+
+
 def blank_to_none(row: dict[str, Any]) -> dict[str, Any]:
-    """An empty string in a bulk JSON row is no value, as an empty CSV cell is."""
+    """An empty text in a bulk JSON row is no value, as an empty CSV cell is. A number's field keeps
+    its "": the document gives it a number's form, and "" is refused as not one (it was accepted)."""
     out: dict[str, Any] = {}
     for key, value in row.items():
-        if isinstance(value, str) and not value.strip():
+        if isinstance(value, str) and not value.strip() and key not in NUMBER_FIELDS:
             value = None
         elif isinstance(value, dict):
             value = blank_to_none(value)
