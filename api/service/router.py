@@ -240,7 +240,7 @@ async def create_technician(conn: ConnDep, principal: CurrentUser, body: Technic
 
 
 @router.get(
-    "/technicians/{technician_id}",
+    "/technicians/{technician_id:int}",
     response_model=Technician,
     responses=READ_ERRORS,
     summary="Get a technician",
@@ -250,7 +250,7 @@ async def get_technician(conn: ConnDep, principal: CurrentUser, technician_id: T
 
 
 @router.patch(
-    "/technicians/{technician_id}",
+    "/technicians/{technician_id:int}",
     response_model=Technician,
     responses=WRITE_ERRORS,
     summary="Update a technician",

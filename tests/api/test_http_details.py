@@ -22,6 +22,7 @@ from tests.api.contract import document
         ("DELETE", "/api/auth/login", {"POST"}),
         ("OPTIONS", "/api/batteries", {"GET", "POST"}),
         ("PATCH", "/api/batteries/health-report", {"GET"}),
+        ("PATCH", "/api/service/technicians/available", {"GET"}),
     ],
 )
 def test_a_method_the_path_lacks_is_405_with_allow(
@@ -56,7 +57,7 @@ def test_a_malformed_json_body_is_one_answer_everywhere(
     """Every route that takes JSON answers a broken body alike, saying where it breaks (no parser's
     text, no offset posing as a field name)."""
     serial = world.battery_a["serial_number"]
-    values = {"serial": serial, "i": serial, "consumer_id": world.consumer_a["id"]}
+    values = {"serial": serial, "i": serial, "consumer_id": world.consumer_a["id"], "technician_id": 1}
     url = re.sub(r"\{([^}]*)\}", lambda m: str(values.get(m[1], uuid.UUID(int=1))), path)
     headers = {**bearer(world.admin), "Content-Type": "application/json"}
     answer = client.request(method, url, content=b'{"asset_tag": "A1",\n "model": }', headers=headers)
