@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.finance.models import ApplicationCreate, ApplicationStatus, Id, Money
-from api.shapes import Body
+from api.shapes import Body, decimal_input
 from schemas.dates import CalendarDate
 
 
@@ -78,11 +78,22 @@ class Portfolio(BaseModel):
     portfolio_health: PortfolioHealth
 
 
+# Rupees to the paisa, [0, 10^10], as a number or as text ("" was documented valid and refused).
+CollectedAmount = Annotated[
+    Decimal,
+    Field(ge=0, le=10_000_000_000, decimal_places=2),
+    *decimal_input(
+        {"minimum": 0, "maximum": 10_000_000_000, "multipleOf": 0.01},
+        r"(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?|10000000000(\.00?)?",
+    ),
+]
+
+
 class CollectionData(Body):
     model_config = ConfigDict(extra="forbid")
 
     total_collections: int = Field(ge=0, le=10_000_000)
-    amount_collected: Decimal = Field(ge=0, le=10_000_000_000, decimal_places=2)
+    amount_collected: CollectedAmount
     overdue_count: int = Field(ge=0, le=10_000_000)
 
 
