@@ -60,6 +60,13 @@ def _to_utc(value: Any) -> Any:
     raise ValueError("timestamp must be an RFC 3339 string or integer epoch milliseconds")
 
 
+def rfc3339_text(value: Any) -> Any:
+    """A string only if it is an RFC 3339 date-time (left to be parsed): an API's query times."""
+    if isinstance(value, str) and _RFC3339.fullmatch(value) is None:
+        raise ValueError("must be an RFC 3339 date-time (2024-01-15T10:30:00Z or with a UTC offset)")
+    return value
+
+
 def _parse_rfc3339(text: str) -> datetime:
     match = _RFC3339.fullmatch(text)
     if match is None:

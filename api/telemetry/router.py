@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from psycopg import AsyncConnection
-from pydantic import AwareDatetime, TypeAdapter
+from pydantic import AwareDatetime, BeforeValidator, TypeAdapter
 
 from api.deps import ConnDep, CurrentUser, PoolDep, SettingsDep, get_conn
 from api.errors import BadRequest, error_responses
@@ -24,16 +24,19 @@ from api.telemetry.models import (
     TelemetrySeries,
 )
 from api.telemetry.queries import Storage
+from schemas.device import rfc3339_text
 
 router = APIRouter(prefix="/api/telemetry", tags=["Telemetry"])
 
 READ_ERRORS = error_responses(400, 401, 403, 429)
 _COLLECTION = TypeAdapter(dict[str, Any])
+# RFC 3339 only, as the document's date-time says: pydantic alone also takes `to=0.5` as a Unix time.
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(rfc3339_text)]
 From = Annotated[
-    AwareDatetime | None,
+    Rfc3339 | None,
     Query(alias="from", description="RFC 3339 start, inclusive (default: a day before `to`)"),
 ]
-To = Annotated[AwareDatetime | None, Query(alias="to", description="RFC 3339 end, exclusive (default: now)")]
+To = Annotated[Rfc3339 | None, Query(alias="to", description="RFC 3339 end, exclusive (default: now)")]
 DealerFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="admin only: one dealer's fleet")]
 IntervalText = Annotated[
     str,

@@ -123,6 +123,8 @@ def test_a_request_over_the_points_cap_names_an_interval_that_fits(client: TestC
         {"agg": "median"},
         {"fields": "voltage,pressure"},
         {"from": "2026-03-02T00:00:00"},  # no time zone
+        {"to": "0.5"},  # a Unix time, not RFC 3339 (was taken as 1970)
+        {"from": "1700000000"},
         {"from": "2026-03-03T00:00:00Z", "to": "2026-03-02T00:00:00Z"},
         {"limit": 0},
         {"limit": 10**9},
