@@ -206,7 +206,9 @@ async def update_packs(
     dry_run: bool = False,
     all_or_nothing: bool = True,
 ) -> dict[str, Any]:
-    """Update many packs from a CSV file or a JSON array; an empty cell leaves a field as it is."""
+    """Update many packs from a CSV file or a JSON array; an empty cell leaves a field as it is. A
+    row names its pack by `asset_tag` (the caller's live packs only) and gives no `dealer_id`: an
+    update does not move a pack to another dealer. A row that breaks this is reported by number."""
     require_writer(principal)
     kind, value = await _read_body(request)
     if kind == "json" and not isinstance(value, list):

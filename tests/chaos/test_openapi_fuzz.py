@@ -18,10 +18,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from psycopg.rows import dict_row
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.app import create_app
 from tests import services
 from tests.api.conftest import World, bearer
+from tests.chaos.api_rules import broken_by
 from tests.chaos.stack import Service
 from tests.conftest import JWT_SECRET, make_settings
 
@@ -71,15 +73,27 @@ def api_world(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     derandomize=True,
 )
 def test_every_operation_as_every_role(case: schemathesis.Case, api_world: tuple[str, World]) -> None:
-    """Each generated request is sent once as each role."""
-    for role, user in api_world[1].users().items():
+    """Each generated request is sent once as each role. A schema-valid request refused with a 400 is
+    a failure unless it breaks one of the documented rules JSON Schema cannot state (api_rules.py)
+    and the 400 is that rule's; all the other checks run on it all the same."""
+    base_url, world = api_world
+    for role, user in world.users().items():
         headers = bearer(user)
         if "Idempotency-Key" not in (case.headers or {}):
             # Where the operation declares the key, schemathesis's own value (a wrong one in the
             # negative cases) must reach the API: overwriting it made a refused key look accepted.
             headers["Idempotency-Key"] = uuid.uuid4().hex
         # The SMS routes may wait up to their documented 10 s (`wait`) for the provider.
-        response = case.call_and_validate(base_url=api_world[0], headers=headers, timeout=30)
+        response = case.call(base_url=base_url, headers=headers, timeout=30)
+        excused = response.status_code == 400 and any(
+            rule.answered_by(response.json()) for rule in broken_by(case, user, world.conn)
+        )
+        case.validate_response(
+            response,
+            headers=headers,
+            excluded_checks=[positive_data_acceptance] if excused else None,
+            transport_kwargs={"base_url": base_url, "headers": headers, "timeout": 30},
+        )
         if response.status_code >= 400:
             leaked = [marker for marker in LEAKS if marker in response.text]
             assert not leaked, f"{role}: {response.status_code} leaks {leaked}: {response.text[:300]}"
