@@ -23,6 +23,7 @@ from schemathesis import Case
 
 from api.battery_packs.models import FIELDS
 from api.consumers.kyc import AADHAAR_PATTERN, PAN_PATTERN, verhoeff_valid
+from api.errors import BadRequest
 from api.finance.loans import business_today
 from api.finance.reports import MAX_REPORT_DAYS
 from api.finance.service import MAX_DISBURSEMENT_AHEAD
@@ -130,6 +131,9 @@ def _rows_refer_to_stored_data(request: Request) -> bool:
     rows = body if isinstance(body, list) else [body] if isinstance(body, dict) else []
     creating = request.case.operation.label.startswith("POST")
     dealer = request.user.get("dealer_id") if request.role == "dealer" else None
+    tags = [row.get("asset_tag") for row in rows if isinstance(row, dict)]
+    if len(tags) != len(set(map(str, tags))):
+        return True  # the same pack twice in one request
     for row in rows:
         if not isinstance(row, dict):
             continue
@@ -170,9 +174,38 @@ def _too_many_points(request: Request) -> bool:
     try:
         step = parse_interval(interval)
         start, end = time_range(_time(request.field("from")), _time(request.field("to")))
-    except (IntervalError, ValueError, TypeError):
+    except (IntervalError, BadRequest, ValueError, TypeError):
         return False
     return bucket_count(start, end, step) > SETTINGS.telemetry_max_points
+
+
+def _bad_interval(request: Request) -> bool:
+    """Not 1m, 15m, 1h, 1d, 1w or an ISO 8601 duration of those units, 1 s to 366 days (the pattern
+    could say the form, not the range)."""
+    interval = request.field("interval")
+    try:
+        return isinstance(interval, str) and parse_interval(interval) is None
+    except IntervalError:
+        return True
+
+
+def _times_reversed(request: Request) -> bool:
+    """`from` not before `to` (each defaulting as the route says)."""
+    try:
+        time_range(_time(request.field("from")), _time(request.field("to")))
+    except BadRequest:
+        return True
+    return False
+
+
+def _dates_reversed(request: Request) -> bool:
+    start, end = _date(request.field("from")), _date(request.field("to"))
+    return start is not None and end is not None and start > end
+
+
+def _report_in_future(request: Request) -> bool:
+    day = _date(request.field("report_date"))
+    return day is not None and day > business_today(SETTINGS)
 
 
 def _report_range(request: Request) -> bool:
@@ -238,6 +271,20 @@ RULES = (
         _too_many_points,
         code="TOO_MANY_POINTS",
     ),
+    Rule(("GET /api/telemetry/fleet", "GET /api/telemetry/{serial}"), "Invalid interval", _bad_interval),
+    Rule(("GET /api/telemetry/fleet", "GET /api/telemetry/{serial}"), "Invalid request", _times_reversed),
+    Rule(
+        (
+            "GET /api/analytics/dealer-dashboard",
+            "GET /api/analytics/nbfc-portfolio",
+            "GET /api/analytics/collection-report",
+            "GET /api/analytics/battery-health",
+            "GET /api/analytics/service-metrics",
+        ),
+        "Invalid fields: from, to",
+        _dates_reversed,
+    ),
+    Rule(("POST /api/nbfc/collection-report",), "Invalid fields: report_date", _report_in_future),
     Rule(("GET /api/finance/collection-report",), "Invalid fields: start_date", _report_range),
     Rule(
         ("PUT /api/finance/applications/{application_id}/disburse",),
