@@ -13,11 +13,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     PlainSerializer,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 # The largest id the API documents and accepts: 2**53 - 1, the largest integer a JSON number holds
 # exactly in every client (JavaScript's Number.MAX_SAFE_INTEGER; a generated client parsing into a
@@ -104,4 +108,18 @@ def blank_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-Blank = BeforeValidator(blank_is_none)
+class _BlankIsNone:
+    """`blank_is_none` before the field's own validation, and in the document: the field's schema
+    or a blank string (an enum or an integer filter documented without it took `?kyc_status=`
+    while the document said it was invalid)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(blank_is_none, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [handler(schema), {"type": "string", "pattern": r"^\s*$"}]}
+
+
+Blank = _BlankIsNone()
