@@ -38,6 +38,7 @@ ConsumerId = Annotated[int, Path(ge=1, le=MAX_ID, description="the consumer's id
 
 _DOCUMENT_DOC = {
     "requestBody": {
+        "required": True,
         "content": {
             "multipart/form-data": {
                 "schema": {
@@ -66,7 +67,7 @@ _DOCUMENT_DOC = {
                 }
             },
             "application/json": {"schema": schema_ref(DocumentLink)},
-        }
+        },
     }
 }
 
