@@ -6,7 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.analytics.router import router as analytics_router
 from api.auth.router import router as auth_router
@@ -23,6 +23,7 @@ from api.guard import RequestGuard, guarded_metrics
 from api.messaging.router import router as messaging_router
 from api.nbfc.router import router as nbfc_router
 from api.openapi import OPENAPI_PATH, contract_openapi, install_docs, operation_id
+from api.query import refuse_unknown_query
 from api.ratelimit import build_rate_limits
 from api.service.router import router as service_router
 from api.tags import OPENAPI_TAGS
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=OPENAPI_PATH,
         generate_unique_id_function=operation_id,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_unknown_query)],
         # Metrics are Prometheus' (/metrics); FastAPI's OpenTelemetry bridge, checked per request, is off.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )

@@ -74,3 +74,15 @@ def test_a_group_delete_without_a_body_names_the_field_it_needs(client: TestClie
     assert answer.status_code == 400
     assert answer.json()["error"] == "Invalid fields: asset_tags"
     assert answer.json()["details"][0]["field"] == "asset_tags"
+
+
+def test_a_query_parameter_the_route_lacks_is_400(client: TestClient, world: World) -> None:
+    """A misspelt filter is refused, not ignored (it answered the whole list as if filtered)."""
+    headers = bearer(world.admin)
+    assert client.get("/api/consumers", params={"kyc_status": "verified"}, headers=headers).status_code == 200
+    answer = client.get("/api/consumers", params={"kyc_stauts": "verified"}, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "Unknown query parameters"
+    assert answer.json()["details"] == [
+        {"field": "kyc_stauts", "message": "is not a parameter of this route"}
+    ]
