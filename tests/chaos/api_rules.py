@@ -60,10 +60,12 @@ class Rule:
     error: str  # a regular expression: the `error` of the 400 that names this rule
     broken: Callable[[Request], bool]
     code: str = "VALIDATION_ERROR"
+    status: int = 400
 
-    def answered_by(self, body: Any) -> bool:
+    def answered_by(self, status: int, body: Any) -> bool:
         return (
-            isinstance(body, dict)
+            status == self.status
+            and isinstance(body, dict)
             and isinstance(body.get("error"), str)
             and re.fullmatch(self.error, body["error"]) is not None
             and body.get("code") == self.code
@@ -106,6 +108,16 @@ def _document_number(request: Request) -> bool:
     return False
 
 
+def _not_a_document_file(request: Request) -> bool:
+    """The uploaded document is not a PDF, JPEG or PNG by its first bytes (the API reads the file,
+    not the part's declared type)."""
+    upload = request.field("file")
+    data = getattr(upload, "data", upload)
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    return isinstance(data, bytes) and not data.startswith((b"%PDF-", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"))
+
+
 def _not_a_pack_csv(request: Request) -> bool:
     """The uploaded file is not UTF-8, or its header is not the importer's: known, unique column
     names with asset_tag among them."""
@@ -138,7 +150,8 @@ def _rows_refer_to_stored_data(request: Request) -> bool:
         if not isinstance(row, dict):
             continue
         named = row.get("dealer_id")
-        if type(named) is int:  # not a boolean
+        if isinstance(named, int | float) and not isinstance(named, bool) and float(named).is_integer():
+            named = int(named)  # 254.0 is the integer 254 to JSON Schema
             if (
                 not creating
                 or not request.conn.execute("SELECT 1 FROM dealers WHERE id = %s", (named,)).fetchone()
