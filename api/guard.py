@@ -116,8 +116,12 @@ def _capped(receive: Receive, cap: int, what: str) -> Receive:
     return capped_receive
 
 
-async def read_form(request: Request, *, cap: int, what: str, max_files: int, max_fields: int) -> FormData:
-    """The multipart form, its stream stopped at `cap` bytes (413): an upload route's own cap."""
+async def read_form(
+    request: Request, *, cap: int, what: str, fields: tuple[str, ...], max_files: int, max_fields: int
+) -> FormData:
+    """The multipart form, its stream stopped at `cap` bytes (413): an upload route's own cap. A
+    part that is none of `fields` is a 400 naming it (it was ignored, while the document said no
+    other part)."""
 
     async def stream() -> AsyncIterator[bytes]:
         seen = 0
@@ -129,9 +133,20 @@ async def read_form(request: Request, *, cap: int, what: str, max_files: int, ma
 
     parser = MultiPartParser(request.headers, stream(), max_files=max_files, max_fields=max_fields)
     try:
-        return await parser.parse()
+        form = await parser.parse()
     except MultiPartException as exc:  # no boundary, too many files or fields: its message says which
         raise BadRequest(exc.message, error="Invalid multipart body") from None
+    unknown = sorted(set(form.keys()) - set(fields))
+    if unknown:
+        await form.close()
+        raise BadRequest(
+            [
+                {"field": name[:100], "message": f"is not a part of this form ({', '.join(fields)})"}
+                for name in unknown
+            ],
+            error="Invalid multipart body",
+        )
+    return form
 
 
 def guarded_metrics(token: str) -> ASGIApp:

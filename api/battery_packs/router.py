@@ -50,6 +50,7 @@ _CSV_UPLOAD = {
             }
         },
         "required": ["file"],
+        "additionalProperties": False,
     }
 }
 
@@ -86,7 +87,9 @@ async def _read_body(request: Request) -> tuple[str, Any]:
     if content_type.startswith("multipart/form-data"):
         await limit_upload(request)
         cap = request.app.state.settings.api_max_csv_bytes
-        form = await read_form(request, cap=cap, what="CSV file", max_files=1, max_fields=10)
+        form = await read_form(
+            request, cap=cap, what="CSV file", fields=("file",), max_files=1, max_fields=10
+        )
         try:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):

@@ -64,6 +64,7 @@ _DOCUMENT_DOC = {
                         },
                     },
                     "required": ["file", "document_type"],
+                    "additionalProperties": False,
                 }
             },
             "application/json": {"schema": schema_ref(DocumentLink)},
@@ -161,7 +162,14 @@ async def upload_document(
     if content_type.startswith("multipart/form-data"):
         await limit_upload(request)
         cap = settings.api_max_document_bytes
-        form = await read_form(request, cap=cap, what="document", max_files=1, max_fields=5)
+        form = await read_form(
+            request,
+            cap=cap,
+            what="document",
+            fields=("file", "document_type", "document_number"),
+            max_files=1,
+            max_fields=5,
+        )
         try:
             upload = form.get("file")
             kind = form.get("document_type")

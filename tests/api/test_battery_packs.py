@@ -233,6 +233,13 @@ def test_csv_bad_rows_are_reported_and_nothing_is_written(
         files={"file": ("x.csv", b"asset_tag,colour\nA1,red\n", "text/csv")},
     )
     assert header.status_code == 400 and header.json()["details"]["unknown_columns"] == ["colour"]
+    other_part = client.post(
+        "/api/battery_pack",
+        headers=headers,
+        data={"dealer": "1"},
+        files={"file": ("x.csv", b"asset_tag\nA1\n", "text/csv")},
+    )
+    assert other_part.status_code == 400 and other_part.json()["details"][0]["field"] == "dealer"
 
 
 def test_existing_tags_are_409_and_dry_run_writes_nothing(

@@ -155,6 +155,16 @@ def test_documents_upload_download_and_limits(client: TestClient, world: World, 
     assert up.status_code == 201, up.text
     doc = up.json()["document"]
     assert up.json()["message"] == "Document uploaded successfully" and "note" not in up.json()
+    extra = client.post(
+        url,
+        data={
+            "document_type": "photo",
+            "expiry": "2030-01-01",
+        },  # a part the form has not: refused, not ignored
+        files={"file": ("a.pdf", PDF, "application/pdf")},
+        headers=dealer,
+    )
+    assert extra.status_code == 400 and extra.json()["details"][0]["field"] == "expiry", extra.text
     assert doc["status"] == "pending_verification" and doc["content_type"] == "application/pdf"
     assert doc["document_number"] == "XXXXXX234F"
     stored = tmp_path / "documents" / doc["sha256"][:2] / doc["sha256"]
