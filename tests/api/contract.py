@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -28,6 +29,22 @@ def document() -> dict[str, Any]:
 def shape(path: str) -> str:
     """A path with its parameters' names dropped: `/api/consumers/{id}/kyc` → `/api/consumers/{}/kyc`."""
     return re.sub(r"\{[^}]*\}", "{}", path)
+
+
+def matching_url(path: str) -> str:
+    """A URL the route of `path` matches, whatever its parameters' values: a uuid where the path
+    takes one, a number for another id, the parameter's name otherwise (a serial)."""
+    return re.sub(
+        r"\{([^}]*)\}",
+        lambda m: (
+            str(uuid.UUID(int=1))
+            if m[1] in ("command_id", "bulk_id")
+            else "1"
+            if m[1].endswith("_id")
+            else m[1]
+        ),
+        path,
+    )
 
 
 def operation(method: str, path: str) -> dict[str, Any] | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import re
 import uuid
 from typing import Any
 
@@ -21,6 +20,7 @@ from api.app import create_app
 from api.consumers import storage
 from tests.api.authz import LIST, READ_OWN, ROLES, WRITE_OWN, Case, statuses
 from tests.api.conftest import World, bearer
+from tests.api.contract import matching_url
 from tests.conftest import make_settings
 
 PUBLIC = {("POST", "/api/auth/login"), ("POST", "/api/auth/verify-otp")}
@@ -200,19 +200,8 @@ def test_every_route_has_a_case() -> None:
 
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
 def test_every_route_needs_a_token(client: TestClient, method: str, path: str) -> None:
-    # Any value the path matches: authentication comes first (a uuid or a number where the path
-    # wants one).
-    url = re.sub(
-        r"\{([^}]*)\}",
-        lambda m: (
-            str(uuid.UUID(int=1))
-            if m[1] in ("command_id", "bulk_id")
-            else "1"
-            if m[1].endswith("_id")
-            else m[1]
-        ),
-        path,
-    )
+    # Any value the path matches: authentication comes first.
+    url = matching_url(path)
     answer = client.request(method, url)
     if (method, path) in PUBLIC:
         assert answer.status_code != 401 or path.endswith("verify-otp")

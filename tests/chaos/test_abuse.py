@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from api.auth.tokens import issue_token
 from tests import factories
 from tests.api.conftest import World, bearer, client, client_for, kept_pack_data_matches_the_packs, world
+from tests.api.contract import matching_url
 from tests.api.test_authorization import (
     CASES,
     PUBLIC,
@@ -139,8 +140,8 @@ def test_forged_tokens_are_refused_on_every_route(client: TestClient, world: Wor
     for method, path in ROUTES:
         if (method, path) in PUBLIC:
             continue
-        # Any value the path matches (a uuid where it wants one): authentication comes first.
-        url = re.sub(r"\{([^}]*)\}", lambda m: str(uuid.UUID(int=1)) if m[1].endswith("_id") else m[1], path)
+        # Any value the path matches: authentication comes first.
+        url = matching_url(path)
         answer = client.request(method, url, headers={"Authorization": f"Bearer {token}"})
         if answer.status_code != 401 or not {"error", "details", "code"} <= set(answer.json()):
             refused.append((method, path, answer.status_code))
