@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -46,9 +45,33 @@ def chaos_run(chaos_stack: Stack) -> Run:
     return run
 
 
+def _summaries() -> list[tuple[str, str]]:
+    return [
+        (
+            f"chaos run: {run.stack.options.batteries} batteries",
+            f"{run.table()}\nservice logs: {run.stack.workdir}",
+        )
+        for run in _RUNS
+        if run.results
+    ]
+
+
+_FROM_WORKERS: list[tuple[str, str]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Under xdist the runs are in a worker: it hands their tables to the controller, which prints.
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["chaos_tables"] = _summaries()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    _FROM_WORKERS.extend(tuple(t) for t in getattr(node, "workeroutput", {}).get("chaos_tables", []))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for run in _RUNS:
-        if run.results:
-            terminalreporter.write_sep("=", f"chaos run: {run.stack.options.batteries} batteries")
-            terminalreporter.write_line(run.table())
-            terminalreporter.write_line(f"service logs: {Path(run.stack.workdir)}")
+    for title, text in [*_summaries(), *_FROM_WORKERS]:
+        terminalreporter.write_sep("=", title)
+        terminalreporter.write_line(text)
