@@ -72,7 +72,7 @@ def test_unauthenticated_webhooks_change_nothing(
     elif problem == "stale":
         kwargs = signed(lender, event, at=time.time() - 301)
     elif problem == "future":
-        kwargs = signed(lender, event, at=time.time() + 301)
+        kwargs = signed(lender, event, at=time.time() + 310)  # the stamp is whole seconds, rounded down
     else:
         kwargs["headers"]["X-NBFC-Id"] = "NOBODY"
     answer = client.post(URL, **kwargs)
