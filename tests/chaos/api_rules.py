@@ -23,6 +23,7 @@ from schemathesis import Case
 
 from api.battery_packs.models import FIELDS
 from api.consumers.kyc import AADHAAR_PATTERN, PAN_PATTERN, verhoeff_valid
+from api.consumers.storage import sniff
 from api.errors import BadRequest
 from api.finance.loans import business_today
 from api.finance.reports import MAX_REPORT_DAYS
@@ -108,28 +109,31 @@ def _document_number(request: Request) -> bool:
     return False
 
 
+def _uploaded(request: Request) -> bytes | None:
+    """The bytes of the multipart `file` part, if the request has one."""
+    upload = request.field("file")
+    data = getattr(upload, "data", upload)  # schemathesis's Binary holds them
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    return data if isinstance(data, bytes) else None
+
+
 def _not_a_document_file(request: Request) -> bool:
     """The uploaded document is not a PDF, JPEG or PNG by its first bytes (the API reads the file,
     not the part's declared type)."""
-    upload = request.field("file")
-    data = getattr(upload, "data", upload)
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogateescape")
-    return isinstance(data, bytes) and not data.startswith((b"%PDF-", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"))
+    data = _uploaded(request)
+    return data is not None and sniff(data) is None
 
 
 def _not_a_pack_csv(request: Request) -> bool:
     """The uploaded file is not UTF-8, or its header is not the importer's: known, unique column
     names with asset_tag among them."""
-    upload = request.field("file")
-    if upload is None:
+    data = _uploaded(request)
+    if data is None:
         return False
-    data = getattr(upload, "data", upload)
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogateescape")
     try:
-        text = bytes(data).decode("utf-8-sig")
-    except (UnicodeDecodeError, TypeError):
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
         return True
     header = [h.strip().lower() for h in next(csv.reader(io.StringIO(text, newline="")), [])]
     return "asset_tag" not in header or len(set(header)) != len(header) or not set(header) <= set(FIELDS)
@@ -227,30 +231,27 @@ def _report_range(request: Request) -> bool:
     return start > end or (end - start).days >= MAX_REPORT_DAYS
 
 
-def _disbursement_date(request: Request) -> bool:
-    when = _date(request.field("disbursement_date"))
-    if when is None:
-        return False
-    if when > business_today(SETTINGS) + MAX_DISBURSEMENT_AHEAD:
-        return True
-    row = request.conn.execute(
-        "SELECT (created_at AT TIME ZONE %s)::date AS made_on FROM finance_applications WHERE id = %s",
-        (SETTINGS.finance_timezone, request.path_id()),
-    ).fetchone()
-    return row is not None and when < row["made_on"]
+def _dated_outside(field: str, table: str, ahead: timedelta) -> Callable[[Request], bool]:
+    """`field` is more than `ahead` past today, or before the business date its record (the row of
+    `table` the path names) was made on."""
+
+    def broken(request: Request) -> bool:
+        when = _date(request.field(field))
+        if when is None:
+            return False
+        if when > business_today(SETTINGS) + ahead:
+            return True
+        row = request.conn.execute(
+            f"SELECT (created_at AT TIME ZONE %s)::date AS made_on FROM {table} WHERE id = %s",  # noqa: S608 - a constant
+            (SETTINGS.finance_timezone, request.path_id()),
+        ).fetchone()
+        return row is not None and when < row["made_on"]
+
+    return broken
 
 
-def _paid_on(request: Request) -> bool:
-    when = _date(request.field("paid_on"))
-    if when is None:
-        return False
-    if when > business_today(SETTINGS):
-        return True
-    row = request.conn.execute(
-        "SELECT (created_at AT TIME ZONE %s)::date AS made_on FROM loans WHERE id = %s",
-        (SETTINGS.finance_timezone, request.path_id()),
-    ).fetchone()
-    return row is not None and when < row["made_on"]
+_disbursement_date = _dated_outside("disbursement_date", "finance_applications", MAX_DISBURSEMENT_AHEAD)
+_paid_on = _dated_outside("paid_on", "loans", timedelta(0))
 
 
 def _lender_not_chosen(request: Request) -> bool:
