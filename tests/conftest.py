@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -34,6 +35,23 @@ def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str)
     if len(text) > 200 or not _COLLECTION_TIME.search(text):
         return None  # pytest's own id (a long value gets the parameter's name and index)
     return _COLLECTION_TIME.sub("<ts>", text)
+
+
+# The chaos run's summary tables (title, table), printed at the end of the session. They come from
+# tests/chaos/conftest.py: straight from this process, or from xdist workers as they finish.
+CHAOS_TABLES = pytest.StashKey[list[tuple[str, str]]]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:  # node: xdist's WorkerController
+    tables = getattr(node, "workeroutput", {}).get("chaos_tables", [])
+    node.config.stash.setdefault(CHAOS_TABLES, []).extend(tuple(t) for t in tables)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    for title, text in config.stash.get(CHAOS_TABLES, []):
+        terminalreporter.write_sep("=", title)
+        terminalreporter.write_line(text)
 
 
 @pytest.fixture(scope="session")

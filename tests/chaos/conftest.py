@@ -16,6 +16,7 @@ from tests import services
 from tests.chaos import postgres
 from tests.chaos.run import Run
 from tests.chaos.stack import Stack, StackOptions
+from tests.conftest import CHAOS_TABLES
 
 _RUNS: list[Run] = []
 
@@ -56,22 +57,11 @@ def _summaries() -> list[tuple[str, str]]:
     ]
 
 
-_FROM_WORKERS: list[tuple[str, str]] = []
-
-
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    # Under xdist the runs are in a worker: it hands their tables to the controller, which prints.
+    # Under xdist the runs are in a worker: it hands their tables to the controller, whose hooks
+    # are in tests/conftest.py (a controller collects nothing, so it never loads this file).
     output = getattr(session.config, "workeroutput", None)
     if output is not None:
         output["chaos_tables"] = _summaries()
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: object, error: object) -> None:
-    _FROM_WORKERS.extend(tuple(t) for t in getattr(node, "workeroutput", {}).get("chaos_tables", []))
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for title, text in [*_summaries(), *_FROM_WORKERS]:
-        terminalreporter.write_sep("=", title)
-        terminalreporter.write_line(text)
+    else:
+        session.config.stash.setdefault(CHAOS_TABLES, []).extend(_summaries())
