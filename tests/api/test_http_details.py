@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
+from api import query
 from tests.api.conftest import World, bearer
 from tests.api.contract import document
 
@@ -86,3 +88,13 @@ def test_a_query_parameter_the_route_lacks_is_400(client: TestClient, world: Wor
     assert answer.json()["details"] == [
         {"field": "kyc_stauts", "message": "is not a parameter of this route"}
     ]
+
+
+def test_the_routes_query_parameters_are_read_at_start_up(
+    client_for: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The map of documented query parameters is built before the first request, not by it."""
+    monkeypatch.setattr(query, "_DOCUMENTED", {})
+    client_for()
+    assert ("GET", "/api/consumers") in query._DOCUMENTED
+    assert "kyc_status" in query._DOCUMENTED["GET", "/api/consumers"]
